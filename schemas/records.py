@@ -1,0 +1,51 @@
+"""Typed records for the contracts in this folder: the canonical event and the signal.
+
+Plain dataclasses with ``slots``: cheap to build on the hot path, and each converts to and from
+exactly the documented JSON (no framework metadata on the wire).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The canonical event every accepted input shape is normalised to.
+
+    ``timestamp_ms`` is event time in epoch milliseconds (UTC). ``shape`` records which input
+    shape it came from (``canonical``, ``cloudevents``, ``segment``) and is not part of the
+    dedup identity.
+    """
+
+    event_id: str
+    user_id: str
+    event_type: str
+    timestamp_ms: int
+    channel: str | None = None
+    platform: str | None = None
+    session_id: str | None = None
+    properties: dict[str, Any] | None = None
+    schema_version: int = 1
+    shape: str = "canonical"
+
+    def to_wire(self) -> dict[str, Any]:
+        """The canonical JSON object (what ``user_event.schema.json`` describes)."""
+        wire: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp_ms,
+        }
+        for name in ("channel", "platform", "session_id", "properties"):
+            value = getattr(self, name)
+            if value is not None:
+                wire[name] = value
+        return wire
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_wire())

@@ -1,0 +1,45 @@
+"""The one exception root of engagement-stream.
+
+    EngagementError
+    ├── SettingsError (+ ValueError)      a bad ENGAGEMENT_* value; names the variable
+    ├── InvalidEvent (+ ValueError)       input that cannot become a canonical event
+    ├── StateDecodeError (+ ValueError)   stored state bytes of an unknown version or shape
+    ├── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
+    └── DeliveryError (+ RuntimeError)    Kafka refused or timed out a delivery we must not lose
+
+Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+
+class EngagementError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class SettingsError(EngagementError, ValueError):
+    """A setting read from the environment is missing, malformed or out of range."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+class InvalidEvent(EngagementError, ValueError):
+    """Input bytes that cannot be turned into a canonical event."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class StateDecodeError(EngagementError, ValueError):
+    """Stored state of an unknown version or shape."""
+
+
+class BrokerError(EngagementError, RuntimeError):
+    """A broker process we manage failed to start, answer or stop."""
+
+
+class DeliveryError(EngagementError, RuntimeError):
+    """A record we must not lose could not be delivered to Kafka."""
