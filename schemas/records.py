@@ -49,3 +49,19 @@ class Event:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_wire())
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Event:
+        """Inverse of :meth:`to_wire` for already validated canonical objects (internal topics);
+        ``timestamp`` must be epoch milliseconds there."""
+        return cls(
+            wire["event_id"],
+            wire["user_id"],
+            wire["event_type"],
+            wire["timestamp"],
+            wire.get("channel"),
+            wire.get("platform"),
+            wire.get("session_id"),
+            wire.get("properties"),
+            wire.get("schema_version", 1),
+        )

@@ -134,7 +134,9 @@ def _str(text: str) -> str:
     return text
 
 
-def setting(env: str, default: str, parse: Callable[[str], Any], doc: str, secret: bool = False) -> Any:
+def setting(
+    env: str, default: str, parse: Callable[[str], Any], doc: str, secret: bool = False
+) -> Any:
     """Declare a field read from ``env`` (default given as the text an operator would write)."""
     return field(
         default=parse(default),
@@ -147,117 +149,215 @@ class Settings:
     """Everything a worker or CLI tool needs to know, validated once at start-up."""
 
     broker: tuple[str, ...] = setting(
-        "ENGAGEMENT_BROKER", "kafka://localhost:9092", _brokers,
-        "Kafka bootstrap servers, comma-separated kafka://host:port URLs.")
+        "ENGAGEMENT_BROKER",
+        "kafka://localhost:9092",
+        _brokers,
+        "Kafka bootstrap servers, comma-separated kafka://host:port URLs.",
+    )
     app_id: str = setting(
-        "ENGAGEMENT_APP_ID", "engagement-stream", _str,
-        "Consumer group and changelog-topic prefix; one per deployment.")
+        "ENGAGEMENT_APP_ID",
+        "engagement-stream",
+        _str,
+        "Consumer group and changelog-topic prefix; one per deployment.",
+    )
     input_topic: str = setting(
-        "ENGAGEMENT_INPUT_TOPIC", "user.events", _str,
-        "Topic upstream services publish activity events to.")
+        "ENGAGEMENT_INPUT_TOPIC",
+        "user.events",
+        _str,
+        "Topic upstream services publish activity events to.",
+    )
     input_keyed_by_user: bool = setting(
-        "ENGAGEMENT_INPUT_KEYED_BY_USER", "false", _bool,
+        "ENGAGEMENT_INPUT_KEYED_BY_USER",
+        "false",
+        _bool,
         "The input topic is already keyed by user id with murmur2 and has ENGAGEMENT_PARTITIONS "
         "partitions: skip the re-keying hop and fold straight from it (one Faust message per "
-        "event, so slower per event than the batched hop).")
+        "event, so slower per event than the batched hop).",
+    )
     topic_prefix: str = setting(
-        "ENGAGEMENT_TOPIC_PREFIX", "engagement", _str,
-        "Prefix of the topics engagement-stream owns (events.by_user, dead_letter, signals.*).")
+        "ENGAGEMENT_TOPIC_PREFIX",
+        "engagement",
+        _str,
+        "Prefix of the topics engagement-stream owns (events.by_user, dead_letter, signals.*).",
+    )
     partitions: int = setting(
-        "ENGAGEMENT_PARTITIONS", "8", _int_range(1, 10_000),
-        "Partitions of engagement.events.by_user and the state tables; the unit of scale-out.")
+        "ENGAGEMENT_PARTITIONS",
+        "8",
+        _int_range(1, 10_000),
+        "Partitions of engagement.events.by_user and the state tables; the unit of scale-out.",
+    )
     replication_factor: int = setting(
-        "ENGAGEMENT_REPLICATION_FACTOR", "1", _int_range(1, 10),
-        "Replication factor of the topics engagement-stream creates.")
+        "ENGAGEMENT_REPLICATION_FACTOR",
+        "1",
+        _int_range(1, 10),
+        "Replication factor of the topics engagement-stream creates.",
+    )
     store: str = setting(
-        "ENGAGEMENT_STORE", "memory://", _choice("memory://", "rocksdict://"),
-        "State store: memory:// (development) or rocksdict:// (production, on ENGAGEMENT_DATA_DIR).")
+        "ENGAGEMENT_STORE",
+        "memory://",
+        _choice("memory://", "rocksdict://"),
+        "State store: memory:// (development) or rocksdict:// (production; files in the data dir).",
+    )
     data_dir: str = setting(
-        "ENGAGEMENT_DATA_DIR", "data", _str,
-        "Directory for the worker's local state (RocksDB files, Faust metadata).")
+        "ENGAGEMENT_DATA_DIR",
+        "data",
+        _str,
+        "Directory for the worker's local state (RocksDB files, Faust metadata).",
+    )
     web_host: str = setting(
-        "ENGAGEMENT_WEB_HOST", "0.0.0.0", _str,
-        "Address the worker's web server binds (/metrics, /users/{id}, /healthz, /readyz).")
+        "ENGAGEMENT_WEB_HOST",
+        "0.0.0.0",
+        _str,
+        "Address the worker's web server binds (/metrics, /users/{id}, /healthz, /readyz).",
+    )
     web_port: int = setting(
-        "ENGAGEMENT_WEB_PORT", "6066", _int_range(1, 65_535),
-        "Port of the worker's web server.")
+        "ENGAGEMENT_WEB_PORT", "6066", _int_range(1, 65_535), "Port of the worker's web server."
+    )
+    advertised_url: str = setting(
+        "ENGAGEMENT_ADVERTISED_URL",
+        "",
+        _str,
+        "URL other workers use to reach this one's web server (for /users/{id} routing); "
+        "default http://<host>:<port> from ENGAGEMENT_WEB_HOST or the hostname.",
+    )
     timezone: str = setting(
-        "ENGAGEMENT_TIMEZONE", "UTC", _timezone,
-        "IANA timezone whose calendar days define 'day' for DAU, cohorts and retention.")
+        "ENGAGEMENT_TIMEZONE",
+        "UTC",
+        _timezone,
+        "IANA timezone whose calendar days define 'day' for DAU, cohorts and retention.",
+    )
     clock: str = setting(
-        "ENGAGEMENT_CLOCK", "wall", _choice("wall", "event"),
+        "ENGAGEMENT_CLOCK",
+        "wall",
+        _choice("wall", "event"),
         "wall: deadlines fire on processing time (live). event: they fire when the event-time "
-        "watermark passes them (replay, backfill, deterministic tests).")
+        "watermark passes them (replay, backfill, deterministic tests).",
+    )
     allowed_lateness: float = setting(
-        "ENGAGEMENT_ALLOWED_LATENESS", "1h", _positive_duration,
+        "ENGAGEMENT_ALLOWED_LATENESS",
+        "1h",
+        _positive_duration,
         "How far the event-clock watermark trails the newest event time, and how long after its "
-        "end a day counts as incomplete. Must be under one day.")
+        "end a day counts as incomplete. Must be under one day.",
+    )
     max_future_skew: float = setting(
-        "ENGAGEMENT_MAX_FUTURE_SKEW", "10m", _positive_duration,
-        "Events stamped further than this ahead of the wall clock are dead-lettered. Under one day.")
+        "ENGAGEMENT_MAX_FUTURE_SKEW",
+        "10m",
+        _positive_duration,
+        "Events stamped further ahead of the wall clock than this are dead-lettered (< 1 day).",
+    )
     dormant_after: float = setting(
-        "ENGAGEMENT_DORMANT_AFTER", "7d", _positive_duration,
-        "A user without activity for this long becomes dormant.")
+        "ENGAGEMENT_DORMANT_AFTER",
+        "7d",
+        _positive_duration,
+        "A user without activity for this long becomes dormant.",
+    )
     churned_after: float = setting(
-        "ENGAGEMENT_CHURNED_AFTER", "30d", _positive_duration,
-        "A user without activity for this long becomes churned (longer than the dormant delay).")
+        "ENGAGEMENT_CHURNED_AFTER",
+        "30d",
+        _positive_duration,
+        "A user without activity for this long becomes churned (longer than the dormant delay).",
+    )
     discard_after: float = setting(
-        "ENGAGEMENT_DISCARD_AFTER", "400d", _positive_duration,
-        "A churned user's state is deleted after this long without activity, bounding the key space.")
+        "ENGAGEMENT_DISCARD_AFTER",
+        "400d",
+        _positive_duration,
+        "A churned user's state is deleted after this long without activity.",
+    )
     alive_threshold: float = setting(
-        "ENGAGEMENT_ALIVE_THRESHOLD", "0.5", _probability,
-        "A user becomes at_risk when the MBG/NBD probability of being alive falls below this.")
+        "ENGAGEMENT_ALIVE_THRESHOLD",
+        "0.5",
+        _probability,
+        "A user becomes at_risk when the MBG/NBD probability of being alive falls below this.",
+    )
     model_r: float = setting(
-        "ENGAGEMENT_MODEL_R", "0.8", _positive_float, "MBG/NBD population parameter r (days).")
+        "ENGAGEMENT_MODEL_R", "0.8", _positive_float, "MBG/NBD population parameter r (days)."
+    )
     model_alpha: float = setting(
-        "ENGAGEMENT_MODEL_ALPHA", "4.0", _positive_float, "MBG/NBD population parameter alpha.")
+        "ENGAGEMENT_MODEL_ALPHA", "4.0", _positive_float, "MBG/NBD population parameter alpha."
+    )
     model_a: float = setting(
-        "ENGAGEMENT_MODEL_A", "0.3", _positive_float, "MBG/NBD population parameter a.")
+        "ENGAGEMENT_MODEL_A", "0.3", _positive_float, "MBG/NBD population parameter a."
+    )
     model_b: float = setting(
-        "ENGAGEMENT_MODEL_B", "3.0", _positive_float, "MBG/NBD population parameter b.")
+        "ENGAGEMENT_MODEL_B", "3.0", _positive_float, "MBG/NBD population parameter b."
+    )
     model_file: str = setting(
-        "ENGAGEMENT_MODEL_FILE", "", _str,
-        "A parameters file written by `engagement fit`; overrides the ENGAGEMENT_MODEL_* values.")
+        "ENGAGEMENT_MODEL_FILE",
+        "",
+        _str,
+        "A parameters file written by `engagement fit`; overrides the ENGAGEMENT_MODEL_* values.",
+    )
     horizon_days: int = setting(
-        "ENGAGEMENT_HORIZON_DAYS", "120", _int_range(90, 1024),
-        "Days of per-user activity history kept in state (active-day bitmaps).")
+        "ENGAGEMENT_HORIZON_DAYS",
+        "120",
+        _int_range(90, 1024),
+        "Days of per-user activity history kept in state (active-day bitmaps).",
+    )
     aggregate_days: int = setting(
-        "ENGAGEMENT_AGGREGATE_DAYS", "35", _int_range(35, 90),
-        "Days of partition aggregates kept; late events inside it still count in their own day.")
+        "ENGAGEMENT_AGGREGATE_DAYS",
+        "35",
+        _int_range(35, 90),
+        "Days of partition aggregates kept; late events inside it still count in their own day.",
+    )
     retention_days: tuple[int, ...] = setting(
-        "ENGAGEMENT_RETENTION_DAYS", "1,7,30", _ints,
-        "The N of the N-day retention gauges.")
+        "ENGAGEMENT_RETENTION_DAYS", "1,7,30", _ints, "The N of the N-day retention gauges."
+    )
     channels: tuple[str, ...] = setting(
-        "ENGAGEMENT_CHANNELS", "organic,paid_search,paid_social,email,referral", _names,
-        "Acquisition channels reported by name; any other channel is reported as 'other'.")
+        "ENGAGEMENT_CHANNELS",
+        "organic,paid_search,paid_social,email,referral",
+        _names,
+        "Acquisition channels reported by name; any other channel is reported as 'other'.",
+    )
     event_types: tuple[str, ...] = setting(
         "ENGAGEMENT_EVENT_TYPES",
         "session_start,page_view,screen_view,click,search,add_to_cart,purchase,share,invite,"
-        "comment,review,feedback", _names,
-        "Event types counted by name in metrics; any other type is counted as 'other'.")
+        "comment,review,feedback",
+        _names,
+        "Event types counted by name in metrics; any other type is counted as 'other'.",
+    )
     categories: tuple[tuple[str, tuple[str, ...]], ...] = setting(
         "ENGAGEMENT_CATEGORIES",
         "purchase=purchase|add_to_cart;social=share|invite|comment;feedback=review|feedback",
         _categories,
-        "Event categories whose decline against the user's own baseline is reported in signals.")
+        "Event categories whose decline against the user's own baseline is reported in signals.",
+    )
     schema_versions: tuple[int, ...] = setting(
-        "ENGAGEMENT_SCHEMA_VERSIONS", "1", _ints,
-        "schema_version values of the canonical event that are accepted.")
+        "ENGAGEMENT_SCHEMA_VERSIONS",
+        "1",
+        _ints,
+        "schema_version values of the canonical event that are accepted.",
+    )
     max_message_bytes: int = setting(
-        "ENGAGEMENT_MAX_MESSAGE_BYTES", "65536", _int_range(256, 16 * 1024 * 1024),
-        "Input messages larger than this are dead-lettered (reason too_large).")
+        "ENGAGEMENT_MAX_MESSAGE_BYTES",
+        "65536",
+        _int_range(256, 16 * 1024 * 1024),
+        "Input messages larger than this are dead-lettered (reason too_large).",
+    )
     ingest_batch: int = setting(
-        "ENGAGEMENT_INGEST_BATCH", "2000", _int_range(1, 100_000),
-        "Most input messages ingest reads, validates and forwards in one step.")
+        "ENGAGEMENT_INGEST_BATCH",
+        "2000",
+        _int_range(1, 100_000),
+        "Most input messages ingest reads, validates and forwards in one step.",
+    )
     tick_interval: float = setting(
-        "ENGAGEMENT_TICK_INTERVAL", "200ms", _positive_duration,
-        "How often the deadline timer looks for due users.")
+        "ENGAGEMENT_TICK_INTERVAL",
+        "200ms",
+        _positive_duration,
+        "How often the deadline timer looks for due users.",
+    )
     session_timeout: float = setting(
-        "ENGAGEMENT_SESSION_TIMEOUT", "30s", _positive_duration,
-        "Consumer-group session timeout (short values settle groups faster on Tansu).")
+        "ENGAGEMENT_SESSION_TIMEOUT",
+        "30s",
+        _positive_duration,
+        "Consumer-group session timeout (short values settle groups faster on Tansu).",
+    )
     log_level: str = setting(
-        "ENGAGEMENT_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
-        "Log level of the worker and tools.")
+        "ENGAGEMENT_LOG_LEVEL",
+        "info",
+        _choice("debug", "info", "warning", "error"),
+        "Log level of the worker and tools.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -275,16 +375,24 @@ class Settings:
 
     def _checked(self) -> Settings:
         if self.churned_after <= self.dormant_after:
-            raise SettingsError("ENGAGEMENT_CHURNED_AFTER", "must be longer than ENGAGEMENT_DORMANT_AFTER")
+            raise SettingsError(
+                "ENGAGEMENT_CHURNED_AFTER", "must be longer than ENGAGEMENT_DORMANT_AFTER"
+            )
         if self.discard_after <= self.churned_after:
-            raise SettingsError("ENGAGEMENT_DISCARD_AFTER", "must be longer than ENGAGEMENT_CHURNED_AFTER")
-        for name, value in (("ENGAGEMENT_ALLOWED_LATENESS", self.allowed_lateness),
-                            ("ENGAGEMENT_MAX_FUTURE_SKEW", self.max_future_skew)):
+            raise SettingsError(
+                "ENGAGEMENT_DISCARD_AFTER", "must be longer than ENGAGEMENT_CHURNED_AFTER"
+            )
+        for name, value in (
+            ("ENGAGEMENT_ALLOWED_LATENESS", self.allowed_lateness),
+            ("ENGAGEMENT_MAX_FUTURE_SKEW", self.max_future_skew),
+        ):
             if value >= DAY_SECONDS:
                 raise SettingsError(name, "must be shorter than one day")
         if max(self.retention_days) + 2 > self.aggregate_days:
-            raise SettingsError("ENGAGEMENT_RETENTION_DAYS",
-                                "the largest N must be at least 2 days below ENGAGEMENT_AGGREGATE_DAYS")
+            raise SettingsError(
+                "ENGAGEMENT_RETENTION_DAYS",
+                "the largest N must be at least 2 days below ENGAGEMENT_AGGREGATE_DAYS",
+            )
         return self
 
     def replace(self, **changes: Any) -> Settings:
@@ -302,8 +410,9 @@ class Settings:
     def masked(self) -> dict[str, str]:
         """The settings for logs and ``/healthz``: secrets replaced by ``***``."""
         return {
-            f.metadata["env"]: "***" if f.metadata["secret"] and getattr(self, f.name) else
-            _render(getattr(self, f.name))
+            f.metadata["env"]: "***"
+            if f.metadata["secret"] and getattr(self, f.name)
+            else _render(getattr(self, f.name))
             for f in dataclasses.fields(self)
         }
 
@@ -320,5 +429,7 @@ def _render(value: Any) -> str:
 
 def describe() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting, in declaration order."""
-    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"])
-            for f in dataclasses.fields(Settings)]
+    return [
+        (f.metadata["env"], f.metadata["default"], f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
+    ]

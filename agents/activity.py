@@ -1,0 +1,76 @@
+"""activity: ``events.by_user`` (user_id -> batch of Events) -> user state + partition aggregates.
+
+Thin: each Faust message is a batch of one partition's events; the runtime folds it through the
+pure engine and returns once the resulting state (and any signal) is durable, so Faust's commit
+of this message never runs ahead of the state it produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from agents.logic.ingest import IngestLimits, dead_letter_headers, ingest
+from schemas.records import Event
+from streams.metrics import Metrics
+from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, topic: Any, runtime: Runtime) -> Any:
+    """The activity agent over the internal batch topic."""
+
+    @app.agent(topic, name="activity", concurrency=1)  # type: ignore[misc]
+    async def activity(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                await runtime.on_batch(message.partition, message.value)
+            except ValueError:
+                log.exception(
+                    "malformed record at %s[%d]@%d skipped",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                )
+
+    return activity
+
+
+def register_direct(
+    app: faust.App, topic: Any, runtime: Runtime, limits: IngestLimits, metrics: Metrics
+) -> Any:
+    """ENGAGEMENT_INPUT_KEYED_BY_USER: ingest and fold straight from the input topic, one
+    event per Faust message (no re-keying hop)."""
+    dead_letter = runtime.settings.topic("dead_letter")
+
+    @app.agent(topic, name="activity_direct", concurrency=1)  # type: ignore[misc]
+    async def activity_direct(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            now = int(time.time() * 1000)
+            headers = list(message.headers or [])
+            metrics.consumed.inc()
+            result = ingest(message.value, headers, now, limits)
+            if isinstance(result, Event):
+                metrics.count_valid(result.event_type)
+                await runtime.on_events(message.partition, [result])
+                continue
+            metrics.invalid.labels(result.reason.value).inc()
+            runtime.deliverer.produce(
+                dead_letter,
+                message.key,
+                message.value,
+                -1,
+                dead_letter_headers(
+                    headers, result, message.topic, message.partition, message.offset, now
+                ),
+            )
+            await runtime.deliverer.flush("dead_letter")
+            metrics.dead_lettered.inc()
+
+    return activity_direct

@@ -1,0 +1,29 @@
+"""lifecycle: user state -> ``signals.{dormant,churn_risk,churned,reactivated}`` on deadlines.
+
+Thin: a timer asks the runtime to fire what the deadline index says is due (work proportional
+to the users due); returns are decided in the activity stage as events arrive. A second timer
+refreshes the snapshot the metrics collector reads, so scrapes never scan state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streams.runtime import Runtime
+
+SNAPSHOT_EVERY_S = 1.0
+
+
+def register(app: faust.App, runtime: Runtime) -> tuple[Any, Any]:
+    @app.timer(runtime.settings.tick_interval, name="lifecycle_deadlines")  # type: ignore[misc]
+    async def deadlines() -> None:
+        if runtime.ready.is_set():
+            await runtime.tick()
+
+    @app.timer(SNAPSHOT_EVERY_S, name="lifecycle_snapshot")  # type: ignore[misc]
+    async def snapshot() -> None:
+        runtime.refresh_snapshot()
+
+    return deadlines, snapshot

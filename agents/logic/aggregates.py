@@ -1,0 +1,193 @@
+"""Partition-local aggregates: exact counts from which every live gauge is derived.
+
+Each user contributes to a few counters, all a pure function of its state:
+
+* ``active[d]``: active on day d (DAU).
+* ``consecutive[d]``: active on d and on d - 1 (returning; with ``active`` gives the lifecycle).
+* ``cohort[(c, ch, k)]``: first active day c, channel ch, active on day c + k (retention; k=0
+  is the cohort size).
+* ``last_two[(L, L2)]``: newest two active days (WAU/MAU: active in a window even when the
+  newest day is just past "today" because of lateness).
+* ``reach[(c, ch, L - c)]``: newest active day per cohort ("on or after day N" retention).
+* ``stages[(stage, ch)]``: users per stage.
+
+:meth:`Aggregates.update` applies the difference between a user's old and new state, so the
+counters equal a rebuild from scratch over the states (:meth:`Aggregates.add`) — that is how a
+worker restores them after a restart or a rebalance, from the changelog-backed state table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from agents.logic.days import Calendar
+from agents.logic.state import Stage, UserState
+
+LIFECYCLE_STATUSES = ("new", "returning", "resurrecting", "dormant")
+WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
+
+
+def _day_set(state: UserState) -> set[int]:
+    days, last = state.days, state.last_day
+    return {last - i for i in range(days.bit_length()) if days >> i & 1}
+
+
+def _last_two(state: UserState) -> tuple[int, int]:
+    rest = state.days >> 1
+    if not rest:
+        return state.last_day, -1
+    return state.last_day, state.last_day - 1 - ((rest & -rest).bit_length() - 1)
+
+
+@dataclass(slots=True)
+class Aggregates:
+    """The counters of one partition."""
+
+    active: Counter[int] = field(default_factory=Counter)
+    consecutive: Counter[int] = field(default_factory=Counter)
+    cohort: Counter[tuple[int, int, int]] = field(default_factory=Counter)
+    last_two: Counter[tuple[int, int]] = field(default_factory=Counter)
+    reach: Counter[tuple[int, int, int]] = field(default_factory=Counter)
+    stages: Counter[tuple[int, int]] = field(default_factory=Counter)
+
+    def add(self, state: UserState, calendar: Calendar, sign: int = 1) -> None:
+        """Count (``sign=1``) or un-count (``sign=-1``) every contribution of ``state``."""
+        first, ch = calendar.day_of(state.first_ms), state.channel
+        days = _day_set(state)
+        for day in days:
+            self.active[day] += sign
+            if day - 1 in days:
+                self.consecutive[day] += sign
+            self.cohort[(first, ch, day - first)] += sign
+        self.last_two[_last_two(state)] += sign
+        self.reach[(first, ch, state.last_day - first)] += sign
+        self.stages[(state.stage, ch)] += sign
+
+    def update(self, old: UserState | None, new: UserState, calendar: Calendar) -> None:
+        """Move the counters from ``old``'s contributions to ``new``'s."""
+        if old is None:
+            self.add(new, calendar)
+            return
+        first = calendar.day_of(new.first_ms)
+        if first != calendar.day_of(old.first_ms) or new.channel != old.channel:
+            self.add(old, calendar, -1)
+            self.add(new, calendar)
+            return
+        if new.days != old.days or new.last_day != old.last_day:
+            self._add_days(old, new, first)
+        if new.stage != old.stage:
+            self.stages[(old.stage, old.channel)] -= 1
+            self.stages[(new.stage, new.channel)] += 1
+
+    def _add_days(self, old: UserState, new: UserState, first: int) -> None:
+        before, after = _day_set(old), _day_set(new)
+        added = after - before
+        ch = new.channel
+        for day in added:
+            self.active[day] += 1
+            if day - 1 in after:
+                self.consecutive[day] += 1
+            if day + 1 in after and day + 1 not in added:
+                self.consecutive[day + 1] += 1
+            self.cohort[(first, ch, day - first)] += 1
+        old_two, new_two = _last_two(old), _last_two(new)
+        if old_two != new_two:
+            self.last_two[old_two] -= 1
+            self.last_two[new_two] += 1
+        if old.last_day != new.last_day:
+            self.reach[(first, ch, old.last_day - first)] -= 1
+            self.reach[(first, ch, new.last_day - first)] += 1
+
+    def prune(self, oldest_day: int) -> None:
+        """Forget days before ``oldest_day`` (outside every gauge's reach)."""
+        for counter, pick in (
+            (self.active, lambda k: k),
+            (self.consecutive, lambda k: k),
+            (self.cohort, lambda k: k[0]),
+            (self.reach, lambda k: k[0]),
+            (self.last_two, lambda k: k[0]),
+        ):
+            for key in [k for k in counter if pick(k) < oldest_day]:
+                del counter[key]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Gauge values of one or more partitions; snapshots of partitions add up."""
+
+    active: Counter[str] = field(default_factory=Counter)  # window -> users
+    lifecycle: Counter[str] = field(default_factory=Counter)  # status -> users
+    stages: Counter[int] = field(default_factory=Counter)  # stage -> users
+    # (N, channel index, period) -> cohort users / retained users / retained on-or-after
+    cohort: Counter[tuple[int, int, str]] = field(default_factory=Counter)
+    retained: Counter[tuple[int, int, str]] = field(default_factory=Counter)
+    retained_after: Counter[tuple[int, int, str]] = field(default_factory=Counter)
+    winback_lapsed: Counter[int] = field(default_factory=Counter)
+    winback_reactivated: Counter[int] = field(default_factory=Counter)
+
+    def __iadd__(self, other: Snapshot) -> Snapshot:
+        for name in self.__slots__:
+            getattr(self, name).update(getattr(other, name))
+        return self
+
+
+def _window_users(last_two: Counter[tuple[int, int]], today: int, width: int) -> int:
+    low = today - width + 1
+    return sum(
+        n
+        for (last, second), n in last_two.items()
+        if low <= last <= today or (last > today and low <= second <= today)
+    )
+
+
+def snapshot(
+    agg: Aggregates, today: int, last_complete: int, retention_days: Sequence[int], n_channels: int
+) -> Snapshot:
+    """Read the gauges for ``today`` (and the last complete day) off one partition."""
+    snap = Snapshot()
+    for name, width in WINDOWS:
+        snap.active[name] = _window_users(agg.last_two, today, width)
+    new = sum(agg.cohort[(today, ch, 0)] for ch in range(n_channels))
+    both = agg.consecutive[today]
+    snap.lifecycle.update(
+        {
+            "new": new,
+            "returning": both,
+            "resurrecting": agg.active[today] - both - new,
+            "dormant": agg.active[today - 1] - both,
+        }
+    )
+    for (stage, _), n in agg.stages.items():
+        snap.stages[stage] += n
+    wanted: dict[int, list[tuple[int, str]]] = {}
+    for n_days in retention_days:
+        for period, day in (("today", today), ("last_complete", last_complete)):
+            wanted.setdefault(day - n_days, []).append((n_days, period))
+            for ch in range(n_channels):
+                key = (n_days, ch, period)
+                snap.cohort[key] = agg.cohort[(day - n_days, ch, 0)]
+                snap.retained[key] = agg.cohort[(day - n_days, ch, n_days)]
+                snap.retained_after[key] += 0
+    for (cohort_day, ch, k), n in agg.reach.items():
+        for n_days, period in wanted.get(cohort_day, ()):
+            if k >= n_days:
+                snap.retained_after[(n_days, ch, period)] += n
+    return snap
+
+
+def lapsed_by_channel(agg: Aggregates, n_channels: int) -> list[int]:
+    """Users dormant or churned now, per channel (the win-back denominator at day start)."""
+    return [
+        agg.stages[(Stage.DORMANT, ch)] + agg.stages[(Stage.CHURNED, ch)]
+        for ch in range(n_channels)
+    ]
+
+
+def rebuild(states: Iterable[UserState], calendar: Calendar) -> Aggregates:
+    """Counters from scratch over a partition's states."""
+    agg = Aggregates()
+    for state in states:
+        agg.add(state, calendar)
+    return agg

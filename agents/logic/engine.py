@@ -1,0 +1,344 @@
+"""The activity and lifecycle stages for the partitions one worker owns, without Faust.
+
+The agents hand it batches of canonical events and clock ticks; it reads and writes each
+partition's key-value store, keeps the partition aggregates and deadline index in step, and
+returns what must be made durable: changelog records and signals. Time is always passed in.
+
+Per partition it also keeps a small meta record (event-time watermark, the current day and the
+win-back counters of that day) under a reserved key of the same store, so it travels through the
+same changelog as the user states and is recovered with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
+from agents.logic.days import Calendar
+from agents.logic.fold import FoldConfig, fold, new_state
+from agents.logic.lifecycle import LifecycleConfig, Transition, advance, on_activity
+from agents.logic.signals import SignalContext, build_signal
+from agents.logic.state import Deadline, UserState, decode, encode
+from agents.logic.timers import DeadlineIndex
+from schemas.records import Event
+
+META_KEY = b"\x00meta"
+KVStore = MutableMapping[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    fold: FoldConfig
+    lifecycle: LifecycleConfig
+    signals: SignalContext
+    clock: str  # "wall" | "event"
+    lateness_ms: int
+    aggregate_days: int
+    retention_days: tuple[int, ...]
+
+    @property
+    def calendar(self) -> Calendar:
+        return self.fold.calendar
+
+
+@dataclass(slots=True)
+class Output:
+    """What a step produced: to be delivered (signals first, then changelog) before acking."""
+
+    changelog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    signals: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+@dataclass(slots=True)
+class Meta:
+    watermark_ms: int = 0
+    today: int = 0
+    lapsed: list[int] = field(default_factory=list)
+    reactivated: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Partition:
+    number: int
+    store: KVStore
+    aggregates: Aggregates
+    index: DeadlineIndex
+    meta: Meta
+
+
+class Engine:
+    """All partitions one worker owns."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.partitions: dict[int, Partition] = {}
+        self._n_channels = len(config.signals.channels)
+
+    # -- ownership ---------------------------------------------------------------------------
+    def assign(self, number: int, store: KVStore) -> Partition:
+        """Take over a partition whose store is recovered: rebuild aggregates and index."""
+        calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
+        meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
+        for key, raw in store.items():
+            if key == META_KEY:
+                meta = _decode_meta(raw, self._n_channels)
+                continue
+            state = decode(raw)
+            agg.add(state, calendar)
+            if state.deadline is not Deadline.NONE:
+                index.add(state.deadline_ms, key)
+        part = self.partitions[number] = Partition(number, store, agg, index, meta)
+        return part
+
+    def revoke(self, number: int) -> None:
+        self.partitions.pop(number, None)
+
+    # -- clock -------------------------------------------------------------------------------
+    def now_ms(self, wall_ms: int) -> int:
+        """The clock's now: wall time, or the newest watermark of the owned partitions."""
+        if self.config.clock == "wall":
+            return wall_ms
+        return max((p.meta.watermark_ms for p in self.partitions.values()), default=0)
+
+    def observe_watermark(self, number: int, watermark_ms: int) -> None:
+        part = self.partitions.get(number)
+        if part is not None and watermark_ms > part.meta.watermark_ms:
+            part.meta.watermark_ms = watermark_ms
+
+    # -- activity ----------------------------------------------------------------------------
+    def process(
+        self, number: int, events: Iterable[Event], wall_ms: int, watermark_ms: int = 0
+    ) -> Output:
+        """Fold a batch of one partition's events, then fire whatever became due."""
+        out = Output()
+        part = self.partitions[number]
+        by_user: dict[str, list[Event]] = {}
+        newest = 0
+        for event in events:
+            by_user.setdefault(event.user_id, []).append(event)
+            newest = max(newest, event.timestamp_ms)
+            out.events += 1
+        now = self.now_ms(wall_ms)
+        late_before = now if self.config.clock == "event" else wall_ms - self.config.lateness_ms
+        for user_id, user_events in by_user.items():
+            self._fold_user(
+                part,
+                user_id,
+                user_events,
+                now=now,
+                late_before=late_before,
+                wall_ms=wall_ms,
+                out=out,
+            )
+        self.observe_watermark(number, max(watermark_ms, newest - self.config.lateness_ms))
+        self._advance_partition(part, self.now_ms(wall_ms), wall_ms, out)
+        return out
+
+    def _fold_user(
+        self,
+        part: Partition,
+        user_id: str,
+        events: list[Event],
+        *,
+        now: int,
+        late_before: int,
+        wall_ms: int,
+        out: Output,
+    ) -> None:
+        cfg, calendar = self.config, self.config.calendar
+        key = user_id.encode()
+        raw = part.store.get(key)
+        old = decode(raw) if raw is not None else None
+        state = old.copy() if old is not None else None
+        for event in events:
+            if event.timestamp_ms < late_before:
+                out.late += 1
+            day = calendar.day_of(event.timestamp_ms)
+            if state is None:
+                state = new_state(event, day, cfg.fold)
+            elif not fold(state, event, day, cfg.fold):
+                out.duplicates += 1
+        if state is None or (old is not None and state == old):
+            return
+        transitions = []
+        returned = on_activity(old, state, cfg.lifecycle)
+        if returned is not None:
+            transitions.append(returned)
+            if 0 <= state.channel < len(part.meta.reactivated):
+                part.meta.reactivated[state.channel] += 1
+        transitions.extend(advance(state, now, cfg.lifecycle))
+        self._commit(
+            part,
+            key,
+            user_id,
+            old=old,
+            state=state,
+            transitions=transitions,
+            wall_ms=wall_ms,
+            out=out,
+        )
+
+    # -- deadlines ---------------------------------------------------------------------------
+    def tick(self, wall_ms: int) -> Output:
+        """Fire every deadline that is due on every owned partition."""
+        out = Output()
+        now = self.now_ms(wall_ms)
+        for part in list(self.partitions.values()):
+            self._advance_partition(part, now, wall_ms, out)
+        return out
+
+    def _advance_partition(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
+        if now <= 0:
+            return
+        calendar, meta = self.config.calendar, part.meta
+        today = calendar.day_of(now)
+        if meta.today == 0:
+            self._roll_day(part, today)
+        while meta.today < today:
+            self._fire_due(part, calendar.start_of(meta.today + 1) - 1, wall_ms, out)
+            self._roll_day(part, meta.today + 1)
+        self._fire_due(part, now, wall_ms, out)
+
+    def _roll_day(self, part: Partition, day: int) -> None:
+        meta = part.meta
+        meta.today = day
+        meta.lapsed = lapsed_by_channel(part.aggregates, self._n_channels)
+        meta.reactivated = [0] * self._n_channels
+        part.aggregates.prune(day - self.config.aggregate_days)
+
+    def _fire_due(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
+        for key in part.index.pop_due(now):
+            raw = part.store.get(key)
+            if raw is None:
+                continue
+            state = decode(raw)
+            if state.deadline is Deadline.NONE:
+                continue
+            if state.deadline_ms > now:
+                part.index.add(state.deadline_ms, key)
+                continue
+            old = state.copy()
+            transitions = advance(state, now, self.config.lifecycle)
+            self._commit(
+                part,
+                key,
+                key.decode(),
+                old=old,
+                state=state,
+                transitions=transitions,
+                wall_ms=wall_ms,
+                out=out,
+                rearm=True,
+            )
+
+    # -- shared ------------------------------------------------------------------------------
+    def _commit(
+        self,
+        part: Partition,
+        key: bytes,
+        user_id: str,
+        *,
+        old: UserState | None,
+        state: UserState,
+        transitions: list[Transition],
+        wall_ms: int,
+        out: Output,
+        rearm: bool = False,
+    ) -> None:
+        """Emit signals, keep aggregates and index in step, store and log the new state.
+
+        ``rearm``: the caller popped the user's index entry, so one is added whatever the
+        deadline; otherwise only a deadline that moved earlier needs a new entry.
+        """
+        cfg = self.config
+        discard = False
+        for transition in transitions:
+            if transition.kind == "discard":
+                discard = True
+                continue
+            signal = build_signal(
+                user_id,
+                state,
+                transition,
+                config=cfg.lifecycle,
+                context=cfg.signals,
+                horizon=cfg.fold.horizon_days,
+                processed_ms=wall_ms,
+            )
+            out.signals.append((transition.kind, key, signal))
+        if discard:
+            if old is not None:
+                part.aggregates.add(old, cfg.calendar, -1)
+            part.store.pop(key, None)
+            out.changelog.append((part.number, key, None))
+            return
+        part.aggregates.update(old, state, cfg.calendar)
+        if state.deadline is not Deadline.NONE and (
+            rearm
+            or old is None
+            or old.deadline is Deadline.NONE
+            or state.deadline_ms < old.deadline_ms
+        ):
+            part.index.add(state.deadline_ms, key)
+        value = encode(state)
+        part.store[key] = value
+        out.changelog.append((part.number, key, value))
+
+    def meta_record(self, number: int) -> tuple[int, bytes, bytes]:
+        """The partition's meta record, for the changelog (written with every step)."""
+        meta = self.partitions[number].meta
+        value = orjson.dumps(
+            {
+                "watermark_ms": meta.watermark_ms,
+                "today": meta.today,
+                "lapsed": meta.lapsed,
+                "reactivated": meta.reactivated,
+            }
+        )
+        self.partitions[number].store[META_KEY] = value
+        return number, META_KEY, value
+
+    def snapshot(self, wall_ms: int) -> tuple[Snapshot, int]:
+        """Gauges summed over the owned partitions, and the day they describe."""
+        now = self.now_ms(wall_ms)
+        calendar = self.config.calendar
+        today = calendar.day_of(now) if now > 0 else 0
+        if self.config.clock == "wall":
+            last_complete = calendar.day_of(now - self.config.lateness_ms) - 1
+        else:
+            last_complete = today - 1
+        total = Snapshot()
+        for part in self.partitions.values():
+            total += snapshot(
+                part.aggregates, today, last_complete, self.config.retention_days, self._n_channels
+            )
+            if part.meta.today == today:
+                total.winback_lapsed.update(dict(enumerate(part.meta.lapsed)))
+                total.winback_reactivated.update(dict(enumerate(part.meta.reactivated)))
+        return total, today
+
+    def user(self, user_id: str) -> UserState | None:
+        key = user_id.encode()
+        for part in self.partitions.values():
+            raw = part.store.get(key)
+            if raw is not None:
+                return decode(raw)
+        return None
+
+
+def _decode_meta(raw: bytes, n_channels: int) -> Meta:
+    data = orjson.loads(raw)
+    pad = [0] * n_channels
+    return Meta(
+        int(data.get("watermark_ms", 0)),
+        int(data.get("today", 0)),
+        (list(data.get("lapsed", [])) + pad)[:n_channels],
+        (list(data.get("reactivated", [])) + pad)[:n_channels],
+    )

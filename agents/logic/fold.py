@@ -1,0 +1,131 @@
+"""Folding canonical events into a user's state: idempotent and order-insensitive.
+
+Active days and per-category active days are sets (bitmaps); first and last event time are a
+min and a max; the first-touch channel belongs to the earliest event (ties: the larger channel
+index). So duplicates change nothing and any reordering gives the same state. The one exception
+is documented: an event older than the horizon, counted back from the user's newest active day,
+can only move the first event (and ``x_extra`` when it is older than the first day), because
+the days in between are no longer known.
+
+Duplicates are detected on the ``recent_ids`` newest ``(event time, crc32(event_id))`` pairs of
+the user, kept as a top-k set so that it, too, does not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from zlib import crc32
+
+from agents.logic.days import Calendar
+from agents.logic.state import Stage, UserState
+from schemas.records import Event
+
+
+@dataclass(frozen=True, slots=True)
+class FoldConfig:
+    """What the fold needs to know; built once from Settings."""
+
+    calendar: Calendar
+    horizon_days: int
+    channel_index: Mapping[str, int]  # allow-listed channel -> 1..n; anything else is 0 (other)
+    category_index: Mapping[str, int]  # event type -> category bitmap index
+    n_categories: int
+    recent_ids: int = 4
+
+    @classmethod
+    def build(
+        cls,
+        calendar: Calendar,
+        horizon_days: int,
+        channels: Sequence[str],
+        categories: Sequence[tuple[str, Sequence[str]]],
+        recent_ids: int = 4,
+    ) -> FoldConfig:
+        category_index = {etype: i for i, (_, types) in enumerate(categories) for etype in types}
+        return cls(
+            calendar,
+            horizon_days,
+            {name: i + 1 for i, name in enumerate(channels)},
+            category_index,
+            len(categories),
+            recent_ids,
+        )
+
+
+def fingerprint(event_id: str) -> int:
+    """A stable 32-bit fingerprint of an event id (stable across processes, unlike hash())."""
+    return crc32(event_id.encode())
+
+
+def new_state(event: Event, day: int, config: FoldConfig) -> UserState:
+    """The state of a user whose first seen event is ``event``."""
+    categories = [0] * config.n_categories
+    category = config.category_index.get(event.event_type)
+    if category is not None:
+        categories[category] = 1
+    return UserState(
+        first_ms=event.timestamp_ms,
+        last_ms=event.timestamp_ms,
+        last_day=day,
+        channel=config.channel_index.get(event.channel, 0) if event.channel else 0,
+        categories=categories,
+        recent=[(event.timestamp_ms, fingerprint(event.event_id))],
+        stage=Stage.NEW,  # stage_since_ms is set by the lifecycle once the batch is folded
+    )
+
+
+def _remember(state: UserState, key: tuple[int, int], keep: int) -> bool:
+    """Add ``key`` to the top-k recent set; False if it was there already (a duplicate)."""
+    recent = state.recent
+    if key in recent:
+        return False
+    if len(recent) >= keep and key < recent[-1]:
+        return True  # older than every remembered event: new to us, nothing to remember
+    recent.append(key)
+    recent.sort(reverse=True)
+    del recent[keep:]
+    return True
+
+
+def _mark_day(state: UserState, day: int, category: int | None, config: FoldConfig) -> None:
+    horizon = config.horizon_days
+    shift = day - state.last_day
+    if shift > 0:
+        days = state.days << shift
+        aged = days >> horizon
+        if aged:
+            state.x_extra += aged.bit_count()
+            days &= (1 << horizon) - 1
+        state.days = days | 1
+        mask = (1 << horizon) - 1
+        state.categories = [(bits << shift) & mask for bits in state.categories]
+        state.last_day = day
+        if category is not None:
+            state.categories[category] |= 1
+    elif -shift < horizon:
+        state.days |= 1 << -shift
+        if category is not None:
+            state.categories[category] |= 1 << -shift
+    elif day < config.calendar.day_of(state.first_ms):
+        state.x_extra += 1  # beyond the horizon but before the first day: surely a new day
+
+
+def fold(state: UserState, event: Event, day: int, config: FoldConfig) -> bool:
+    """Fold ``event`` (on local ``day``) into ``state`` in place; False if it is a duplicate."""
+    ms = event.timestamp_ms
+    if not _remember(state, (ms, fingerprint(event.event_id)), config.recent_ids):
+        return False
+    _mark_day(state, day, config.category_index.get(event.event_type), config)
+    state.last_ms = max(state.last_ms, ms)
+    channel = config.channel_index.get(event.channel, 0) if event.channel else 0
+    if ms < state.first_ms or (ms == state.first_ms and channel > state.channel):
+        state.first_ms = ms
+        state.channel = channel
+    return True
+
+
+def active_day_numbers(state: UserState) -> list[int]:
+    """The user's active days still inside the horizon, oldest first."""
+    days, last = state.days, state.last_day
+    return [last - i for i in range(days.bit_length() - 1, -1, -1) if days >> i & 1]

@@ -1,0 +1,143 @@
+"""Stage transitions and deadlines: what a user's state means, and when it will mean more.
+
+Two entry points, both pure with ``now_ms`` passed in:
+
+* :func:`on_activity` after new events were folded into a user's state (returns, recoveries);
+* :func:`advance` when the clock passes the user's deadline (at risk, dormant, churned, discard).
+
+Every state carries its next deadline, so the timer index only ever touches users that are due;
+the churn-risk deadline is the closed-form moment P(alive) crosses the threshold, so nothing is
+polled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from agents.logic.churn import ModelParams, risk_deadline_T
+from agents.logic.days import DAY_MS, Calendar
+from agents.logic.state import Deadline, Stage, UserState
+
+SIGNAL_KINDS = ("dormant", "churn_risk", "churned", "reactivated")
+_SIGNAL_OF = {
+    Stage.AT_RISK: "churn_risk",
+    Stage.DORMANT: "dormant",
+    Stage.CHURNED: "churned",
+    Stage.REACTIVATED: "reactivated",
+}
+_STAGE_OF = {
+    Deadline.AT_RISK: Stage.AT_RISK,
+    Deadline.DORMANT: Stage.DORMANT,
+    Deadline.CHURNED: Stage.CHURNED,
+}
+_LIVE = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    calendar: Calendar
+    dormant_ms: int
+    churned_ms: int
+    discard_ms: int
+    alive_threshold: float
+    params: ModelParams
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A stage change worth a signal (``kind``) or a discard (``kind == "discard"``).
+
+    ``at_ms`` is when it became true in event time (the deadline, or the returning event);
+    ``trigger_ms`` identifies it for the deterministic signal id.
+    """
+
+    kind: str
+    before: Stage
+    after: Stage
+    at_ms: int
+    trigger_ms: int
+    last_ms_before: int
+
+
+def model_inputs(state: UserState, calendar: Calendar) -> tuple[int, int, int]:
+    """(x, t_x in whole days, start of the first active day in ms)."""
+    first_day = calendar.day_of(state.first_ms)
+    return state.active_days() - 1, state.last_day - first_day, calendar.start_of(first_day)
+
+
+def risk_deadline_ms(state: UserState, config: LifecycleConfig) -> int:
+    """The instant P(alive) falls below the threshold if the user stays away."""
+    x, t_x, origin = model_inputs(state, config.calendar)
+    t_star = risk_deadline_T(x, float(t_x), config.params, config.alive_threshold)
+    if not math.isfinite(t_star):
+        return 2**62
+    return origin + math.ceil(t_star * DAY_MS)
+
+
+def schedule(state: UserState, config: LifecycleConfig) -> None:
+    """Set the user's next deadline from its stage."""
+    stage, last = state.stage, state.last_ms
+    if stage in _LIVE:
+        dormant = last + config.dormant_ms
+        risk = risk_deadline_ms(state, config)
+        state.deadline, state.deadline_ms = (
+            (Deadline.AT_RISK, risk) if risk < dormant else (Deadline.DORMANT, dormant)
+        )
+    elif stage is Stage.AT_RISK:
+        state.deadline, state.deadline_ms = Deadline.DORMANT, last + config.dormant_ms
+    elif stage is Stage.DORMANT:
+        state.deadline, state.deadline_ms = Deadline.CHURNED, last + config.churned_ms
+    else:
+        state.deadline, state.deadline_ms = Deadline.DISCARD, last + config.discard_ms
+
+
+def on_activity(
+    old: UserState | None, state: UserState, config: LifecycleConfig
+) -> Transition | None:
+    """Decide the stage after events were folded (``old`` is the state before them).
+
+    A dormant or churned user seen active again (an event newer than its last one) is
+    reactivated, even when that event arrives late. An at-risk user with a new active day
+    is active again; a new user becomes active on its second active day; a reactivated user
+    on its next active day after the return.
+    """
+    transition = None
+    if old is None:
+        state.stage, state.stage_since_ms = Stage.NEW, state.first_ms
+    elif old.stage in (Stage.DORMANT, Stage.CHURNED) and state.last_ms > old.last_ms:
+        transition = Transition(
+            "reactivated", old.stage, Stage.REACTIVATED, state.last_ms, old.last_ms, old.last_ms
+        )
+        state.stage, state.stage_since_ms = Stage.REACTIVATED, state.last_ms
+    elif (
+        state.last_day > old.last_day
+        and (
+            old.stage in (Stage.AT_RISK, Stage.NEW)
+            or (
+                old.stage is Stage.REACTIVATED
+                and state.last_day > config.calendar.day_of(old.stage_since_ms)
+            )
+        )
+    ) or (old.stage is Stage.NEW and state.active_days() > 1):
+        state.stage, state.stage_since_ms = Stage.ACTIVE, state.last_ms
+    schedule(state, config)
+    return transition
+
+
+def advance(state: UserState, now_ms: int, config: LifecycleConfig) -> list[Transition]:
+    """Apply every deadline that is due at ``now_ms``, in order."""
+    transitions: list[Transition] = []
+    while state.deadline is not Deadline.NONE and state.deadline_ms <= now_ms:
+        at = state.deadline_ms
+        if state.deadline is Deadline.DISCARD:
+            transitions.append(
+                Transition("discard", state.stage, state.stage, at, at, state.last_ms)
+            )
+            state.deadline = Deadline.NONE
+            break
+        after = _STAGE_OF[state.deadline]
+        transitions.append(Transition(_SIGNAL_OF[after], state.stage, after, at, at, state.last_ms))
+        state.stage, state.stage_since_ms = after, at
+        schedule(state, config)
+    return transitions

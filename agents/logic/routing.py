@@ -1,0 +1,78 @@
+"""The ingest step over a batch of raw input records: validate, key, group by partition.
+
+Pure: records come in as plain tuples, a :class:`Routed` comes out, ``now_ms`` is a parameter.
+Valid events are grouped by the ``events.by_user`` partition their user id hashes to (Kafka
+murmur2), invalid ones become dead letters that keep the original key, value and headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
+from agents.logic.partitioning import partition_for
+from schemas.records import Event
+
+Headers = Sequence[tuple[str, bytes | None]] | None
+_CACHE_LIMIT = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    rejection: Rejection
+
+
+@dataclass(slots=True)
+class Routed:
+    batches: dict[int, list[Event]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    newest_ms: int = 0
+
+
+class Router:
+    """Routes input records to ``partitions`` partitions; caches user -> partition."""
+
+    def __init__(self, partitions: int, limits: IngestLimits) -> None:
+        self.partitions = partitions
+        self.limits = limits
+        self._cache: dict[str, int] = {}
+
+    def partition_of(self, user_id: str) -> int:
+        cache = self._cache
+        part = cache.get(user_id)
+        if part is None:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            part = cache[user_id] = partition_for(user_id.encode(), self.partitions)
+        return part
+
+    def route(self, records: Iterable[RawRecord], now_ms: int) -> Routed:
+        routed = Routed()
+        batches, offsets = routed.batches, routed.next_offsets
+        for record in records:
+            offsets[(record.topic, record.partition)] = record.offset + 1
+            result = ingest(record.value, record.headers, now_ms, self.limits)
+            if isinstance(result, Event):
+                batches.setdefault(self.partition_of(result.user_id), []).append(result)
+                routed.newest_ms = max(routed.newest_ms, result.timestamp_ms)
+            else:
+                headers = dead_letter_headers(
+                    record.headers, result, record.topic, record.partition, record.offset, now_ms
+                )
+                routed.dead.append(DeadLetter(record.key, record.value, headers, result))
+        return routed

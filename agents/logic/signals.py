@@ -1,0 +1,133 @@
+"""Signal records: deterministic ids and the reasons a retention team acts on.
+
+The JSON built here is exactly what ``schemas/signal.schema.json`` documents. ``signal_id`` is
+derived from (user, kind, trigger), so a signal re-emitted after a crash or a replay carries the
+same id and consumers can dedupe on it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from hashlib import blake2b
+from itertools import pairwise
+from typing import Any
+
+from agents.logic.churn import expected_active_days, p_alive
+from agents.logic.days import DAY_MS
+from agents.logic.fold import active_day_numbers
+from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
+from agents.logic.state import UserState
+
+SCHEMA_VERSION = 1
+RECENT_WINDOW_DAYS = 28
+
+
+@dataclass(frozen=True, slots=True)
+class SignalContext:
+    """Names for the indexes kept in state, and which clock this worker runs on."""
+
+    clock: str
+    channels: Sequence[str]  # index 0 is "other"
+    categories: Sequence[str]
+
+
+def signal_id(user_id: str, kind: str, trigger_ms: int) -> str:
+    """Same user, same kind, same trigger -> same id (32 hex digits)."""
+    return blake2b(f"{user_id}\x1f{kind}\x1f{trigger_ms}".encode(), digest_size=16).hexdigest()
+
+
+def iso_ms(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds."""
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def usual_gap_days(state: UserState) -> float | None:
+    """Median gap between consecutive active days inside the horizon."""
+    days = active_day_numbers(state)
+    if len(days) < 2:
+        return None
+    return float(statistics.median(b - a for a, b in pairwise(days)))
+
+
+def category_declines(state: UserState, names: Sequence[str], horizon: int) -> list[dict[str, Any]]:
+    """Per category: active days per week in the last 4 weeks of activity against the weeks
+    before (the user's own baseline). Only categories with a baseline are reported."""
+    recent_mask = (1 << RECENT_WINDOW_DAYS) - 1
+    baseline_weeks = (horizon - RECENT_WINDOW_DAYS) / 7
+    result = []
+    for name, bits in zip(names, state.categories, strict=False):
+        baseline = (bits >> RECENT_WINDOW_DAYS).bit_count() / baseline_weeks
+        if baseline <= 0:
+            continue
+        recent = (bits & recent_mask).bit_count() / (RECENT_WINDOW_DAYS / 7)
+        result.append(
+            {
+                "category": name,
+                "baseline_days_per_week": round(baseline, 4),
+                "recent_days_per_week": round(recent, 4),
+                "decline": round(max(0.0, 1 - recent / baseline), 4),
+            }
+        )
+    return result
+
+
+def reasons(
+    state: UserState,
+    transition: Transition,
+    config: LifecycleConfig,
+    categories: Sequence[str],
+    horizon: int,
+) -> dict[str, Any]:
+    """Why the signal fired, measured at the moment it became true."""
+    x, t_x, origin = model_inputs(state, config.calendar)
+    T = max(float(t_x), (transition.at_ms - origin) / DAY_MS)
+    inactive_ms = transition.at_ms - transition.last_ms_before
+    out: dict[str, Any] = {
+        "days_inactive": round(inactive_ms / DAY_MS, 4),
+        "usual_gap_days": usual_gap_days(state),
+        "p_alive": round(p_alive(x, float(t_x), T, config.params), 6),
+        "expected_active_days_7d": round(expected_active_days(x, float(t_x), T, config.params), 4),
+        "active_days": x + 1,
+        "category_declines": category_declines(state, categories, horizon),
+    }
+    if transition.kind == "reactivated":
+        out["days_dormant"] = out["days_inactive"]
+    return out
+
+
+def build_signal(
+    user_id: str,
+    state: UserState,
+    transition: Transition,
+    *,
+    config: LifecycleConfig,
+    context: SignalContext,
+    horizon: int,
+    processed_ms: int,
+) -> dict[str, Any]:
+    """The signal JSON object for ``transition``."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "signal_id": signal_id(user_id, transition.kind, transition.trigger_ms),
+        "kind": transition.kind,
+        "user_id": user_id,
+        "stage_before": transition.before.label,
+        "stage_after": transition.after.label,
+        "event_time": iso_ms(transition.at_ms),
+        "event_time_ms": transition.at_ms,
+        "processed_at": iso_ms(processed_ms),
+        "processed_at_ms": processed_ms,
+        "clock": context.clock,
+        "trigger": "activity" if transition.kind == "reactivated" else "deadline",
+        "channel": context.channels[state.channel]
+        if state.channel < len(context.channels)
+        else "other",
+        "reasons": reasons(state, transition, config, context.categories, horizon),
+    }

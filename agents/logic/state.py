@@ -1,0 +1,171 @@
+"""The per-user state and its compact, versioned binary encoding.
+
+Everything a user's engagement depends on is kept as *sets* (active days, active days per event
+category) plus extremes (first and last event time), so folding the same events in any order, or
+twice, gives the same state. Bitmaps are anchored at the newest active day: bit ``i`` means
+"active on ``last_day - i``"; days that age out of the horizon are still counted in
+``x_extra`` so the churn model's ``x`` covers the whole lifetime.
+
+Wire format v1 (all integers little-endian)::
+
+    u8  version = 1
+    u8  stage | (deadline kind << 4)
+    u8  channel index
+    u8  number of category bitmaps (C)
+    i64 first event ms          i64 last event ms
+    i64 next deadline ms (0 = none)
+    i64 stage entered ms
+    i32 newest active day       u16 active days aged out of the horizon (x_extra)
+    u8  n, then n bytes: activity bitmap
+    C x (u8 n, n bytes): category bitmaps
+    u8  k, then k x (u32 fingerprint, u32 ms before last event): recent event ids
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from streams.errors import StateDecodeError
+
+VERSION = 1
+_HEAD = struct.Struct("<BBBBqqqqiH")
+_PAIR = struct.Struct("<II")
+
+
+class Stage(IntEnum):
+    """A user's lifecycle stage (drives signals)."""
+
+    NEW = 0
+    ACTIVE = 1
+    AT_RISK = 2
+    DORMANT = 3
+    CHURNED = 4
+    REACTIVATED = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Deadline(IntEnum):
+    """What happens when a user's next deadline passes."""
+
+    NONE = 0
+    AT_RISK = 1
+    DORMANT = 2
+    CHURNED = 3
+    DISCARD = 4
+
+
+@dataclass(slots=True)
+class UserState:
+    """One user's engagement facts. Mutable: the fold updates it in place."""
+
+    first_ms: int
+    last_ms: int
+    last_day: int
+    channel: int = 0
+    days: int = 1
+    x_extra: int = 0
+    categories: list[int] = field(default_factory=list)
+    recent: list[tuple[int, int]] = field(default_factory=list)  # (ms, fingerprint), newest first
+    stage: Stage = Stage.NEW
+    stage_since_ms: int = 0
+    deadline_ms: int = 0
+    deadline: Deadline = Deadline.NONE
+
+    def active_days(self) -> int:
+        """Distinct active days over the user's whole life."""
+        return self.days.bit_count() + self.x_extra
+
+    def copy(self) -> UserState:
+        return UserState(
+            self.first_ms,
+            self.last_ms,
+            self.last_day,
+            self.channel,
+            self.days,
+            self.x_extra,
+            list(self.categories),
+            list(self.recent),
+            self.stage,
+            self.stage_since_ms,
+            self.deadline_ms,
+            self.deadline,
+        )
+
+
+def _bitmap_bytes(value: int) -> bytes:
+    length = (value.bit_length() + 7) // 8
+    if length > 255:
+        raise ValueError("bitmap longer than 2040 days")
+    return bytes((length,)) + value.to_bytes(length, "little")
+
+
+def encode(state: UserState) -> bytes:
+    """The v1 bytes of ``state`` (see the module docstring)."""
+    head = _HEAD.pack(
+        VERSION,
+        state.stage | (state.deadline << 4),
+        state.channel,
+        len(state.categories),
+        state.first_ms,
+        state.last_ms,
+        state.deadline_ms,
+        state.stage_since_ms,
+        state.last_day,
+        min(state.x_extra, 0xFFFF),
+    )
+    parts = [head, _bitmap_bytes(state.days)]
+    parts.extend(_bitmap_bytes(bitmap) for bitmap in state.categories)
+    parts.append(bytes((len(state.recent),)))
+    last = state.last_ms
+    parts.extend(_PAIR.pack(fp, min(last - ms, 0xFFFFFFFF)) for ms, fp in state.recent)
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> UserState:
+    """Inverse of :func:`encode`; raises :class:`StateDecodeError` on foreign bytes."""
+    if not data or data[0] != VERSION:
+        raise StateDecodeError(f"unknown state version {data[:1].hex() or 'empty'}")
+    try:
+        (
+            _,
+            stage_kind,
+            channel,
+            n_categories,
+            first_ms,
+            last_ms,
+            deadline_ms,
+            since_ms,
+            last_day,
+            x_extra,
+        ) = _HEAD.unpack_from(data)
+        pos = _HEAD.size
+        bitmaps = []
+        for _ in range(1 + n_categories):
+            length = data[pos]
+            bitmaps.append(int.from_bytes(data[pos + 1 : pos + 1 + length], "little"))
+            pos += 1 + length
+        recent = []
+        for _ in range(data[pos]):
+            fp, delta = _PAIR.unpack_from(data, pos + 1 + _PAIR.size * len(recent))
+            recent.append((last_ms - delta, fp))
+        return UserState(
+            first_ms,
+            last_ms,
+            last_day,
+            channel,
+            bitmaps[0],
+            x_extra,
+            bitmaps[1:],
+            recent,
+            Stage(stage_kind & 0x0F),
+            since_ms,
+            deadline_ms,
+            Deadline(stage_kind >> 4),
+        )
+    except (struct.error, IndexError, ValueError) as exc:
+        raise StateDecodeError(f"corrupt state: {exc}") from exc

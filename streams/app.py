@@ -1,0 +1,128 @@
+"""Assembling a worker: the Faust app, its table, agents, timers, services and web pages."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from agents import activity, lifecycle
+from agents.ingest import IngestService
+from agents.logic.ingest import IngestLimits, limits_from
+from agents.logic.routing import Router
+from streams import web
+from streams.delivery import Deliverer
+from streams.metrics import Metrics, SnapshotCollector
+from streams.runtime import Runtime
+from streams.settings import Settings
+from streams.store import StateTable
+
+STATE_TABLE = "users"
+
+
+@dataclass
+class Worker:
+    """Everything one worker process runs, for the CLI and the tests."""
+
+    settings: Settings
+    app: faust.App
+    runtime: Runtime
+    metrics: Metrics
+    registry: CollectorRegistry
+    ingest: IngestService | None
+
+
+def ingest_limits(settings: Settings) -> IngestLimits:
+    return limits_from(
+        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
+    )
+
+
+def advertised_url(settings: Settings) -> str:
+    if settings.advertised_url:
+        return settings.advertised_url
+    host = settings.web_host if settings.web_host not in {"0.0.0.0", "::"} else socket.gethostname()
+    return f"http://{host}:{settings.web_port}"
+
+
+def faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=list(settings.broker),
+        store="memory://" if settings.store == "memory://" else "rocksdb://",
+        autodiscover=False,
+        datadir=settings.data_dir,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=advertised_url(settings),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.1, settings.session_timeout / 5),
+        broker_request_timeout=max(40.0, settings.session_timeout + 10),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_buffer_maxsize=64,
+        table_cleanup_interval=3600.0,
+        logging_config=None,
+    )
+
+
+def create_worker(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
+    """Build (not start) a worker for ``settings``."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry, settings.event_types)
+    app = faust_app(settings)
+    table = StateTable(
+        app,
+        name=STATE_TABLE,
+        beacon=app.tables.beacon,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="Per-user engagement state (compact binary, see agents/logic/state.py).",
+    )
+    app.tables.add(table)
+    deliverer = Deliverer(settings, metrics)
+    runtime = Runtime(settings, metrics, deliverer, table)
+    table.data.on_partitions = runtime.on_partitions
+    registry.register(
+        SnapshotCollector(
+            lambda: runtime.published, ("other", *settings.channels), settings.retention_days
+        )
+    )
+    ingest: IngestService | None = None
+    if settings.input_keyed_by_user:
+        source = _raw_topic(app, settings.input_topic, settings.partitions)
+        activity.register_direct(app, source, runtime, ingest_limits(settings), metrics)
+    else:
+        by_user = _raw_topic(app, settings.topic("events.by_user"), settings.partitions)
+        activity.register(app, by_user, runtime)
+        ingest = IngestService(
+            settings, metrics, deliverer, Router(settings.partitions, ingest_limits(settings))
+        )
+        _start_with_app(app, ingest)
+    lifecycle.register(app, runtime)
+    web.register(app, table, runtime, registry)
+    return Worker(settings, app, runtime, metrics, registry, ingest)
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def _start_with_app(app: faust.App, service: Any) -> None:
+    @app.task  # type: ignore[misc]
+    async def start_service() -> None:
+        await app.add_runtime_dependency(service)

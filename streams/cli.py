@@ -1,0 +1,121 @@
+"""``engagement``: the command line of engagement-stream.
+
+engagement worker            run a worker (settings from ENGAGEMENT_* variables)
+engagement broker [--port]   run the embedded Tansu broker in the foreground
+engagement publish FILE|-    publish JSON lines or CSV events to the input topic
+engagement demo              the whole product on the embedded broker, in about a minute
+engagement settings          print every setting with its variable, default and meaning
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from streams.errors import EngagementError, SettingsError
+from streams.settings import Settings, describe
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"engagement: invalid setting {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import create_worker
+    from streams.topics import ensure_topics
+
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.makedirs(settings.data_dir, exist_ok=True)
+    ensure_topics(settings)
+    worker = create_worker(settings)
+    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from streams.brokers import TansuBroker
+
+    broker = TansuBroker(port=args.port)
+    broker.start()
+    print(f"Tansu broker ready at {broker.url} (memory storage; Ctrl-C stops it)", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from streams.publisher import publish_command
+
+    return publish_command(
+        args.source, _settings(), topic=args.topic, fmt=args.format, progress=not args.quiet
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(seconds=args.seconds, users=args.users, bootstrap=args.bootstrap)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for env, default, doc in describe():
+        print(f"{env}={default}\n    {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engagement", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a worker").set_defaults(func=cmd_worker)
+    broker = sub.add_parser("broker", help="run the embedded Tansu broker")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(func=cmd_broker)
+    publish = sub.add_parser("publish", help="publish events from a file or stdin")
+    publish.add_argument("source", help="a .jsonl/.json/.csv file, or - for stdin (JSON lines)")
+    publish.add_argument("--topic", default=None, help="default: ENGAGEMENT_INPUT_TOPIC")
+    publish.add_argument("--format", choices=["jsonl", "csv"], default=None)
+    publish.add_argument("--quiet", action="store_true", help="no progress line")
+    publish.set_defaults(func=cmd_publish)
+    demo = sub.add_parser("demo", help="the whole product on the embedded broker")
+    demo.add_argument("--seconds", type=float, default=8.0, help="how long to publish events")
+    demo.add_argument("--users", type=int, default=300)
+    demo.add_argument("--bootstrap", default=None, help="use this Kafka instead of Tansu")
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("settings", help="list every setting").set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EngagementError as exc:
+        print(f"engagement: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

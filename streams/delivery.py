@@ -1,0 +1,131 @@
+"""Delivering what must not be lost: one confluent-kafka producer, awaited in bulk.
+
+Records are produced without waiting (a few µs each); :meth:`Deliverer.flush` then waits, off
+the event loop, until Kafka acknowledged every one of them. A record Kafka refuses is produced
+again after a back-off, and counted, until it goes through: the caller has not acknowledged the
+input that produced it, so nothing after it is committed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from streams.kafka import producer_config
+from streams.metrics import Metrics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+Headers = Sequence[tuple[str, bytes]] | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    headers: Headers
+
+
+@dataclass(slots=True)
+class _Round:
+    failed: list[tuple[_Pending, KafkaError]] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(lambda: -1))
+
+
+class Deliverer:
+    """Produce now, make durable on :meth:`flush`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        max_backoff_s: float = 5.0,
+        **overrides: Any,
+    ) -> None:
+        self._producer = Producer(producer_config(settings, **overrides))
+        self._metrics = metrics
+        self._round = _Round()
+        self._lock = asyncio.Lock()
+        self._max_backoff = max_backoff_s
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        headers: Headers = None,
+    ) -> None:
+        pending = _Pending(topic, key, value, partition, headers)
+        self._send(pending)
+
+    def _send(self, pending: _Pending) -> None:
+        round_ = self._round
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                round_.failed.append((pending, err))
+            else:
+                tp = (msg.topic(), msg.partition())
+                round_.offsets[tp] = max(round_.offsets[tp], msg.offset())
+
+        kwargs: dict[str, Any] = {
+            "key": pending.key,
+            "value": pending.value,
+            "on_delivery": delivered,
+        }
+        if pending.partition >= 0:
+            kwargs["partition"] = pending.partition
+        if pending.headers:
+            kwargs["headers"] = list(pending.headers)
+        while True:
+            try:
+                self._producer.produce(pending.topic, **kwargs)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then go on
+                self._producer.poll(0.05)
+
+    async def flush(self, role: str) -> dict[tuple[str, int], int]:
+        """Wait until everything produced so far is acknowledged; returns the highest
+        acknowledged offset per (topic, partition) of this round."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            backoff = 0.1
+            offsets: dict[tuple[str, int], int] = {}
+            while True:
+                round_, self._round = self._round, _Round()
+                while len(self._producer) > 0:
+                    await loop.run_in_executor(None, self._producer.flush, 1.0)
+                self._producer.poll(0)
+                for tp, offset in round_.offsets.items():
+                    offsets[tp] = max(offsets.get(tp, -1), offset)
+                if not round_.failed:
+                    return offsets
+                self._retry(role, round_.failed, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def _retry(self, role: str, failed: list[tuple[_Pending, KafkaError]], backoff: float) -> None:
+        log.warning(
+            "%d %s record(s) not delivered (%s); retrying in %.1fs",
+            len(failed),
+            role,
+            failed[0][1].str(),
+            backoff,
+        )
+        if self._metrics is not None:
+            self._metrics.delivery_retries.labels(role).inc(len(failed))
+        for pending, _ in failed:
+            self._send(pending)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush what is left (blocking) and return how many records were not delivered."""
+        return int(self._producer.flush(timeout))

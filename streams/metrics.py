@@ -1,0 +1,253 @@
+"""Every ``engagement_*`` metric, declared in one place, on an injected registry.
+
+Counters are bumped by the stages as they work; gauges derived from state come from
+:class:`SnapshotCollector`, which reads a snapshot the worker refreshes on a timer, so a scrape
+never scans the store. Labels are bounded and pre-initialised: channels and event types go
+through an allowlist with ``other``; user ids never become labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
+from agents.logic.ingest import Reason
+from agents.logic.lifecycle import SIGNAL_KINDS
+from agents.logic.state import Stage
+
+disable_created_metrics()  # *_created series double the exposition and no dashboard uses them
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("engagement-stream")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0.0.0"
+
+
+class Metrics:
+    """The worker's and tools' counters and histograms."""
+
+    def __init__(self, registry: CollectorRegistry, event_types: Sequence[str]) -> None:
+        self.registry = registry
+        self.event_types = frozenset(event_types)
+        self.build_info = Gauge(
+            "engagement_build_info",
+            "Build information; value is 1.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(_version()).set(1)
+        self.consumed = Counter(
+            "engagement_events_consumed", "Input messages read by ingest.", registry=registry
+        )
+        self.valid = Counter(
+            "engagement_events_valid",
+            "Input messages that became canonical events, by event type (allowlist + other).",
+            ["event_type"],
+            registry=registry,
+        )
+        self.invalid = Counter(
+            "engagement_events_invalid",
+            "Input messages rejected, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "engagement_events_dead_lettered",
+            "Rejected messages delivered to the dead-letter topic.",
+            registry=registry,
+        )
+        self.duplicate = Counter(
+            "engagement_events_duplicate",
+            "Events whose event_id was seen recently for the same user; they count nowhere else.",
+            registry=registry,
+        )
+        self.late = Counter(
+            "engagement_events_late",
+            "Events older than the clock's watermark when folded (still counted in their own day).",
+            registry=registry,
+        )
+        self.folded = Counter(
+            "engagement_events_folded", "Events folded into user state.", registry=registry
+        )
+        self.signals = Counter(
+            "engagement_signals_emitted", "Signals delivered, by kind.", ["kind"], registry=registry
+        )
+        self.delivery_retries = Counter(
+            "engagement_delivery_retries",
+            "Deliveries retried because Kafka refused or timed out, by topic role.",
+            ["role"],
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "engagement_event_lag_seconds",
+            "Processing time minus event time when an event is folded.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.last_event = Gauge(
+            "engagement_last_event_timestamp_seconds",
+            "Newest event time folded by this worker.",
+            registry=registry,
+        )
+        for reason in Reason:
+            self.invalid.labels(reason.value)
+        for event_type in (*sorted(self.event_types), "other"):
+            self.valid.labels(event_type)
+        for kind in SIGNAL_KINDS:
+            self.signals.labels(kind)
+        for role in ("by_user", "dead_letter", "changelog", "signals"):
+            self.delivery_retries.labels(role)
+
+    def count_valid(self, event_type: str) -> None:
+        self.valid.labels(event_type if event_type in self.event_types else "other").inc()
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What the collector exports; replaced wholesale by the worker's snapshot timer."""
+
+    snapshot: Snapshot
+    taken_at_s: float
+    partitions: int
+    pending_deadlines: int
+    watermark_s: float
+
+
+class SnapshotCollector(Collector):
+    """State-derived gauges from the latest :class:`Published` snapshot."""
+
+    def __init__(
+        self,
+        read: Callable[[], Published | None],
+        channels: Sequence[str],
+        retention_days: Sequence[int],
+    ) -> None:
+        self._read = read
+        self._channels = list(channels)  # index 0 is "other"
+        self._retention_days = tuple(retention_days)
+
+    def describe(self) -> list[Metric]:
+        return []  # values appear once the first snapshot is taken
+
+    def collect(self) -> Iterator[Metric]:
+        published = self._read()
+        if published is None:
+            return
+        snap = published.snapshot
+        yield _family(
+            "engagement_active_users",
+            "Distinct users active in the window ending today (calendar days, event time).",
+            ["window"],
+            [((name,), snap.active[name]) for name, _ in WINDOWS],
+        )
+        yield _family(
+            "engagement_lifecycle_users",
+            "Today's lifecycle counts (PostHog semantics).",
+            ["status"],
+            [((status,), snap.lifecycle[status]) for status in LIFECYCLE_STATUSES],
+        )
+        yield _family(
+            "engagement_stage_users",
+            "Tracked users per stage.",
+            ["stage"],
+            [((stage.label,), snap.stages[stage]) for stage in Stage],
+        )
+        yield _family(
+            "engagement_users_tracked",
+            "Users with state on this worker.",
+            [],
+            [((), sum(snap.stages.values()))],
+        )
+        yield from self._retention(snap)
+        yield _family(
+            "engagement_winback_lapsed_users",
+            "Users dormant or churned at the start of today, by channel.",
+            ["channel"],
+            [((ch,), snap.winback_lapsed[i]) for i, ch in enumerate(self._channels)],
+        )
+        yield _family(
+            "engagement_winback_reactivated_users",
+            "Users reactivated today, by channel.",
+            ["channel"],
+            [((ch,), snap.winback_reactivated[i]) for i, ch in enumerate(self._channels)],
+        )
+        yield _family(
+            "engagement_partitions_owned",
+            "State partitions this worker owns.",
+            [],
+            [((), published.partitions)],
+        )
+        yield _family(
+            "engagement_deadlines_pending",
+            "Entries in the deadline index.",
+            [],
+            [((), published.pending_deadlines)],
+        )
+        yield _family(
+            "engagement_watermark_timestamp_seconds",
+            "The clock's now (event clock: the watermark).",
+            [],
+            [((), published.watermark_s)],
+        )
+        yield _family(
+            "engagement_snapshot_timestamp_seconds",
+            "When these gauges were computed.",
+            [],
+            [((), published.taken_at_s)],
+        )
+
+    def _retention(self, snap: Snapshot) -> Iterator[Metric]:
+        keys = [
+            (n, i, ch, period)
+            for n in self._retention_days
+            for i, ch in enumerate(self._channels)
+            for period in ("last_complete", "today")
+        ]
+        for name, counter, doc in (
+            (
+                "engagement_retention_cohort_users",
+                snap.cohort,
+                "Users of the cohort whose day N is the period's day (denominator).",
+            ),
+            (
+                "engagement_retention_retained_users",
+                snap.retained,
+                "Of those, users active on day N (numerator).",
+            ),
+            (
+                "engagement_retention_retained_on_or_after_users",
+                snap.retained_after,
+                "Of those, users active on day N or later (unbounded numerator).",
+            ),
+        ):
+            yield _family(
+                name,
+                doc,
+                ["day", "channel", "period"],
+                [((str(n), ch, period), counter[(n, i, period)]) for n, i, ch, period in keys],
+            )
+
+
+def _family(
+    name: str, doc: str, labels: list[str], samples: list[tuple[tuple[str, ...], float]]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family

@@ -1,0 +1,171 @@
+"""The worker's moving parts around the pure engine: partitions, delivery, snapshots.
+
+The agents call :meth:`Runtime.on_batch` and :meth:`Runtime.tick`; both run the engine
+synchronously (so no other coroutine sees a half-updated partition), then deliver what it
+produced — signals first, then the changelog — and only return once Kafka has both. Faust
+acknowledges the input record after that, so a committed offset never points past state that
+is not durable, and a crash in between re-emits the same signals (same ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+import orjson
+
+from agents.logic.churn import ModelParams
+from agents.logic.days import Calendar
+from agents.logic.engine import Engine, EngineConfig, Output
+from agents.logic.fold import FoldConfig
+from agents.logic.lifecycle import LifecycleConfig
+from agents.logic.signals import SignalContext
+from schemas.records import Event
+from streams.codecs import decode_batch
+from streams.delivery import Deliverer
+from streams.metrics import Metrics, Published
+from streams.settings import Settings
+from streams.store import StateTable
+
+log = logging.getLogger(__name__)
+
+
+def model_params(settings: Settings) -> ModelParams:
+    """Population parameters: the parameters file if one is set, else the settings."""
+    if settings.model_file:
+        return ModelParams.load(settings.model_file)
+    return ModelParams(settings.model_r, settings.model_alpha, settings.model_a, settings.model_b)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    calendar = Calendar(settings.timezone)
+    return EngineConfig(
+        fold=FoldConfig.build(
+            calendar, settings.horizon_days, settings.channels, settings.categories
+        ),
+        lifecycle=LifecycleConfig(
+            calendar,
+            int(settings.dormant_after * 1000),
+            int(settings.churned_after * 1000),
+            int(settings.discard_after * 1000),
+            settings.alive_threshold,
+            model_params(settings),
+        ),
+        signals=SignalContext(
+            settings.clock,
+            ("other", *settings.channels),
+            tuple(name for name, _ in settings.categories),
+        ),
+        clock=settings.clock,
+        lateness_ms=int(settings.allowed_lateness * 1000),
+        aggregate_days=settings.aggregate_days,
+        retention_days=settings.retention_days,
+    )
+
+
+class Runtime:
+    """Owns the engine's partitions and makes its output durable."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, deliverer: Deliverer, table: StateTable
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.deliverer = deliverer
+        self.table = table
+        self.engine = Engine(engine_config(settings))
+        self.ready = asyncio.Event()
+        self.published: Published | None = None
+        self._newest_ms = 0
+        self._signal_topics = {
+            kind: settings.topic(f"signals.{kind}")
+            for kind in ("dormant", "churn_risk", "churned", "reactivated")
+        }
+
+    # -- partitions (called by the store after recovery) ---------------------------------------
+    def on_partitions(self, active: set[int], standby: set[int]) -> None:
+        owned = set(self.engine.partitions)
+        for number in sorted(owned - active):
+            self.engine.revoke(number)
+        started = time.monotonic()
+        for number in sorted(active - owned):
+            self.engine.assign(number, self.table.partition_store(number))
+        if active - owned:
+            log.info(
+                "assigned partitions %s (rebuilt in %.2fs)",
+                sorted(active - owned),
+                time.monotonic() - started,
+            )
+        self.ready.set()
+        self.refresh_snapshot()
+
+    # -- work --------------------------------------------------------------------------------
+    async def on_batch(self, partition: int, value: bytes) -> None:
+        watermark, events = decode_batch(value)
+        await self.on_events(partition, events, watermark)
+
+    async def on_events(self, partition: int, events: list[Event], watermark: int = 0) -> None:
+        if partition not in self.engine.partitions:
+            log.warning("record for unowned partition %d skipped", partition)
+            return
+        wall = int(time.time() * 1000)
+        out = self.engine.process(partition, events, wall, watermark)
+        self._observe(events, wall)
+        await self.deliver(out, (partition,))
+
+    async def tick(self) -> None:
+        out = self.engine.tick(int(time.time() * 1000))
+        if out.signals or out.changelog:
+            touched = {number for number, _, _ in out.changelog}
+            await self.deliver(out, touched)
+
+    async def deliver(self, out: Output, partitions: Iterable[int]) -> None:
+        for kind, key, signal in out.signals:
+            self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
+        if out.signals:
+            await self.deliverer.flush("signals")
+        topic = self.table.changelog_topic_name
+        for number, key, value in out.changelog:
+            self.deliverer.produce(topic, key, value, number)
+        for number in partitions:
+            if number in self.engine.partitions:
+                _, key, value = self.engine.meta_record(number)
+                self.deliverer.produce(topic, key, value, number)
+        offsets = await self.deliverer.flush("changelog")
+        for (name, number), offset in offsets.items():
+            if name == topic:
+                self.table.persist_offset(number, offset)
+        self._count(out)
+
+    def _count(self, out: Output) -> None:
+        metrics = self.metrics
+        if out.events:
+            metrics.folded.inc(out.events - out.duplicates)
+        if out.duplicates:
+            metrics.duplicate.inc(out.duplicates)
+        if out.late:
+            metrics.late.inc(out.late)
+        for kind, _, _ in out.signals:
+            metrics.signals.labels(kind).inc()
+
+    def _observe(self, events: list[Event], wall_ms: int) -> None:
+        if not events:
+            return
+        newest = max(event.timestamp_ms for event in events)
+        self.metrics.lag.observe(max(0.0, (wall_ms - newest) / 1000))
+        if newest > self._newest_ms:
+            self._newest_ms = newest
+            self.metrics.last_event.set(newest / 1000)
+
+    def refresh_snapshot(self) -> None:
+        wall = int(time.time() * 1000)
+        snap, _ = self.engine.snapshot(wall)
+        self.published = Published(
+            snapshot=snap,
+            taken_at_s=wall / 1000,
+            partitions=len(self.engine.partitions),
+            pending_deadlines=sum(len(p.index) for p in self.engine.partitions.values()),
+            watermark_s=self.engine.now_ms(wall) / 1000,
+        )

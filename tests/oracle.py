@@ -1,0 +1,69 @@
+"""An independent oracle: engagement numbers computed straight from raw events.
+
+Plain Python over (user, event id, timestamp, channel) tuples, sharing no code with the engine,
+so tests can check the live gauges against the definitions in ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    user_id: str
+    event_id: str
+    timestamp_ms: int
+    channel: str | None = None
+
+
+@dataclass
+class Oracle:
+    days: dict[str, set[int]]
+    channel: dict[str, str]
+
+    @classmethod
+    def from_events(cls, events: Iterable[RawEvent], channels: Sequence[str]) -> Oracle:
+        days: dict[str, set[int]] = {}
+        first: dict[str, tuple[int, int]] = {}
+        rank = {name: i + 1 for i, name in enumerate(channels)}
+        for e in {(e.user_id, e.event_id): e for e in events}.values():
+            days.setdefault(e.user_id, set()).add(e.timestamp_ms // DAY_MS)
+            ch = rank.get(e.channel or "", 0)
+            cand = (e.timestamp_ms, -ch)
+            if e.user_id not in first or cand < first[e.user_id]:
+                first[e.user_id] = cand
+        names = ("other", *channels)
+        return cls(days, {u: names[-key[1]] for u, key in first.items()})
+
+    def active(self, today: int, width: int) -> int:
+        low = today - width + 1
+        return sum(1 for ds in self.days.values() if any(low <= d <= today for d in ds))
+
+    def lifecycle(self, today: int) -> dict[str, int]:
+        out = Counter({"new": 0, "returning": 0, "resurrecting": 0, "dormant": 0})
+        for ds in self.days.values():
+            if today in ds and min(ds) == today:
+                out["new"] += 1
+            elif today in ds and today - 1 in ds:
+                out["returning"] += 1
+            elif today in ds:
+                out["resurrecting"] += 1
+            elif today - 1 in ds:
+                out["dormant"] += 1
+        return dict(out)
+
+    def retention(self, cohort_day: int, n: int, channel: str) -> tuple[int, int, int]:
+        """(cohort size, active on day N, active on day N or later)."""
+        size = on = after = 0
+        for user, ds in self.days.items():
+            if min(ds) != cohort_day or self.channel[user] != channel:
+                continue
+            size += 1
+            on += cohort_day + n in ds
+            after += any(d >= cohort_day + n for d in ds)
+        return size, on, after
