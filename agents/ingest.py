@@ -17,7 +17,7 @@ from mode import Service
 
 from agents.logic.routing import RawRecord, Routed, Router
 from streams.codecs import encode_batch
-from streams.delivery import Deliverer
+from streams.delivery import Sink
 from streams.kafka import consumer_config
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -33,7 +33,7 @@ class IngestService(Service):  # type: ignore[misc]
         self,
         settings: Settings,
         metrics: Metrics,
-        deliverer: Deliverer,
+        deliverer: Sink,
         router: Router,
         **kwargs: Any,
     ) -> None:

@@ -14,7 +14,7 @@ from agents.ingest import IngestService
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import Router
 from streams import web
-from streams.delivery import Deliverer
+from streams.delivery import Deliverer, Sink
 from streams.metrics import Metrics, SnapshotCollector
 from streams.runtime import Runtime
 from streams.settings import Settings
@@ -33,6 +33,7 @@ class Worker:
     metrics: Metrics
     registry: CollectorRegistry
     ingest: IngestService | None
+    activity: Any
 
 
 def ingest_limits(settings: Settings) -> IngestLimits:
@@ -72,8 +73,10 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def create_worker(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
-    """Build (not start) a worker for ``settings``."""
+def create_worker(
+    settings: Settings, registry: CollectorRegistry | None = None, deliverer: Sink | None = None
+) -> Worker:
+    """Build (not start) a worker for ``settings`` (``deliverer``: tests inject a fake)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, settings.event_types)
     app = faust_app(settings)
@@ -87,7 +90,7 @@ def create_worker(settings: Settings, registry: CollectorRegistry | None = None)
         help="Per-user engagement state (compact binary, see agents/logic/state.py).",
     )
     app.tables.add(table)
-    deliverer = Deliverer(settings, metrics)
+    deliverer = deliverer if deliverer is not None else Deliverer(settings, metrics)
     runtime = Runtime(settings, metrics, deliverer, table)
     table.data.on_partitions = runtime.on_partitions
     registry.register(
@@ -98,17 +101,17 @@ def create_worker(settings: Settings, registry: CollectorRegistry | None = None)
     ingest: IngestService | None = None
     if settings.input_keyed_by_user:
         source = _raw_topic(app, settings.input_topic, settings.partitions)
-        activity.register_direct(app, source, runtime, ingest_limits(settings), metrics)
+        agent = activity.register_direct(app, source, runtime, ingest_limits(settings), metrics)
     else:
         by_user = _raw_topic(app, settings.topic("events.by_user"), settings.partitions)
-        activity.register(app, by_user, runtime)
+        agent = activity.register(app, by_user, runtime)
         ingest = IngestService(
             settings, metrics, deliverer, Router(settings.partitions, ingest_limits(settings))
         )
         _start_with_app(app, ingest)
     lifecycle.register(app, runtime)
     web.register(app, table, runtime, registry)
-    return Worker(settings, app, runtime, metrics, registry, ingest)
+    return Worker(settings, app, runtime, metrics, registry, ingest, agent)
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from streams.errors import EngagementError, SettingsError
-from streams.settings import Settings, describe
+from streams.settings import Settings, describe, markdown_table
 
 
 def _settings() -> Settings:
@@ -79,6 +79,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown_table())
+        return 0
     for env, default, doc in describe():
         print(f"{env}={default}\n    {doc}")
     return 0
@@ -104,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=300)
     demo.add_argument("--bootstrap", default=None, help="use this Kafka instead of Tansu")
     demo.set_defaults(func=cmd_demo)
-    sub.add_parser("settings", help="list every setting").set_defaults(func=cmd_settings)
+    settings = sub.add_parser("settings", help="list every setting")
+    settings.add_argument("--markdown", action="store_true", help="as the README's table")
+    settings.set_defaults(func=cmd_settings)
     return parser
 
 

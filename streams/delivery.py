@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -23,6 +23,15 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, bytes]] | None
+
+
+class Sink(Protocol):
+    """What the stages need from delivery: produce now, make durable on ``flush``."""
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None,
+                partition: int = -1, headers: Headers = None) -> None: ...
+
+    async def flush(self, role: str) -> dict[tuple[str, int], int]: ...
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext
 from schemas.records import Event
 from streams.codecs import decode_batch
-from streams.delivery import Deliverer
+from streams.delivery import Sink
 from streams.metrics import Metrics, Published
 from streams.settings import Settings
 from streams.store import StateTable
@@ -69,7 +69,7 @@ class Runtime:
     """Owns the engine's partitions and makes its output durable."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, deliverer: Deliverer, table: StateTable
+        self, settings: Settings, metrics: Metrics, deliverer: Sink, table: StateTable
     ) -> None:
         self.settings = settings
         self.metrics = metrics

@@ -433,3 +433,10 @@ def describe() -> list[tuple[str, str, str]]:
         (f.metadata["env"], f.metadata["default"], f.metadata["doc"])
         for f in dataclasses.fields(Settings)
     ]
+
+
+def markdown_table() -> str:
+    """The README's settings table (kept in sync by a test)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{env}` | `{default}` | {doc} |" for env, default, doc in describe()]
+    return "\n".join(rows)

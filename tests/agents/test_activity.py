@@ -1,0 +1,67 @@
+"""The activity agent through Faust's test_context: batch in, state + changelog + signals out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from agents.logic.days import DAY_MS
+from schemas.records import Event
+from streams.codecs import encode_batch
+from tests.agents.conftest import MemorySink, make_worker
+
+T0 = 1_767_225_600_000
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_batch_record_is_folded_and_made_durable(sink: MemorySink) -> None:
+    worker = make_worker(sink)
+    events = [Event(f"e{i}", f"user-{i % 3}", "page_view", T0 + i * 1000) for i in range(9)]
+
+    async def scenario() -> None:
+        async with worker.activity.test_context() as agent:
+            await agent.put(encode_batch(0, events), key=b"user-0", partition=0)
+
+    run(scenario())
+    state = worker.runtime.engine.user("user-1")
+    assert state is not None and state.active_days() == 1
+    changelog = sink.records["agents-test-users-changelog"]
+    assert {key for key, _, _, _ in changelog} >= {b"user-0", b"user-1", b"user-2"}
+    assert sink.flushes[-1] == "changelog"
+    assert worker.metrics.folded._value.get() == 9
+
+
+def test_a_lapsed_user_returning_emits_one_reactivated_signal(sink: MemorySink) -> None:
+    worker = make_worker(sink)
+    first = [Event("a", "u", "page_view", T0)]
+    silence = [Event("tick", "clock", "page_view", T0 + 40 * DAY_MS)]  # moves the event clock
+    back = [Event("b", "u", "page_view", T0 + 41 * DAY_MS)]
+
+    async def scenario() -> None:
+        async with worker.activity.test_context() as agent:
+            for batch in (first, silence, back, back):
+                await agent.put(encode_batch(0, batch), key=b"u", partition=0)
+
+    run(scenario())
+    kinds = [orjson.loads(v)["kind"] for topic, recs in sink.records.items()
+             if ".signals." in topic for _, v, _, _ in recs if orjson.loads(v)["user_id"] == "u"]
+    assert kinds.count("reactivated") == 1
+    assert "dormant" in kinds and "churned" in kinds
+    assert sink.flushes.index("signals") < len(sink.flushes) - 1  # signals flushed before changelog
+
+
+def test_a_malformed_batch_is_skipped_and_the_stream_goes_on(sink: MemorySink) -> None:
+    worker = make_worker(sink)
+
+    async def scenario() -> None:
+        async with worker.activity.test_context() as agent:
+            await agent.put(b'{"v": 99}', key=b"x", partition=0)
+            await agent.put(encode_batch(0, [Event("ok", "good", "page_view", T0)]), key=b"good",
+                            partition=0)
+
+    run(scenario())
+    assert worker.runtime.engine.user("good") is not None

@@ -1,0 +1,55 @@
+"""Layering: pure logic imports no Faust, no Kafka client, no clock; our generic top-level
+package names resolve to this repository."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"faust", "mode", "aiokafka", "confluent_kafka", "time", "asyncio", "streams.app",
+             "streams.runtime", "prometheus_client", "aiohttp"}
+ALLOWED_STREAMS = {"streams.errors"}
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", _modules("agents/logic") + _modules("schemas"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_layers_import_no_runtime(path: Path) -> None:
+    for name in _imports(path):
+        top = name.split(".")[0]
+        assert name not in FORBIDDEN and top not in FORBIDDEN, f"{path.name} imports {name}"
+        if top == "streams":
+            assert name in ALLOWED_STREAMS, f"{path.name} imports {name}"
+        assert top != "agents" or name.startswith("agents.logic"), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", _modules("agents/logic"), ids=lambda p: p.name)
+def test_pure_logic_reads_no_clock(path: Path) -> None:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id in {"datetime", "date", "time"}:
+                assert node.func.attr not in CLOCK_CALLS, f"{path.name} calls {owner.id}.now()"
+
+
+@pytest.mark.parametrize("package", ["agents", "schemas", "streams"])
+def test_generic_package_names_resolve_to_this_repository(package: str) -> None:
+    module = __import__(package)
+    assert Path(module.__file__).resolve().parent == ROOT / package

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from streams.errors import SettingsError
+from streams.settings import Settings, describe, parse_duration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.input_topic == "user.events"
+    assert settings.web_port == 6066
+    assert settings.clock == "wall"
+    assert settings.dormant_after == 7 * 86400
+    assert settings.topic("dead_letter") == "engagement.dead_letter"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ENGAGEMENT_BROKER", "localhost:9092"),
+        ("ENGAGEMENT_WEB_PORT", "seventy"),
+        ("ENGAGEMENT_WEB_PORT", "70000"),
+        ("ENGAGEMENT_STORE", "redis://"),
+        ("ENGAGEMENT_TIMEZONE", "Mars/Olympus"),
+        ("ENGAGEMENT_CLOCK", "lunar"),
+        ("ENGAGEMENT_ALLOWED_LATENESS", "2d"),
+        ("ENGAGEMENT_ALIVE_THRESHOLD", "1.5"),
+        ("ENGAGEMENT_CHANNELS", "Organic"),
+        ("ENGAGEMENT_CATEGORIES", "purchase"),
+        ("ENGAGEMENT_HORIZON_DAYS", "30"),
+        ("ENGAGEMENT_CHURNED_AFTER", "3d"),
+        ("ENGAGEMENT_INPUT_KEYED_BY_USER", "maybe"),
+    ],
+)
+def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({variable: value})
+    assert variable in str(info.value)
+    assert info.value.variable == variable
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env({
+        "ENGAGEMENT_BROKER": "kafka://a:9092, kafka://b:9093",
+        "ENGAGEMENT_DORMANT_AFTER": "36h", "ENGAGEMENT_RETENTION_DAYS": "7,1",
+        "ENGAGEMENT_CATEGORIES": "buy=purchase|checkout",
+    })
+    assert settings.broker == ("kafka://a:9092", "kafka://b:9093")
+    assert settings.dormant_after == 36 * 3600
+    assert settings.retention_days == (1, 7)
+    assert settings.categories == (("buy", ("purchase", "checkout")),)
+
+
+def test_settings_round_trip_through_the_environment() -> None:
+    settings = Settings.from_env({"ENGAGEMENT_CLOCK": "event", "ENGAGEMENT_PARTITIONS": "12"})
+    assert Settings.from_env(settings.as_env()) == settings
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings.from_env({}).clock = "event"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("90", 90), ("15m", 900),
+                                                ("7d", 604800)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(ENGAGEMENT_[A-Z_]+)` \| `([^`]*)` \|", readme, re.M))
+    expected = {env: default for env, default, _ in describe()}
+    assert rows == expected
