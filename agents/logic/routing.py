@@ -32,7 +32,7 @@ class RawRecord:
 class DeadLetter:
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]
     rejection: Rejection
 
 
