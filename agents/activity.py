@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, topic: Any, runtime: Runtime) -> Any:
     """The activity agent over the internal batch topic."""
 
-    @app.agent(topic, name="activity", concurrency=1)  # type: ignore[misc]
+    @app.agent(topic, name="activity", concurrency=1)
     async def activity(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
@@ -48,7 +48,7 @@ def register_direct(
     event per Faust message (no re-keying hop)."""
     dead_letter = runtime.settings.topic("dead_letter")
 
-    @app.agent(topic, name="activity_direct", concurrency=1)  # type: ignore[misc]
+    @app.agent(topic, name="activity_direct", concurrency=1)
     async def activity_direct(stream: Any) -> None:
         async for event in stream.events():
             message = event.message

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 WATERMARK_EVERY_S = 1.0
 
 
-class IngestService(Service):  # type: ignore[misc]
+class IngestService(Service):
     """The confluent-kafka ingest loop, started and stopped with the worker."""
 
     def __init__(
@@ -45,6 +45,8 @@ class IngestService(Service):  # type: ignore[misc]
         self.by_user = settings.topic("events.by_user")
         self.dead_letter = settings.topic("dead_letter")
         self._consumer: Consumer | None = None
+        self._positions: dict[tuple[str, int], int] = {}  # delivered, to commit
+        self._commit_failures = 0
         self._lateness_ms = int(settings.allowed_lateness * 1000)
         self._newest_ms = 0
         self._broadcast_ms = 0
@@ -52,13 +54,36 @@ class IngestService(Service):  # type: ignore[misc]
 
     async def on_start(self) -> None:
         group = f"{self.settings.app_id}-ingest"
-        self._consumer = Consumer(consumer_config(self.settings, group))
-        self._consumer.subscribe([self.settings.input_topic])
+        self._consumer = Consumer(consumer_config(self.settings, group, on_commit=self._on_commit))
+        self._consumer.subscribe([self.settings.input_topic], on_revoke=self._on_revoke)
 
     async def on_stop(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()  # offsets of delivered batches were committed already
-            self._consumer = None
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            self._commit(consumer, asynchronous=False)  # everything delivered so far
+            consumer.close()
+
+    def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            self._commit_failures += 1
+            log.warning("input offset commit failed (%s); it is retried with the next one", err)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit(consumer, asynchronous=False)
+        for tp in partitions:
+            self._positions.pop((tp.topic, tp.partition), None)
+
+    def _commit(self, consumer: Consumer, asynchronous: bool) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # rebalanced meanwhile: the next owner re-reads
+            log.info("input offset commit skipped: %s", exc)
 
     @property
     def watermark_ms(self) -> int:
@@ -99,12 +124,8 @@ class IngestService(Service):  # type: ignore[misc]
         self._produce(routed)
         await self.deliverer.flush("by_user")
         self._count(routed, len(records))
-        offsets = [TopicPartition(t, p, o) for (t, p), o in routed.next_offsets.items()]
-        if offsets:
-            try:
-                consumer.commit(offsets=offsets, asynchronous=True)
-            except KafkaException as exc:  # rebalanced meanwhile: the next owner re-reads
-                log.info("input offset commit skipped: %s", exc)
+        self._positions.update(routed.next_offsets)
+        self._commit(consumer, asynchronous=True)
 
     def _produce(self, routed: Routed) -> None:
         watermark = self.watermark_ms

@@ -17,12 +17,12 @@ SNAPSHOT_EVERY_S = 1.0
 
 
 def register(app: faust.App, runtime: Runtime) -> tuple[Any, Any]:
-    @app.timer(runtime.settings.tick_interval, name="lifecycle_deadlines")  # type: ignore[misc]
+    @app.timer(runtime.settings.tick_interval, name="lifecycle_deadlines")  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
         if runtime.ready.is_set():
             await runtime.tick()
 
-    @app.timer(SNAPSHOT_EVERY_S, name="lifecycle_snapshot")  # type: ignore[misc]
+    @app.timer(SNAPSHOT_EVERY_S, name="lifecycle_snapshot")  # type: ignore[untyped-decorator]
     async def snapshot() -> None:
         runtime.refresh_snapshot()
 

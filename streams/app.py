@@ -92,7 +92,7 @@ def create_worker(
     app.tables.add(table)
     deliverer = deliverer if deliverer is not None else Deliverer(settings, metrics)
     runtime = Runtime(settings, metrics, deliverer, table)
-    table.data.on_partitions = runtime.on_partitions
+    table.store.on_partitions = runtime.on_partitions
     registry.register(
         SnapshotCollector(
             lambda: runtime.published, ("other", *settings.channels), settings.retention_days
@@ -126,6 +126,6 @@ def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
 
 
 def _start_with_app(app: faust.App, service: Any) -> None:
-    @app.task  # type: ignore[misc]
+    @app.task  # type: ignore[untyped-decorator]
     async def start_service() -> None:
         await app.add_runtime_dependency(service)

@@ -22,14 +22,20 @@ from streams.metrics import Metrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-Headers = Sequence[tuple[str, bytes]] | None
+Headers = Sequence[tuple[str, bytes | None]] | None
 
 
 class Sink(Protocol):
     """What the stages need from delivery: produce now, make durable on ``flush``."""
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None,
-                partition: int = -1, headers: Headers = None) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        headers: Headers = None,
+    ) -> None: ...
 
     async def flush(self, role: str) -> dict[tuple[str, int], int]: ...
 
@@ -83,8 +89,10 @@ class Deliverer:
             if err is not None:
                 round_.failed.append((pending, err))
             else:
-                tp = (msg.topic(), msg.partition())
-                round_.offsets[tp] = max(round_.offsets[tp], msg.offset())
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    tp = (topic, partition)
+                    round_.offsets[tp] = max(round_.offsets[tp], offset)
 
         kwargs: dict[str, Any] = {
             "key": pending.key,

@@ -52,30 +52,46 @@ def generate(users: int, days: int, seed: int, end_ms: int) -> Iterator[dict[str
             active = day == first or (rnd.random() < rate and (day < fade_at or day >= back_at))
             if active:
                 ts = start + day * DAY_MS + rnd.randrange(DAY_MS)
-                events.append({"event_id": f"demo-{u}-{day}", "user_id": f"user-{u:05d}",
-                               "event_type": rnd.choice(("session_start", "page_view",
-                                                         "purchase", "share")),
-                               "timestamp": ts, "channel": channel})
+                events.append(
+                    {
+                        "event_id": f"demo-{u}-{day}",
+                        "user_id": f"user-{u:05d}",
+                        "event_type": rnd.choice(
+                            ("session_start", "page_view", "purchase", "share")
+                        ),
+                        "timestamp": ts,
+                        "channel": channel,
+                    }
+                )
     events.sort(key=lambda e: e["timestamp"])
     yield from events
 
 
 def _show(values: dict[str, float], out: TextIO) -> None:
-    print("  " + "  ".join(f"{label}={values.get(name, 0):.0f}" for label, name in SHOWN),
-          file=out, flush=True)
+    print(
+        "  " + "  ".join(f"{label}={values.get(name, 0):.0f}" for label, name in SHOWN),
+        file=out,
+        flush=True,
+    )
 
 
-def run_demo(seconds: float = 8.0, users: int = 300, bootstrap: str | None = None,
-             out: TextIO = sys.stdout) -> int:
+def run_demo(
+    seconds: float = 8.0, users: int = 300, bootstrap: str | None = None, out: TextIO = sys.stdout
+) -> int:
     with ExitStack() as stack:
         if bootstrap is None:
             broker = stack.enter_context(TansuBroker(port=free_port()))
             bootstrap = broker.bootstrap
             print(f"embedded Tansu broker at {bootstrap}", file=out, flush=True)
-        env = {"ENGAGEMENT_BROKER": f"kafka://{bootstrap}", "ENGAGEMENT_CLOCK": "event",
-               "ENGAGEMENT_APP_ID": f"engagement-demo-{int(time.time())}",
-               "ENGAGEMENT_PARTITIONS": "4", "ENGAGEMENT_SESSION_TIMEOUT": "6s",
-               "ENGAGEMENT_WEB_HOST": "127.0.0.1", "ENGAGEMENT_WEB_PORT": str(free_port())}
+        env = {
+            "ENGAGEMENT_BROKER": f"kafka://{bootstrap}",
+            "ENGAGEMENT_CLOCK": "event",
+            "ENGAGEMENT_APP_ID": f"engagement-demo-{int(time.time())}",
+            "ENGAGEMENT_PARTITIONS": "4",
+            "ENGAGEMENT_SESSION_TIMEOUT": "6s",
+            "ENGAGEMENT_WEB_HOST": "127.0.0.1",
+            "ENGAGEMENT_WEB_PORT": str(free_port()),
+        }
         settings = Settings.from_env(env)
         worker = stack.enter_context(WorkerProcess(env, name="demo-worker"))
         print(f"worker ready at {worker.base_url} (event clock)", file=out, flush=True)
@@ -84,14 +100,17 @@ def run_demo(seconds: float = 8.0, users: int = 300, bootstrap: str | None = Non
         values = worker.metrics()
         print("final:", file=out)
         _show(values, out)
-    ok = values.get("engagement_events_folded_total", 0) > 0 and values.get(
-        'engagement_active_users{window="30d"}', 0) > 0
+    ok = (
+        values.get("engagement_events_folded_total", 0) > 0
+        and values.get('engagement_active_users{window="30d"}', 0) > 0
+    )
     print("demo finished" if ok else "demo saw no live numbers", file=out)
     return 0 if ok else 1
 
 
-def _publish(settings: Settings, worker: WorkerProcess, seconds: float, users: int,
-             out: TextIO) -> dict[str, float]:
+def _publish(
+    settings: Settings, worker: WorkerProcess, seconds: float, users: int, out: TextIO
+) -> dict[str, float]:
     producer = Producer(producer_config(settings))
     events = list(generate(users, 21, seed=7, end_ms=int(time.time() * 1000)))
     per_tick = max(1, int(len(events) / max(1.0, seconds)))
@@ -99,8 +118,9 @@ def _publish(settings: Settings, worker: WorkerProcess, seconds: float, users: i
     values: dict[str, float] = {}
     for i in range(0, len(events), per_tick):
         for event in events[i : i + per_tick]:
-            producer.produce(settings.input_topic, key=event["user_id"].encode(),
-                             value=orjson.dumps(event))
+            producer.produce(
+                settings.input_topic, key=event["user_id"].encode(), value=orjson.dumps(event)
+            )
         producer.flush(10)
         time.sleep(1.0)
         values = worker.metrics()

@@ -12,7 +12,7 @@ the runtime when partitions are recovered or revoked.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.stores import memory as faust_memory
@@ -37,7 +37,7 @@ class _Listeners:
             )
 
 
-class MemoryStore(_Listeners, faust_memory.Store):
+class MemoryStore(_Listeners, faust_memory.Store):  # type: ignore[type-arg]
     """``memory://`` with one dict per partition."""
 
     def __post_init__(self) -> None:
@@ -121,7 +121,7 @@ class RocksStore(_Listeners, faust_rocksdb.Store):
         self._notify(active_tps, standby_tps)
 
 
-class StateTable(faust.Table):  # type: ignore[misc]
+class StateTable(faust.Table):  # type: ignore[type-arg]
     """A raw-bytes table whose store is :class:`MemoryStore` or :class:`RocksStore`."""
 
     def _new_store_by_url(self, url: Any) -> Any:
@@ -140,12 +140,16 @@ class StateTable(faust.Table):  # type: ignore[misc]
             options=dict(self.options or {}),
         )
 
+    @property
+    def store(self) -> MemoryStore | RocksStore:
+        return cast(MemoryStore | RocksStore, self.data)
+
     def partition_store(self, number: int) -> MutableMapping[bytes, bytes]:
-        return self.data.partition(number)  # type: ignore[no-any-return]
+        return self.store.partition(number)
 
     def persist_offset(self, number: int, offset: int) -> None:
         """Record that the changelog up to ``offset`` is in the local store (RocksDB only),
         so a restart replays only the tail."""
-        store = self.data
+        store = self.store
         if isinstance(store, RocksStore):
             store.set_persisted_offset(TP(self.changelog_topic_name, number), offset)

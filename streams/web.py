@@ -19,15 +19,15 @@ from streams.store import StateTable
 def register(
     app: faust.App, table: StateTable, runtime: Runtime, registry: CollectorRegistry
 ) -> None:
-    @app.page("/metrics")  # type: ignore[misc]
+    @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/healthz")  # type: ignore[misc]
+    @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
-    @app.page("/readyz")  # type: ignore[misc]
+    @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         ready = runtime.ready.is_set() and not app.rebalancing
         return web.json(
@@ -35,8 +35,8 @@ def register(
             status=200 if ready else 503,
         )
 
-    @app.page("/users/{user_id}")  # type: ignore[misc]
-    @app.table_route(table=table, match_info="user_id")  # type: ignore[misc]
+    @app.page("/users/{user_id}")
+    @app.table_route(table=table, match_info="user_id")
     async def user(web: Any, request: Any, user_id: str) -> Any:
         answer = describe_user(runtime, user_id)
         if answer is None:

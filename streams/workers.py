@@ -41,8 +41,9 @@ def parse_metrics(text: str) -> dict[str, float]:
 class WorkerProcess:
     """One ``engagement worker`` child process."""
 
-    def __init__(self, env: Mapping[str, str], *, workdir: Path | None = None,
-                 name: str = "worker") -> None:
+    def __init__(
+        self, env: Mapping[str, str], *, workdir: Path | None = None, name: str = "worker"
+    ) -> None:
         self.name = name
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"engagement-{name}-"))
         self.env = {**os.environ, "ENGAGEMENT_DATA_DIR": str(self.workdir / "data"), **env}
@@ -60,8 +61,12 @@ class WorkerProcess:
     def start(self, wait_ready: float | None = 90.0) -> WorkerProcess:
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=self.workdir,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if wait_ready:
             self.wait_ready(wait_ready)
@@ -96,7 +101,7 @@ class WorkerProcess:
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         status, body = self.get(f"/users/{user_id}")
-        return orjson.loads(body) if status == 200 else None  # type: ignore[no-any-return]
+        return orjson.loads(body) if status == 200 else None
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait (a clean shutdown); SIGKILL if it does not end in time."""

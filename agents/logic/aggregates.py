@@ -102,15 +102,14 @@ class Aggregates:
 
     def prune(self, oldest_day: int) -> None:
         """Forget days before ``oldest_day`` (outside every gauge's reach)."""
-        for counter, pick in (
-            (self.active, lambda k: k),
-            (self.consecutive, lambda k: k),
-            (self.cohort, lambda k: k[0]),
-            (self.reach, lambda k: k[0]),
-            (self.last_two, lambda k: k[0]),
-        ):
-            for key in [k for k in counter if pick(k) < oldest_day]:
-                del counter[key]
+        for by_day in (self.active, self.consecutive):
+            for day in [d for d in by_day if d < oldest_day]:
+                del by_day[day]
+        for by_cohort in (self.cohort, self.reach):
+            for key in [k for k in by_cohort if k[0] < oldest_day]:
+                del by_cohort[key]
+        for pair in [k for k in self.last_two if k[0] < oldest_day]:
+            del self.last_two[pair]
 
 
 @dataclass(slots=True)

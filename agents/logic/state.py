@@ -149,7 +149,7 @@ def decode(data: bytes) -> UserState:
             length = data[pos]
             bitmaps.append(int.from_bytes(data[pos + 1 : pos + 1 + length], "little"))
             pos += 1 + length
-        recent = []
+        recent: list[tuple[int, int]] = []
         for _ in range(data[pos]):
             fp, delta = _PAIR.unpack_from(data, pos + 1 + _PAIR.size * len(recent))
             recent.append((last_ms - delta, fp))

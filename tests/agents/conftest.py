@@ -16,11 +16,18 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.records: dict[str, list[tuple[bytes | None, bytes | None, int, Headers]]] = (
-            defaultdict(list))
+            defaultdict(list)
+        )
         self.flushes: list[str] = []
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None,
-                partition: int = -1, headers: Headers = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        headers: Headers = None,
+    ) -> None:
         self.records[topic].append((key, value, partition, headers))
 
     async def flush(self, role: str) -> dict[tuple[str, int], int]:
@@ -34,11 +41,15 @@ def sink() -> MemorySink:
 
 
 def make_worker(sink: MemorySink, **env: str) -> Worker:
-    settings = Settings.from_env({
-        "ENGAGEMENT_BROKER": "kafka://127.0.0.1:9",  # never contacted in these tests
-        "ENGAGEMENT_APP_ID": "agents-test", "ENGAGEMENT_PARTITIONS": "2",
-        "ENGAGEMENT_CLOCK": "event", **env,
-    })
+    settings = Settings.from_env(
+        {
+            "ENGAGEMENT_BROKER": "kafka://127.0.0.1:9",  # never contacted in these tests
+            "ENGAGEMENT_APP_ID": "agents-test",
+            "ENGAGEMENT_PARTITIONS": "2",
+            "ENGAGEMENT_CLOCK": "event",
+            **env,
+        }
+    )
     worker = create_worker(settings, deliverer=sink)
     for number in range(settings.partitions):
         worker.runtime.engine.assign(number, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,16 @@ def test_thousand_events_are_counted_exactly(broker: BrokerHandle, unique_name) 
     name = unique_name("slice")
     env = worker_env(broker, name)
     now = int(time.time() * 1000)
-    events = [{"event_id": f"e{i}", "user_id": f"user-{i % 137}", "event_type": "page_view",
-               "timestamp": now - (i % 50) * 60_000} for i in range(1000)]
-    newest = {}
+    events: list[dict[str, Any]] = [
+        {
+            "event_id": f"e{i}",
+            "user_id": f"user-{i % 137}",
+            "event_type": "page_view",
+            "timestamp": now - (i % 50) * 60_000,
+        }
+        for i in range(1000)
+    ]
+    newest: dict[str, int] = {}
     for e in events:
         newest[e["user_id"]] = max(newest.get(e["user_id"], 0), e["timestamp"])
     with running_worker(env) as worker:
@@ -36,5 +44,6 @@ def test_thousand_events_are_counted_exactly(broker: BrokerHandle, unique_name) 
             answer = worker.user(user)
             assert answer is not None
             assert answer["last_event_time"].startswith(
-                time.strftime("%Y-%m-%dT%H:%M", time.gmtime(ts / 1000)))
+                time.strftime("%Y-%m-%dT%H:%M", time.gmtime(ts / 1000))
+            )
         assert worker.user("nobody") is None

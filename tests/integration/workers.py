@@ -46,8 +46,9 @@ def running_worker(env: Mapping[str, str], name: str = "worker") -> Iterator[Wor
         worker.stop()
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition",
-             every: float = 0.5) -> None:
+def wait_for(
+    check: Callable[[], bool], timeout: float = 60.0, what: str = "condition", every: float = 0.5
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -56,8 +57,9 @@ def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "cond
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def wait_metric(workers: list[WorkerProcess], name: str, expected: float,
-                timeout: float = 60.0) -> None:
+def wait_metric(
+    workers: list[WorkerProcess], name: str, expected: float, timeout: float = 60.0
+) -> None:
     """Wait until ``name`` summed over ``workers`` equals ``expected``."""
     last: list[float] = []
 
@@ -71,12 +73,21 @@ def wait_metric(workers: list[WorkerProcess], name: str, expected: float,
         raise AssertionError(f"{exc} (last value {last})") from None
 
 
-def produce_events(bootstrap: str, topic: str, events: list[dict[str, object]],
-                   headers: list[tuple[str, bytes]] | None = None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         "linger.ms": 5})
+def produce_events(
+    bootstrap: str,
+    topic: str,
+    events: list[dict[str, object]],
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5}
+    )
     for event in events:
         user = event.get("user_id")
-        producer.produce(topic, key=str(user).encode() if user else None,
-                         value=orjson.dumps(event), headers=headers)
+        producer.produce(
+            topic,
+            key=str(user).encode() if user else None,
+            value=orjson.dumps(event),
+            headers=headers,
+        )
     assert producer.flush(30) == 0

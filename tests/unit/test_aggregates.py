@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
+from schemas.records import Event
 from tests.oracle import Oracle, RawEvent
 from tests.unit.conftest import CHANNELS, T0, engine_config, make_event
 
@@ -45,7 +46,7 @@ def feed(events: list[RawEvent], rnd: random.Random, partitions: int = 3) -> lis
         eng.assign(p, {})
     for i in range(0, len(stream), 37):
         chunk = stream[i : i + 37]
-        by_part: dict[int, list] = {}
+        by_part: dict[int, list[Event]] = {}
         for e in chunk:
             by_part.setdefault(int(e.user_id[1:]) % partitions, []).append(
                 make_event(e.user_id, e.timestamp_ms, e.event_id, channel=e.channel)

@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"faust", "mode", "aiokafka", "confluent_kafka", "time", "asyncio", "streams.app",
-             "streams.runtime", "prometheus_client", "aiohttp"}
+FORBIDDEN = {
+    "faust",
+    "mode",
+    "aiokafka",
+    "confluent_kafka",
+    "time",
+    "asyncio",
+    "streams.app",
+    "streams.runtime",
+    "prometheus_client",
+    "aiohttp",
+}
 ALLOWED_STREAMS = {"streams.errors"}
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
@@ -29,8 +39,9 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", _modules("agents/logic") + _modules("schemas"),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", _modules("agents/logic") + _modules("schemas"), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_pure_layers_import_no_runtime(path: Path) -> None:
     for name in _imports(path):
         top = name.split(".")[0]
@@ -52,4 +63,5 @@ def test_pure_logic_reads_no_clock(path: Path) -> None:
 @pytest.mark.parametrize("package", ["agents", "schemas", "streams"])
 def test_generic_package_names_resolve_to_this_repository(package: str) -> None:
     module = __import__(package)
+    assert module.__file__ is not None
     assert Path(module.__file__).resolve().parent == ROOT / package

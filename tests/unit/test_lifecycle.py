@@ -91,7 +91,7 @@ def test_scripted_population_gives_exactly_the_expected_signals() -> None:
     """Event clock: stay, fade, go dormant, churn, come back; exactly these signals, once."""
     eng = Engine(engine_config(threshold=0.05))
     eng.assign(0, {})
-    signals = []
+    signals: list[tuple[str, str, str]] = []
 
     def run(events, wm_ms):
         out = eng.process(0, events, 0, wm_ms)
@@ -104,7 +104,7 @@ def test_scripted_population_gives_exactly_the_expected_signals() -> None:
         run([daily[d]], T0 + d * DAY_MS)
         if d == 45:
             run([make_event("returner", T0 + 45 * DAY_MS + HOUR)], T0 + d * DAY_MS)
-    kinds = {}
+    kinds: dict[str, list[str]] = {}
     for user, kind, _ in signals:
         kinds.setdefault(user, []).append(kind)
     assert "stayer" not in kinds

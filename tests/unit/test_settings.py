@@ -47,11 +47,14 @@ def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
 
 
 def test_values_are_parsed() -> None:
-    settings = Settings.from_env({
-        "ENGAGEMENT_BROKER": "kafka://a:9092, kafka://b:9093",
-        "ENGAGEMENT_DORMANT_AFTER": "36h", "ENGAGEMENT_RETENTION_DAYS": "7,1",
-        "ENGAGEMENT_CATEGORIES": "buy=purchase|checkout",
-    })
+    settings = Settings.from_env(
+        {
+            "ENGAGEMENT_BROKER": "kafka://a:9092, kafka://b:9093",
+            "ENGAGEMENT_DORMANT_AFTER": "36h",
+            "ENGAGEMENT_RETENTION_DAYS": "7,1",
+            "ENGAGEMENT_CATEGORIES": "buy=purchase|checkout",
+        }
+    )
     assert settings.broker == ("kafka://a:9092", "kafka://b:9093")
     assert settings.dormant_after == 36 * 3600
     assert settings.retention_days == (1, 7)
@@ -68,8 +71,9 @@ def test_settings_are_frozen() -> None:
         Settings.from_env({}).clock = "event"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("90", 90), ("15m", 900),
-                                                ("7d", 604800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("250ms", 0.25), ("90", 90), ("15m", 900), ("7d", 604800)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
