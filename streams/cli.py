@@ -3,6 +3,9 @@
 engagement worker            run a worker (settings from ENGAGEMENT_* variables)
 engagement broker [--port]   run the embedded Tansu broker in the foreground
 engagement publish FILE|-    publish JSON lines or CSV events to the input topic
+engagement signals           print signals as JSON lines (--kind, --follow, --group)
+engagement fit               fit the churn model's parameters (--events FILE | --from-state)
+engagement retention         the retention triangle of a running system (--html FILE)
 engagement demo              the whole product on the embedded broker, in about a minute
 engagement settings          print every setting with its variable, default and meaning
 """
@@ -15,16 +18,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from streams.errors import EngagementError, SettingsError
+from streams.errors import EngagementError
 from streams.settings import Settings, describe, markdown_table
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        print(f"engagement: invalid setting {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+from streams.signals import add_signals_parser
+from streams.tools import add_fit_parser, add_retention_parser
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -33,7 +30,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_worker
     from streams.topics import ensure_topics
 
-    settings = _settings()
+    settings = Settings.from_env_or_exit()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -67,8 +64,9 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from streams.publisher import publish_command
 
+    settings = Settings.from_env_or_exit()
     return publish_command(
-        args.source, _settings(), topic=args.topic, fmt=args.format, progress=not args.quiet
+        args.source, settings, topic=args.topic, fmt=args.format, progress=not args.quiet
     )
 
 
@@ -93,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run a worker").set_defaults(func=cmd_worker)
+    add_signals_parser(sub)
+    add_fit_parser(sub)
+    add_retention_parser(sub)
     broker = sub.add_parser("broker", help="run the embedded Tansu broker")
     broker.add_argument("--port", type=int, default=9092)
     broker.set_defaults(func=cmd_broker)

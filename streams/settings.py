@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -372,6 +373,15 @@ class Settings:
                 except (ValueError, TypeError) as exc:
                     raise SettingsError(name, f"{exc} (got {env[name]!r})") from None
         return cls(**values)._checked()
+
+    @classmethod
+    def from_env_or_exit(cls) -> Settings:
+        """For commands: Settings from the environment, or exit status 2 naming the variable."""
+        try:
+            return cls.from_env()
+        except SettingsError as exc:
+            print(f"engagement: invalid setting {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def _checked(self) -> Settings:
         if self.churned_after <= self.dormant_after:

@@ -102,10 +102,20 @@ class Engine:
 
     # -- clock -------------------------------------------------------------------------------
     def now_ms(self, wall_ms: int) -> int:
-        """The clock's now: wall time, or the newest watermark of the owned partitions."""
+        """The worker's now for gauges and lookups: wall time, or the newest watermark of the
+        owned partitions."""
         if self.config.clock == "wall":
             return wall_ms
         return max((p.meta.watermark_ms for p in self.partitions.values()), default=0)
+
+    def partition_now(self, part: Partition, wall_ms: int) -> int:
+        """When deadlines fire on ``part``: wall time, or that partition's own watermark.
+
+        Each partition advances on the watermark carried in its own records (ingest broadcasts
+        it to idle partitions too), never on another partition's: in a replay a partition that
+        is behind must not fire deadlines for users whose later events it has not read yet.
+        """
+        return wall_ms if self.config.clock == "wall" else part.meta.watermark_ms
 
     def observe_watermark(self, number: int, watermark_ms: int) -> None:
         part = self.partitions.get(number)
@@ -125,7 +135,7 @@ class Engine:
             by_user.setdefault(event.user_id, []).append(event)
             newest = max(newest, event.timestamp_ms)
             out.events += 1
-        now = self.now_ms(wall_ms)
+        now = self.partition_now(part, wall_ms)
         late_before = now if self.config.clock == "event" else wall_ms - self.config.lateness_ms
         for user_id, user_events in by_user.items():
             self._fold_user(
@@ -138,7 +148,7 @@ class Engine:
                 out=out,
             )
         self.observe_watermark(number, max(watermark_ms, newest - self.config.lateness_ms))
-        self._advance_partition(part, self.now_ms(wall_ms), wall_ms, out)
+        self._advance_partition(part, self.partition_now(part, wall_ms), wall_ms, out)
         return out
 
     def _fold_user(
@@ -189,9 +199,8 @@ class Engine:
     def tick(self, wall_ms: int) -> Output:
         """Fire every deadline that is due on every owned partition."""
         out = Output()
-        now = self.now_ms(wall_ms)
         for part in list(self.partitions.values()):
-            self._advance_partition(part, now, wall_ms, out)
+            self._advance_partition(part, self.partition_now(part, wall_ms), wall_ms, out)
         return out
 
     def _advance_partition(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:

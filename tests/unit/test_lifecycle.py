@@ -126,3 +126,16 @@ def test_scripted_population_gives_exactly_the_expected_signals() -> None:
         if d == 45:
             run([make_event("returner", T0 + 45 * DAY_MS + HOUR)], T0 + d * DAY_MS)
     assert [sid for _, _, sid in signals] == first
+
+
+def test_a_partition_behind_does_not_fire_on_another_partitions_clock() -> None:
+    """Event clock: partition 1 reached day 40, partition 0 is still at day 2 with a daily user
+    whose later events are not read yet: no deadline may fire on partition 0."""
+    eng = Engine(engine_config())
+    eng.assign(0, {})
+    eng.assign(1, {})
+    eng.process(0, [make_event("daily", T0 + d * DAY_MS + HOUR) for d in range(3)], 0)
+    out = eng.process(1, [make_event("far", T0 + 40 * DAY_MS)], 0, T0 + 40 * DAY_MS)
+    out.signals += eng.tick(0).signals
+    assert not [s for _, _, s in out.signals if s["user_id"] == "daily"]
+    assert eng.now_ms(0) >= T0 + 39 * DAY_MS  # the worker's gauges still show the newest day

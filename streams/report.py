@@ -1,0 +1,170 @@
+"""The cohort retention triangle and its text and HTML renderings (pure; used by
+``engagement retention``).
+
+The triangle is read off :class:`agents.logic.aggregates.Aggregates` (cohort counters keyed
+``(first active day, channel index, k)``, k = 0 being the cohort size), so it counts exactly what
+the live retention gauges count.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agents.logic.aggregates import Aggregates
+from agents.logic.days import Calendar
+
+
+@dataclass(frozen=True, slots=True)
+class TriangleRow:
+    """One cohort (optionally one channel of it): its size and users active on day c + k.
+
+    ``counts[k]`` is None where day c + k is after today (the triangle's empty corner).
+    """
+
+    cohort_day: int
+    channel: str | None
+    size: int
+    counts: tuple[int | None, ...]
+
+    def percent(self, k: int) -> float | None:
+        """Share of the cohort active on day c + k, in percent (None if unknown or empty)."""
+        count = self.counts[k]
+        if count is None or self.size == 0:
+            return None
+        return 100.0 * count / self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Triangle:
+    today: int
+    columns: int
+    rows: tuple[TriangleRow, ...]
+    by_channel: bool
+
+
+def retention_triangle(
+    agg: Aggregates,
+    today: int,
+    n_cohorts: int,
+    channels: Sequence[str],
+    *,
+    by_channel: bool = False,
+) -> Triangle:
+    """The last ``n_cohorts`` cohorts (oldest first, today's included), columns k = 0..n-1.
+
+    ``channels[i]`` names channel index i (index 0 is ``other``). By channel, a cohort gets one
+    row per channel with at least one user; otherwise one row per cohort, empty ones included.
+    """
+    if n_cohorts < 1:
+        raise ValueError("at least one cohort is needed")
+    rows = []
+    for cohort_day in range(today - n_cohorts + 1, today + 1):
+        groups: list[tuple[str | None, list[int]]]
+        if by_channel:
+            groups = [(name, [index]) for index, name in enumerate(channels)]
+        else:
+            groups = [(None, list(range(len(channels))))]
+        for name, indexes in groups:
+            size = sum(agg.cohort[(cohort_day, ch, 0)] for ch in indexes)
+            if by_channel and size == 0:
+                continue
+            counts = tuple(
+                sum(agg.cohort[(cohort_day, ch, k)] for ch in indexes)
+                if cohort_day + k <= today
+                else None
+                for k in range(n_cohorts)
+            )
+            rows.append(TriangleRow(cohort_day, name, size, counts))
+    return Triangle(today, n_cohorts, tuple(rows), by_channel)
+
+
+def _cell(row: TriangleRow, k: int) -> str:
+    count, pct = row.counts[k], row.percent(k)
+    if count is None:
+        return ""
+    return f"{count} {pct:.1f}%" if pct is not None else str(count)
+
+
+def render_text(triangle: Triangle, calendar: Calendar) -> str:
+    """An aligned text table: cohort, [channel,] users, then ``count pct%`` per day k."""
+    header = ["cohort", *(["channel"] if triangle.by_channel else []), "users"]
+    header += [f"day {k}" for k in range(triangle.columns)]
+    table = [header]
+    for row in triangle.rows:
+        cells = [calendar.iso(row.cohort_day)]
+        if triangle.by_channel:
+            cells.append(row.channel or "")
+        cells.append(str(row.size))
+        cells += [_cell(row, k) for k in range(triangle.columns)]
+        table.append(cells)
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    n_left = 2 if triangle.by_channel else 1
+    lines = [
+        f"Retention of the {triangle.columns} cohorts up to {calendar.iso(triangle.today)}"
+        f" ({calendar.name}): users active on day k after their first active day"
+    ]
+    for line in table:
+        parts = [
+            cell.ljust(width) if i < n_left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px;
+       color: #1f2933; background: #fff; }
+h1 { font-size: 18px; margin: 0 0 4px; }
+p.meta { color: #52606d; margin: 0 0 16px; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #e4e7eb; padding: 4px 8px; text-align: right; white-space: nowrap; }
+th { background: #f5f7fa; position: sticky; top: 0; }
+td.label { text-align: left; background: #f5f7fa; }
+td.pending { background: #fafafa; }
+td small { display: block; font-size: 11px; opacity: .8; }
+"""
+
+
+def _html_cell(row: TriangleRow, k: int) -> str:
+    count, pct = row.counts[k], row.percent(k)
+    if count is None:
+        return '<td class="pending"></td>'
+    if pct is None:
+        return f"<td>{count}</td>"
+    alpha = 0.08 + 0.92 * min(pct, 100.0) / 100.0
+    color = "#fff" if pct >= 50 else "#1f2933"
+    style = f"background: rgba(37, 99, 235, {alpha:.3f}); color: {color}"
+    return (
+        f'<td style="{style}" title="{count} of {row.size}">{pct:.1f}%<small>{count}</small></td>'
+    )
+
+
+def render_html(triangle: Triangle, calendar: Calendar, title: str = "Cohort retention") -> str:
+    """A self-contained page (inline CSS, no scripts or external assets) with a heatmap table."""
+    head = ["Cohort", *(["Channel"] if triangle.by_channel else []), "Users"]
+    head += [f"Day {k}" for k in range(triangle.columns)]
+    body = []
+    for row in triangle.rows:
+        cells = [f'<td class="label">{calendar.iso(row.cohort_day)}</td>']
+        if triangle.by_channel:
+            cells.append(f'<td class="label">{html.escape(row.channel or "")}</td>')
+        cells.append(f"<td>{row.size}</td>")
+        cells += [_html_cell(row, k) for k in range(triangle.columns)]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    meta = (
+        f"{triangle.columns} cohorts up to {calendar.iso(triangle.today)} "
+        f"({html.escape(calendar.name)}). Cell: share of the cohort active on day k after its "
+        "first active day (count below); blank cells are still in the future."
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f'<h1>{html.escape(title)}</h1>\n<p class="meta">{meta}</p>\n<table>\n<thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>\n</body>\n</html>\n"
+    )
