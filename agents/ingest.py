@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from mode import Service
 
 from agents.logic.routing import RawRecord, Routed, Router
+from agents.logic.watermarks import InputWatermark
 from streams.codecs import encode_batch
 from streams.delivery import Sink
 from streams.kafka import consumer_config
@@ -47,15 +49,18 @@ class IngestService(Service):
         self._consumer: Consumer | None = None
         self._positions: dict[tuple[str, int], int] = {}  # delivered, to commit
         self._commit_failures = 0
-        self._lateness_ms = int(settings.allowed_lateness * 1000)
-        self._newest_ms = 0
-        self._broadcast_ms = 0
+        self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
+        self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
         self._broadcast_at = 0.0
 
     async def on_start(self) -> None:
         group = f"{self.settings.app_id}-ingest"
-        self._consumer = Consumer(consumer_config(self.settings, group, on_commit=self._on_commit))
-        self._consumer.subscribe([self.settings.input_topic], on_revoke=self._on_revoke)
+        config = consumer_config(self.settings, group, on_commit=self._on_commit)
+        config["enable.partition.eof"] = True  # idle partitions must not hold the watermark
+        self._consumer = Consumer(config)
+        self._consumer.subscribe(
+            [self.settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
 
     async def on_stop(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -68,8 +73,12 @@ class IngestService(Service):
             self._commit_failures += 1
             log.warning("input offset commit failed (%s); it is retried with the next one", err)
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.watermark.assign((tp.topic, tp.partition) for tp in partitions)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, asynchronous=False)
+        self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
             self._positions.pop((tp.topic, tp.partition), None)
 
@@ -85,10 +94,6 @@ class IngestService(Service):
         except KafkaException as exc:  # rebalanced meanwhile: the next owner re-reads
             log.info("input offset commit skipped: %s", exc)
 
-    @property
-    def watermark_ms(self) -> int:
-        return max(0, self._newest_ms - self._lateness_ms)
-
     @Service.task
     async def _consume(self) -> None:
         while not self.should_stop:
@@ -99,16 +104,22 @@ class IngestService(Service):
             messages = consumer.consume(self.settings.ingest_batch, timeout=0)
             if messages:
                 await self.step(consumer, messages)
-            else:
-                await self._broadcast_watermark()
+            await self._broadcast_watermark()
+            if not messages:
                 await self.sleep(0.01)
 
     async def step(self, consumer: Consumer, messages: list[Any]) -> None:
         records = []
+        at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
         for msg in messages:
-            if msg.error() is not None:
-                log.warning("input consumer error: %s", msg.error())
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end[(msg.topic(), msg.partition())] = True
+                else:
+                    log.warning("input consumer error: %s", error)
                 continue
+            at_end[(msg.topic(), msg.partition())] = False
             records.append(
                 RawRecord(
                     msg.topic(),
@@ -120,7 +131,11 @@ class IngestService(Service):
                 )
             )
         routed = self.router.route(records, int(time.time() * 1000))
-        self._newest_ms = max(self._newest_ms, routed.newest_ms)
+        for source, newest in routed.newest_ms.items():
+            self.watermark.observe(source, newest)
+        for source, ended in at_end.items():
+            if ended:
+                self.watermark.reached_end(source)
         self._produce(routed)
         await self.deliverer.flush("by_user")
         self._count(routed, len(records))
@@ -128,10 +143,13 @@ class IngestService(Service):
         self._commit(consumer, asynchronous=True)
 
     def _produce(self, routed: Routed) -> None:
-        watermark = self.watermark_ms
+        watermark = self.watermark.value
         for partition, events in routed.batches.items():
             self.deliverer.produce(
-                self.by_user, events[0].user_id.encode(), encode_batch(watermark, events), partition
+                self.by_user,
+                events[0].user_id.encode(),
+                encode_batch(watermark, events, self.source),
+                partition,
             )
         for dead in routed.dead:
             self.deliverer.produce(self.dead_letter, dead.key, dead.value, -1, dead.headers)
@@ -147,14 +165,16 @@ class IngestService(Service):
         metrics.dead_lettered.inc(len(routed.dead))
 
     async def _broadcast_watermark(self) -> None:
-        """Tell every partition how far event time got, so idle ones do not stall."""
+        """Every second, tell every partition how far event time got (and that this source is
+        alive), so partitions without events of their own do not stall."""
         now = time.monotonic()
-        watermark = self.watermark_ms
-        if watermark <= self._broadcast_ms or now - self._broadcast_at < WATERMARK_EVERY_S:
+        if now - self._broadcast_at < WATERMARK_EVERY_S:
             return
         self._broadcast_at = now
-        value = encode_batch(watermark, [])
+        watermark = self.watermark.value
+        if watermark <= 0:
+            return
+        value = encode_batch(watermark, [], self.source)
         for partition in range(self.settings.partitions):
             self.deliverer.produce(self.by_user, None, value, partition)
         await self.deliverer.flush("by_user")
-        self._broadcast_ms = watermark

@@ -103,15 +103,17 @@ class Runtime:
 
     # -- work --------------------------------------------------------------------------------
     async def on_batch(self, partition: int, value: bytes) -> None:
-        watermark, events = decode_batch(value)
-        await self.on_events(partition, events, watermark)
+        watermark, source, events = decode_batch(value)
+        await self.on_events(partition, events, watermark, source)
 
-    async def on_events(self, partition: int, events: list[Event], watermark: int = 0) -> None:
+    async def on_events(
+        self, partition: int, events: list[Event], watermark: int = 0, source: str = ""
+    ) -> None:
         if partition not in self.engine.partitions:
             log.warning("record for unowned partition %d skipped", partition)
             return
         wall = int(time.time() * 1000)
-        out = self.engine.process(partition, events, wall, watermark)
+        out = self.engine.process(partition, events, wall, watermark, source)
         self._observe(events, wall)
         await self.deliver(out, (partition,))
 

@@ -20,10 +20,11 @@ import orjson
 from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig, fold, new_state
-from agents.logic.lifecycle import LifecycleConfig, Transition, advance, on_activity
+from agents.logic.lifecycle import Before, LifecycleConfig, Transition, advance, on_activity
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
+from agents.logic.watermarks import SourceWatermarks
 from schemas.records import Event
 
 META_KEY = b"\x00meta"
@@ -39,6 +40,7 @@ class EngineConfig:
     lateness_ms: int
     aggregate_days: int
     retention_days: tuple[int, ...]
+    source_timeout_ms: int = 30_000
 
     @property
     def calendar(self) -> Calendar:
@@ -62,6 +64,7 @@ class Meta:
     today: int = 0
     lapsed: list[int] = field(default_factory=list)
     reactivated: list[int] = field(default_factory=list)
+    sources: SourceWatermarks | None = None  # in memory only; rebuilt from new records
 
 
 @dataclass(slots=True)
@@ -117,16 +120,36 @@ class Engine:
         """
         return wall_ms if self.config.clock == "wall" else part.meta.watermark_ms
 
-    def observe_watermark(self, number: int, watermark_ms: int) -> None:
+    def observe_watermark(
+        self, number: int, watermark_ms: int, source: str = "", wall_ms: int = 0
+    ) -> None:
+        """Advance a partition's event clock: with a ``source``, to the minimum over the live
+        sources (see :mod:`agents.logic.watermarks`); without, straight to ``watermark_ms``."""
         part = self.partitions.get(number)
-        if part is not None and watermark_ms > part.meta.watermark_ms:
-            part.meta.watermark_ms = watermark_ms
+        if part is None:
+            return
+        meta = part.meta
+        if source:
+            if meta.sources is None:
+                meta.sources = SourceWatermarks(self.config.source_timeout_ms, meta.watermark_ms)
+            watermark_ms = meta.sources.observe(source, watermark_ms, wall_ms)
+        meta.watermark_ms = max(meta.watermark_ms, watermark_ms)
 
     # -- activity ----------------------------------------------------------------------------
     def process(
-        self, number: int, events: Iterable[Event], wall_ms: int, watermark_ms: int = 0
+        self,
+        number: int,
+        events: Iterable[Event],
+        wall_ms: int,
+        watermark_ms: int = 0,
+        source: str = "",
     ) -> Output:
-        """Fold a batch of one partition's events, then fire whatever became due."""
+        """Fold a batch of one partition's events, then fire whatever became due.
+
+        ``watermark_ms`` and ``source`` come from the batch's header (ingest). Without a source
+        (the direct mode, tests) the partition's own newest event time minus the lateness
+        advances its clock too.
+        """
         out = Output()
         part = self.partitions[number]
         by_user: dict[str, list[Event]] = {}
@@ -147,7 +170,10 @@ class Engine:
                 wall_ms=wall_ms,
                 out=out,
             )
-        self.observe_watermark(number, max(watermark_ms, newest - self.config.lateness_ms))
+        if source:
+            self.observe_watermark(number, watermark_ms, source, wall_ms)
+        else:
+            self.observe_watermark(number, max(watermark_ms, newest - self.config.lateness_ms))
         self._advance_partition(part, self.partition_now(part, wall_ms), wall_ms, out)
         return out
 
@@ -162,27 +188,35 @@ class Engine:
         wall_ms: int,
         out: Output,
     ) -> None:
-        cfg, calendar = self.config, self.config.calendar
+        """Fold one user's events of a batch in event-time order.
+
+        Before each event, the user's deadlines up to ``event time - lateness`` fire: the event
+        shows the watermark got that far, so a replay read in large batches yields the same
+        signals (dormant, churned, then reactivated) as the same events arriving live.
+        """
+        cfg = self.config
         key = user_id.encode()
         raw = part.store.get(key)
         old = decode(raw) if raw is not None else None
         state = old.copy() if old is not None else None
+        transitions: list[Transition] = []
+        changed = False
+        if len(events) > 1:
+            events.sort(key=_event_time)
         for event in events:
-            if event.timestamp_ms < late_before:
+            ts = event.timestamp_ms
+            if ts < late_before:
                 out.late += 1
-            day = calendar.day_of(event.timestamp_ms)
+            if state is not None and state.deadline_ms <= ts - cfg.lateness_ms:
+                state = self._catch_up(state, ts, wall_ms, transitions)
+                changed = True
+            changed = self._fold_event(part, state, event, transitions, out) or changed
             if state is None:
-                state = new_state(event, day, cfg.fold)
-            elif not fold(state, event, day, cfg.fold):
-                out.duplicates += 1
-        if state is None or (old is not None and state == old):
+                state = new_state(event, cfg.calendar.day_of(ts), cfg.fold)
+                on_activity(None, state, cfg.lifecycle)
+                changed = True
+        if state is None or not changed:
             return
-        transitions = []
-        returned = on_activity(old, state, cfg.lifecycle)
-        if returned is not None:
-            transitions.append(returned)
-            if 0 <= state.channel < len(part.meta.reactivated):
-                part.meta.reactivated[state.channel] += 1
         transitions.extend(advance(state, now, cfg.lifecycle))
         self._commit(
             part,
@@ -194,6 +228,40 @@ class Engine:
             wall_ms=wall_ms,
             out=out,
         )
+
+    def _catch_up(
+        self, state: UserState, ts: int, wall_ms: int, transitions: list[Transition]
+    ) -> UserState | None:
+        """Fire the user's deadlines before an event at ``ts``; None if its state expired."""
+        until = ts - self.config.lateness_ms
+        if self.config.clock == "wall":
+            until = min(until, wall_ms)
+        fired = advance(state, until, self.config.lifecycle)
+        transitions.extend(fired)
+        return None if fired and fired[-1].kind == "discard" else state
+
+    def _fold_event(
+        self,
+        part: Partition,
+        state: UserState | None,
+        event: Event,
+        transitions: list[Transition],
+        out: Output,
+    ) -> bool:
+        """Fold ``event`` into an existing ``state``; True if anything changed."""
+        if state is None:
+            return False
+        cfg = self.config
+        before = Before.of(state)
+        if not fold(state, event, cfg.calendar.day_of(event.timestamp_ms), cfg.fold):
+            out.duplicates += 1
+            return False
+        returned = on_activity(before, state, cfg.lifecycle)
+        if returned is not None:
+            transitions.append(returned)
+            if 0 <= state.channel < len(part.meta.reactivated):
+                part.meta.reactivated[state.channel] += 1
+        return True
 
     # -- deadlines ---------------------------------------------------------------------------
     def tick(self, wall_ms: int) -> Output:
@@ -340,6 +408,10 @@ class Engine:
             if raw is not None:
                 return decode(raw)
         return None
+
+
+def _event_time(event: Event) -> int:
+    return event.timestamp_ms
 
 
 def _decode_meta(raw: bytes, n_channels: int) -> Meta:

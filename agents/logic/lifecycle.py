@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from agents.logic.churn import ModelParams, risk_deadline_T
 from agents.logic.days import DAY_MS, Calendar
@@ -92,10 +93,21 @@ def schedule(state: UserState, config: LifecycleConfig) -> None:
         state.deadline, state.deadline_ms = Deadline.DISCARD, last + config.discard_ms
 
 
-def on_activity(
-    old: UserState | None, state: UserState, config: LifecycleConfig
-) -> Transition | None:
-    """Decide the stage after events were folded (``old`` is the state before them).
+class Before(NamedTuple):
+    """What :func:`on_activity` needs of a user's state before an event (cheap to take)."""
+
+    stage: Stage
+    last_ms: int
+    last_day: int
+    stage_since_ms: int
+
+    @classmethod
+    def of(cls, state: UserState) -> Before:
+        return cls(state.stage, state.last_ms, state.last_day, state.stage_since_ms)
+
+
+def on_activity(old: Before | None, state: UserState, config: LifecycleConfig) -> Transition | None:
+    """Decide the stage after an event was folded (``old`` is the state before it).
 
     A dormant or churned user seen active again (an event newer than its last one) is
     reactivated, even when that event arrives late. An at-risk user with a new active day

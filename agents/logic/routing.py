@@ -41,7 +41,7 @@ class Routed:
     batches: dict[int, list[Event]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    newest_ms: int = 0
+    newest_ms: dict[tuple[str, int], int] = field(default_factory=dict)  # per input partition
 
 
 class Router:
@@ -63,13 +63,15 @@ class Router:
 
     def route(self, records: Iterable[RawRecord], now_ms: int) -> Routed:
         routed = Routed()
-        batches, offsets = routed.batches, routed.next_offsets
+        batches, offsets, newest = routed.batches, routed.next_offsets, routed.newest_ms
         for record in records:
-            offsets[(record.topic, record.partition)] = record.offset + 1
+            source = (record.topic, record.partition)
+            offsets[source] = record.offset + 1
             result = ingest(record.value, record.headers, now_ms, self.limits)
             if isinstance(result, Event):
                 batches.setdefault(self.partition_of(result.user_id), []).append(result)
-                routed.newest_ms = max(routed.newest_ms, result.timestamp_ms)
+                if result.timestamp_ms > newest.get(source, 0):
+                    newest[source] = result.timestamp_ms
             else:
                 headers = dead_letter_headers(
                     record.headers, result, record.topic, record.partition, record.offset, now_ms

@@ -12,14 +12,11 @@ import base64
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
-from streams.brokers._process import LOOPBACK, free_port, spawn, tail, terminate, wait_until_ready
-from streams.brokers._process import kill as kill_process
+from streams.brokers._process import LOOPBACK, ManagedBroker, free_port, tail
 from streams.errors import BrokerError
 
 POM = Path(__file__).with_name("pom.xml")
@@ -129,10 +126,13 @@ def _cluster_id() -> str:
             return text
 
 
-class KafkaBroker:
+class KafkaBroker(ManagedBroker):
     """One Apache Kafka KRaft node on loopback, for tests, demos and benchmarks."""
 
     kind = "kafka"
+    label = "Kafka"
+    stop_timeout = 30.0
+    workdir_prefix = "engagement-kafka-"
 
     def __init__(
         self,
@@ -142,34 +142,11 @@ class KafkaBroker:
         log_dir: Path | None = None,
         extra_properties: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(port)
         self.lib_dir = Path(lib_dir)
-        self._port = port
         self._controller_port: int | None = None
         self._log_dir = log_dir
         self._extra = dict(extra_properties or {})
-        self._workdir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self.startup_seconds: float | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BrokerError("the Kafka broker has no port before start()")
-        return self._port
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
-
-    @property
-    def workdir(self) -> Path:
-        if self._workdir is None:
-            raise BrokerError("the Kafka broker has no work folder before start()")
-        return self._workdir
 
     @property
     def log_dir(self) -> Path:
@@ -179,10 +156,6 @@ class KafkaBroker:
     def server_log(self) -> Path:
         return self.workdir / "server.log"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def start(self, timeout: float = 90.0) -> None:
         """Format the log dir when it is new, start the JVM and wait for metadata."""
         if self.running:
@@ -191,60 +164,17 @@ class KafkaBroker:
             raise BrokerError(f"no Apache Kafka jars in {self.lib_dir} (run `make kafka-jars`)")
         if shutil.which("java") is None:
             raise BrokerError("java is not installed; Apache Kafka needs a JRE (17 or newer)")
-        started = time.monotonic()
+        started = self._prepare()
         deadline = started + timeout
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="engagement-kafka-"))
-        self._port = self._port or free_port()
         self._controller_port = self._controller_port or free_port()
         properties = self._write_config()
         if not (self.log_dir / "meta.properties").exists():
             self._format(properties, deadline)
         argv = ["java", *JVM_OPTIONS, *self._log_options(), "-cp", self._classpath()]
-        self._process = spawn([*argv, "kafka.Kafka", str(properties)], self._stdout, self.workdir)
-        try:
-            wait_until_ready(self.bootstrap, self._process, deadline, self._failure)
-        except BrokerError:
-            kill_process(self._process)
-            raise
-        self.startup_seconds = time.monotonic() - started
+        self._launch([*argv, "kafka.Kafka", str(properties)], self._stdout, started, deadline)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the broker (SIGTERM, SIGKILL after ``timeout``) and remove its temp folder."""
-        if self._process is not None:
-            terminate(self._process, timeout)
-            self._process = None
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def kill(self) -> None:
-        """SIGKILL the broker, keeping its data for :meth:`restart` (fault tests)."""
-        if self._process is not None:
-            kill_process(self._process)
-
-    def restart(self, timeout: float = 90.0) -> None:
-        """Stop the JVM (if it runs) and start it again on the same ports and log dir."""
-        if self._process is not None:
-            terminate(self._process, 30.0)
-            self._process = None
-        self.start(timeout=timeout)
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        where = self.bootstrap if self._port is not None else "not started"
-        return f"KafkaBroker({where}, lib_dir={str(self.lib_dir)!r})"
+    def _describe(self) -> str:
+        return f"lib_dir={str(self.lib_dir)!r}"
 
     @property
     def _stdout(self) -> Path:

@@ -81,7 +81,7 @@ def test_mixed_input_is_rekeyed_or_dead_lettered(broker: BrokerHandle, unique_na
     # every valid event is on the partition its user id hashes to, exactly once
     seen: Counter[tuple[str | None, str | None]] = Counter()
     for record in read_all(broker.bootstrap, f"{name}.events.by_user", partitions):
-        _, events = decode_batch(record.value())
+        _, _, events = decode_batch(record.value())
         for event in events:
             assert record.partition() == partition_for(event.user_id.encode(), partitions)
             seen[(event.user_id, event.event_id)] += 1

@@ -7,7 +7,7 @@ import pytest
 from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
 from agents.logic.fold import new_state
-from agents.logic.lifecycle import advance, on_activity, risk_deadline_ms, schedule
+from agents.logic.lifecycle import Before, advance, on_activity, risk_deadline_ms, schedule
 from agents.logic.state import Deadline, Stage
 from tests.unit.conftest import T0, engine_config, make_event
 
@@ -45,7 +45,7 @@ def test_activity_transitions(stage, new_day, expected, signal) -> None:
     from agents.logic.fold import fold
 
     fold(state, make_event("u", later), CFG.calendar.day_of(later), CFG.fold)
-    transition = on_activity(old, state, LC)
+    transition = on_activity(Before.of(old), state, LC)
     assert state.stage is expected
     assert (transition.kind if transition else None) == signal
 
@@ -139,3 +139,19 @@ def test_a_partition_behind_does_not_fire_on_another_partitions_clock() -> None:
     out.signals += eng.tick(0).signals
     assert not [s for _, _, s in out.signals if s["user_id"] == "daily"]
     assert eng.now_ms(0) >= T0 + 39 * DAY_MS  # the worker's gauges still show the newest day
+
+
+def test_a_replay_in_one_batch_gives_the_same_signals_as_live_arrival() -> None:
+    """Day 0 and day 45 folded together still yield dormant, churned, then reactivated."""
+    events = [make_event("r", T0 + HOUR), make_event("r", T0 + 45 * DAY_MS + HOUR)]
+    live = Engine(engine_config(threshold=0.01))
+    live.assign(0, {})
+    live_kinds = []
+    for event in events:
+        out = live.process(0, [event], 0, event.timestamp_ms - HOUR)
+        live_kinds += [s["signal_id"] for _, _, s in out.signals]
+    batch = Engine(engine_config(threshold=0.01))
+    batch.assign(0, {})
+    out = batch.process(0, list(events), 0, 0)
+    assert [s["kind"] for _, _, s in out.signals] == ["dormant", "churned", "reactivated"]
+    assert [s["signal_id"] for _, _, s in out.signals] == live_kinds
