@@ -8,8 +8,10 @@ ids, and compared with what arrives on the signal topics: nothing missing, nothi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -80,7 +82,7 @@ def test_scripted_population_gets_exactly_its_signals(broker: BrokerHandle, uniq
     env = worker_env(
         broker, name, ENGAGEMENT_CLOCK="event", ENGAGEMENT_ALIVE_THRESHOLD=str(THRESHOLD)
     )
-    events = [
+    events: list[dict[str, Any]] = [
         {
             "event_id": f"{user}-{day}",
             "user_id": user,
@@ -113,7 +115,7 @@ def test_scripted_population_gets_exactly_its_signals(broker: BrokerHandle, uniq
             30,
             "the final watermark",
         )
-        try:
+        with contextlib.suppress(AssertionError):  # the comparison below shows which ones
             wait_for(
                 lambda: (
                     sum(
@@ -126,8 +128,6 @@ def test_scripted_population_gets_exactly_its_signals(broker: BrokerHandle, uniq
                 30,
                 f"{n_expected} signals",
             )
-        except AssertionError:
-            pass  # the comparison below shows which ones
     settings = Settings.from_env(env)
     with SignalConsumer(settings, dedupe=False) as consumer:
         received = list(consumer)
@@ -149,7 +149,7 @@ def test_scripted_population_gets_exactly_its_signals(broker: BrokerHandle, uniq
     assert back.stage_before == "churned"
 
 
-def _trigger(signal: dict) -> int:
+def _trigger(signal: dict[str, Any]) -> int:
     """The trigger of a signal: its deadline, or for a return the end of the lapse."""
     if signal["kind"] == "reactivated":
         return int(signal["event_time_ms"] - signal["reasons"]["days_dormant"] * DAY)
