@@ -6,6 +6,7 @@ so tests can check the live gauges against the definitions in ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,3 +68,38 @@ class Oracle:
             on += cohort_day + n in ds
             after += any(d >= cohort_day + n for d in ds)
         return size, on, after
+
+
+def population(
+    seed: int, users: int, days: int, start_ms: int, channels: Sequence[str]
+) -> list[RawEvent]:
+    """Users arriving over ``days`` from ``channels`` (plus unknown ones), each active on a
+    day with its own probability, 1-3 events per active day."""
+    rnd = random.Random(seed)
+    events = []
+    for u in range(users):
+        first = rnd.randrange(days)
+        rate = rnd.choice([0.05, 0.3, 0.8])
+        channel = rnd.choice([*channels, None, "tiktok"])
+        for day in range(first, days):
+            if day == first or rnd.random() < rate:
+                for k in range(rnd.randint(1, 3)):
+                    ms = start_ms + day * DAY_MS + rnd.randrange(DAY_MS)
+                    events.append(RawEvent(f"u{u}", f"u{u}-{day}-{k}", ms, channel))
+    return events
+
+
+def disorder(events: list[RawEvent], seed: int, lateness_ms: int) -> list[RawEvent]:
+    """Arrival order: time order with jitter inside the lateness, 2 % of the events arriving
+    2-10 days late, and 5 % duplicates arriving anywhere from on time to 10 days later."""
+    rnd = random.Random(seed)
+    keyed = []
+    for event in events:
+        if rnd.random() < 0.02:
+            keyed.append((event.timestamp_ms + rnd.randint(2, 10) * DAY_MS, event))
+        else:
+            keyed.append((event.timestamp_ms + rnd.randrange(lateness_ms), event))
+    for event in rnd.sample(events, len(events) // 20):
+        keyed.append((event.timestamp_ms + rnd.randrange(10 * DAY_MS), event))
+    keyed.sort(key=lambda pair: pair[0])
+    return [event for _, event in keyed]
