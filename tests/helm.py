@@ -112,38 +112,29 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CACHE", Path.home() / ".cache" / "engagement-stream"))
+    return Path.home() / ".cache" / "engagement-stream"
 
 
-def build_command(gobin: Path) -> list[str]:
-    """The ``go install`` that builds helm into ``gobin`` (also the Makefile's helm-bin)."""
+def build_command() -> list[str]:
+    """The ``go install`` that builds helm into ``$GOBIN`` (also the Makefile's helm-bin)."""
     package = f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"
     return ["go", "install", "-trimpath", "-ldflags", HELM_LDFLAGS, package]
 
 
 def helm_binary() -> Path:
-    """``$ENGAGEMENT_HELM``, else ``<cache>/bin/helm``, built with ``go install`` if missing."""
-    explicit = os.environ.get("ENGAGEMENT_HELM")
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise RuntimeError(f"ENGAGEMENT_HELM={explicit} is not a file")
-        return path
-    gobin = cache_dir() / "bin"
-    path = gobin / "helm"
+    """``$ENGAGEMENT_HELM``, else ``~/.cache/engagement-stream/bin/helm``; built with
+    ``go install`` (into that directory) when missing. Raises if it cannot be had."""
+    path = Path(os.environ.get("ENGAGEMENT_HELM") or cache_dir() / "bin" / "helm")
     if path.is_file():
         return path
+    if path.name != "helm":
+        raise RuntimeError(f"{path} is missing (go install can only build a binary named helm)")
     if shutil.which("go") is None:
         raise RuntimeError(f"{path} is missing and Go is not installed to build it (make helm-bin)")
-    gobin.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(gobin), "CGO_ENABLED": "0"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(path.parent.resolve()), "CGO_ENABLED": "0"}
     done = subprocess.run(
-        build_command(gobin),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
+        build_command(), env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
     )
     if done.returncode != 0 or not path.is_file():
         raise RuntimeError(f"building helm {HELM_VERSION} failed:\n{done.stderr[-4000:]}")

@@ -76,14 +76,11 @@ def test_deadlines_fire_on_time_and_survive_a_restart(
         time.sleep(2)
         publish(group_b)
         wait_metric([worker], "engagement_events_folded_total", 10, timeout=30)
-        dormant_a = lambda: (
-            {
-                s.user_id
-                for s in read_signals(settings)  # noqa: E731
-                if s.kind == "dormant"
-            }
-            >= set(group_a)
-        )
+
+        def dormant_a() -> bool:
+            dormant = {s.user_id for s in read_signals(settings) if s.kind == "dormant"}
+            return dormant >= set(group_a)
+
         wait_for(dormant_a, DORMANT_S + 10, "group A's dormant signals", every=1.0)
         assert max(last_event.values()) + DORMANT_S * 1000 > time.time() * 1000 - 500, (
             "group B's deadline passed before the stop; the test lost its point"
