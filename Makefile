@@ -11,8 +11,17 @@ KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:
 KAFKA_LIB := $(CACHE)/kafka-$(KAFKA_VERSION)/lib
 export ENGAGEMENT_KAFKA_LIB ?= $(abspath $(KAFKA_LIB))
 PYTEST_ARGS ?=
+HELM_VERSION := v3.22.0
+HELM := $(CACHE)/bin/helm
+# As helm's own Makefile: its version, and Kubernetes 1.37 (its client-go) as the default
+# .Capabilities.KubeVersion and lint target (a plain `go install` would say 1.20).
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
+  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
+export ENGAGEMENT_HELM ?= $(abspath $(HELM))
+CHART := helm/engagement-stream
 
-.PHONY: help venv deps kafka-jars system-deps demo test unit agents integration lint format clean
+.PHONY: help venv deps kafka-jars system-deps helm-bin chart demo test unit lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,15 +52,30 @@ system-deps: ## install Debian packages the tests use (kcat, prometheus)
 	  (systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true); \
 	fi
 
-deps: venv kafka-jars system-deps ## everything the tests need
+$(HELM):
+	@command -v go >/dev/null || { echo "helm-bin needs Go (https://go.dev/dl/)"; exit 1; }
+	GOBIN=$(abspath $(CACHE)/bin) CGO_ENABLED=0 go install -trimpath -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+helm-bin: $(HELM) ## build helm from the Go module proxy (cached outside the repo)
+
+chart: venv helm-bin ## helm lint every ci/ scenario, then the chart tests (render, schemas, image)
+	@for f in "" $(CHART)/ci/*-values.yaml; do \
+	  echo "helm lint --strict $(CHART) $${f:+-f $$f}"; $(HELM) lint --strict --quiet $(CHART) $${f:+-f $$f} || exit 1; \
+	done
+	$(BIN)/python -m pytest tests/unit/test_helm_chart.py $(PYTEST_ARGS)
+
+deps: venv kafka-jars system-deps helm-bin ## everything the tests need
 
 demo: venv ## run the main job on the embedded broker
 	$(BIN)/engagement demo
 
-test: deps ## run every test (unit, agents, integration on Apache Kafka and Tansu)
+test: deps ## run every test (unit, agents, integration on Apache Kafka and Tansu, chart)
+	@for f in "" $(CHART)/ci/*-values.yaml; do \
+	  $(HELM) lint --strict --quiet $(CHART) $${f:+-f $$f} >/dev/null || exit 1; \
+	done
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-unit: venv ## unit tests only (no loop, no broker)
+unit: venv helm-bin ## unit tests only (no loop, no broker)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint + format check) and mypy
