@@ -83,3 +83,18 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     rows = dict(re.findall(r"^\| `(ENGAGEMENT_[A-Z_]+)` \| `([^`]*)` \|", readme, re.M))
     expected = {env: default for env, default, _ in describe()}
     assert rows == expected
+
+
+def test_readme_lists_every_metric() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from agents.logic.aggregates import Snapshot
+    from streams.metrics import Metrics, Published, SnapshotCollector
+
+    registry = CollectorRegistry()
+    Metrics(registry, ["page_view"])
+    registry.register(SnapshotCollector(lambda: Published(Snapshot(), 0, 0, 0, 0), ["other"], [1]))
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()}
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- metrics:start -->")[1].split("<!-- metrics:end -->")[0]
+    assert set(re.findall(r"^\| `(engagement_[a-z_]+)` \|", section, re.M)) == exported
