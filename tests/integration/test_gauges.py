@@ -9,6 +9,7 @@ the same aggregates afterwards (rebuilt from the changelog).
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Sequence
 
@@ -16,7 +17,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from agents.logic.aggregates import rebuild
+from agents.logic.days import Calendar
+from streams.report import retention_triangle
 from streams.settings import Settings
+from streams.state_reader import load_changelog
 from streams.workers import WorkerProcess
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import running_worker, wait_for, worker_env
@@ -150,6 +155,9 @@ def test_two_workers_gauges_equal_the_oracle(
         assert total["engagement_events_duplicate_total"] > 0
         assert total["engagement_events_late_total"] > 0
         check_against_oracle(total, oracle, today)
+        check_exposition(w0)
+        check_user_routing(workers, oracle)
+        check_retention_triangle(settings, oracle, today)
 
         with PrometheusServer([w.base_url.removeprefix("http://") for w in workers]) as prom:
             wait_for(
@@ -194,3 +202,35 @@ def test_two_workers_gauges_equal_the_oracle(
         )
         time.sleep(2.5)
         check_against_oracle(summed(workers), oracle, today)
+
+
+def check_exposition(worker: WorkerProcess) -> None:
+    """promtool accepts a real worker's exposition."""
+    status, body = worker.get("/metrics")
+    assert status == 200
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def check_user_routing(workers: list[WorkerProcess], oracle: Oracle) -> None:
+    """Any worker answers for any user: requests for another worker's users are routed."""
+    for user in sorted(oracle.days)[:40]:
+        answers = [w.user(user) for w in workers]
+        assert answers[0] is not None and answers[0] == answers[1], user
+        assert answers[0]["last_active_day"] == Calendar.iso(max(oracle.days[user]))
+    assert all(w.user("nobody-at-all") is None for w in workers)
+
+
+def check_retention_triangle(settings: Settings, oracle: Oracle, today: int) -> None:
+    """`engagement retention` reads every partition of the running system from the changelog."""
+    snapshot = load_changelog(settings)
+    agg = rebuild((state for _, state in snapshot.users()), Calendar(settings.timezone))
+    triangle = retention_triangle(agg, today, 14, ("other", *CHANNELS), by_channel=True)
+    for row in triangle.rows:
+        assert row.channel is not None
+        size, on, _ = oracle.retention(row.cohort_day, 1, row.channel)
+        assert row.size == size, row
+        if row.counts[1] is not None:
+            assert row.counts[1] == on, row
