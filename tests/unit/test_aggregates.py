@@ -111,16 +111,25 @@ def test_winback_counts_lapsed_at_day_start_and_reactivations_that_day() -> None
     eng = Engine(engine_config())
     eng.assign(0, {})
     day = 86_400_000
-    eng.process(0, [make_event("a", T0, channel="organic"), make_event("b", T0, channel="organic"),
-                    make_event("c", T0, channel="email")], 0, T0)
+    eng.process(
+        0,
+        [
+            make_event("a", T0, channel="organic"),
+            make_event("b", T0, channel="organic"),
+            make_event("c", T0, channel="email"),
+        ],
+        0,
+        T0,
+    )
     eng.process(0, [make_event("tick", T0 + 10 * day + 5 * HOUR)], 0, T0 + 10 * day + 4 * HOUR)
     snap, today = eng.snapshot(0)
     assert today == (T0 + 10 * day) // day
     names = ("other", *CHANNELS)
     lapsed = {names[i]: n for i, n in snap.winback_lapsed.items() if n}
     assert lapsed == {"organic": 2, "email": 1}
-    out = eng.process(0, [make_event("a", T0 + 10 * day + 6 * HOUR, "a-back")], 0,
-                      T0 + 10 * day + 5 * HOUR)
+    out = eng.process(
+        0, [make_event("a", T0 + 10 * day + 6 * HOUR, "a-back")], 0, T0 + 10 * day + 5 * HOUR
+    )
     assert [s["kind"] for _, _, s in out.signals] == ["reactivated"]
     snap, _ = eng.snapshot(0)
     assert {names[i]: n for i, n in snap.winback_reactivated.items() if n} == {"organic": 1}
