@@ -1,12 +1,14 @@
 """activity: ``events.by_user`` (user_id -> batch of Events) -> user state + partition aggregates.
 
 Thin: each Faust message is a batch of one partition's events; the runtime folds it through the
-pure engine and returns once the resulting state (and any signal) is durable, so Faust's commit
-of this message never runs ahead of the state it produced.
+pure engine and acks the message only once the state and signals it produced are durable (in
+groups, see :meth:`streams.runtime.Runtime.commit_group`), so Faust's commit never runs ahead of
+the state it produced.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -26,10 +28,12 @@ def register(app: faust.App, topic: Any, runtime: Runtime) -> Any:
 
     @app.agent(topic, name="activity", concurrency=1)
     async def activity(stream: Any) -> None:
-        async for event in stream.events():
+        records = stream.noack()  # acked by the runtime once their output is durable
+        async for event in records.events():
             message = event.message
+            ack = functools.partial(records.ack, event)
             try:
-                await runtime.on_batch(message.partition, message.value)
+                await runtime.on_batch(message.partition, message.value, ack)
             except ValueError:
                 log.exception(
                     "malformed record at %s[%d]@%d skipped",
@@ -37,6 +41,7 @@ def register(app: faust.App, topic: Any, runtime: Runtime) -> Any:
                     message.partition,
                     message.offset,
                 )
+                await ack()
 
     return activity
 
@@ -50,15 +55,17 @@ def register_direct(
 
     @app.agent(topic, name="activity_direct", concurrency=1)
     async def activity_direct(stream: Any) -> None:
-        async for event in stream.events():
+        records = stream.noack()
+        async for event in records.events():
             message = event.message
+            ack = functools.partial(records.ack, event)
             now = int(time.time() * 1000)
             headers = list(message.headers or [])
             metrics.consumed.inc()
             result = ingest(message.value, headers, now, limits)
             if isinstance(result, Event):
                 metrics.count_valid(result.event_type)
-                await runtime.on_events(message.partition, [result])
+                await runtime.on_events(message.partition, [result], ack=ack)
                 continue
             metrics.invalid.labels(result.reason.value).inc()
             runtime.deliverer.produce(
@@ -72,5 +79,6 @@ def register_direct(
             )
             await runtime.deliverer.flush("dead_letter")
             metrics.dead_lettered.inc()
+            await ack()
 
     return activity_direct

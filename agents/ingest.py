@@ -26,6 +26,8 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 WATERMARK_EVERY_S = 1.0
+FLUSH_EVENTS = 20_000  # input messages per delivery round trip, at most ...
+FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
 
 
 class IngestService(Service):
@@ -48,6 +50,9 @@ class IngestService(Service):
         self.dead_letter = settings.topic("dead_letter")
         self._consumer: Consumer | None = None
         self._positions: dict[tuple[str, int], int] = {}  # delivered, to commit
+        self._unflushed: dict[tuple[str, int], int] = {}  # produced, not yet delivered
+        self._unflushed_events = 0
+        self._unflushed_since = 0.0
         self._commit_failures = 0
         self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
         self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
@@ -65,6 +70,8 @@ class IngestService(Service):
     async def on_stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
+            if self._unflushed:
+                await self._flush_and_commit(consumer)
             self._commit(consumer, asynchronous=False)  # everything delivered so far
             consumer.close()
 
@@ -79,8 +86,9 @@ class IngestService(Service):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, asynchronous=False)
         self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
-        for tp in partitions:
+        for tp in partitions:  # unflushed output is re-read by the next owner: idempotent
             self._positions.pop((tp.topic, tp.partition), None)
+            self._unflushed.pop((tp.topic, tp.partition), None)
 
     def _commit(self, consumer: Consumer, asynchronous: bool) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
@@ -103,12 +111,28 @@ class IngestService(Service):
                 continue
             messages = consumer.consume(self.settings.ingest_batch, timeout=0)
             if messages:
-                await self.step(consumer, messages)
-            await self._broadcast_watermark()
+                self.step(messages)
+            self._broadcast_watermark()
+            if self._unflushed and (
+                not messages
+                or self._unflushed_events >= FLUSH_EVENTS
+                or time.monotonic() - self._unflushed_since >= FLUSH_EVERY_S
+            ):
+                await self._flush_and_commit(consumer)
             if not messages:
                 await self.sleep(0.01)
 
-    async def step(self, consumer: Consumer, messages: list[Any]) -> None:
+    async def _flush_and_commit(self, consumer: Consumer) -> None:
+        """Wait until Kafka has every batch and dead letter produced so far, then commit the
+        input offsets they stand for (one round trip per group of steps, not per step)."""
+        positions, self._unflushed = self._unflushed, {}
+        self._unflushed_events = 0
+        await self.deliverer.flush("by_user")
+        self._positions.update(positions)
+        self._commit(consumer, asynchronous=True)
+
+    def step(self, messages: list[Any]) -> None:
+        """Route one batch of input messages and produce its output (not yet awaited)."""
         records = []
         at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
         for msg in messages:
@@ -137,10 +161,11 @@ class IngestService(Service):
             if ended:
                 self.watermark.reached_end(source)
         self._produce(routed)
-        await self.deliverer.flush("by_user")
         self._count(routed, len(records))
-        self._positions.update(routed.next_offsets)
-        self._commit(consumer, asynchronous=True)
+        if not self._unflushed:
+            self._unflushed_since = time.monotonic()
+        self._unflushed.update(routed.next_offsets)
+        self._unflushed_events += len(records)
 
     def _produce(self, routed: Routed) -> None:
         watermark = self.watermark.value
@@ -164,7 +189,7 @@ class IngestService(Service):
             metrics.invalid.labels(dead.rejection.reason.value).inc()
         metrics.dead_lettered.inc(len(routed.dead))
 
-    async def _broadcast_watermark(self) -> None:
+    def _broadcast_watermark(self) -> None:
         """Every second, tell every partition how far event time got (and that this source is
         alive), so partitions without events of their own do not stall."""
         now = time.monotonic()
@@ -177,4 +202,3 @@ class IngestService(Service):
         value = encode_batch(watermark, [], self.source)
         for partition in range(self.settings.partitions):
             self.deliverer.produce(self.by_user, None, value, partition)
-        await self.deliverer.flush("by_user")

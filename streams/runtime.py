@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -30,6 +31,9 @@ from streams.settings import Settings
 from streams.store import StateTable
 
 log = logging.getLogger(__name__)
+Ack = Callable[[], Awaitable[Any]]
+GROUP_EVENTS = 20_000  # a group is made durable at this many events ...
+GROUP_RECORDS = 64  # ... or input records, or on the next tick (ENGAGEMENT_TICK_INTERVAL)
 
 
 def model_params(settings: Settings) -> ModelParams:
@@ -79,6 +83,10 @@ class Runtime:
         self.ready = asyncio.Event()
         self.published: Published | None = None
         self._newest_ms = 0
+        self._signals: list[tuple[str, bytes, dict[str, Any]]] = []
+        self._acks: list[Ack] = []
+        self._group_events = 0
+        self._group_lock = asyncio.Lock()
         self._signal_topics = {
             kind: settings.topic(f"signals.{kind}")
             for kind in ("dormant", "churn_risk", "churned", "reactivated")
@@ -102,44 +110,70 @@ class Runtime:
         self.refresh_snapshot()
 
     # -- work --------------------------------------------------------------------------------
-    async def on_batch(self, partition: int, value: bytes) -> None:
+    async def on_batch(self, partition: int, value: bytes, ack: Ack | None = None) -> None:
         watermark, source, events = decode_batch(value)
-        await self.on_events(partition, events, watermark, source)
+        await self.on_events(partition, events, watermark, source, ack)
 
     async def on_events(
-        self, partition: int, events: list[Event], watermark: int = 0, source: str = ""
+        self,
+        partition: int,
+        events: list[Event],
+        watermark: int = 0,
+        source: str = "",
+        ack: Ack | None = None,
     ) -> None:
-        if partition not in self.engine.partitions:
+        """Fold one input record's events; its ``ack`` runs once what it produced is durable."""
+        if partition in self.engine.partitions:
+            wall = int(time.time() * 1000)
+            out = self.engine.process(partition, events, wall, watermark, source)
+            self._observe(events, wall)
+            self._pending(out)
+        else:
             log.warning("record for unowned partition %d skipped", partition)
-            return
-        wall = int(time.time() * 1000)
-        out = self.engine.process(partition, events, wall, watermark, source)
-        self._observe(events, wall)
-        await self.deliver(out, (partition,))
+        if ack is not None:
+            self._acks.append(ack)
+        self._group_events += len(events)
+        if self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
+            await self.commit_group()
 
     async def tick(self) -> None:
-        out = self.engine.tick(int(time.time() * 1000))
-        if out.signals or out.changelog:
-            touched = {number for number, _, _ in out.changelog}
-            await self.deliver(out, touched)
+        """Fire due deadlines, then make everything pending durable."""
+        self._pending(self.engine.tick(int(time.time() * 1000)))
+        await self.commit_group()
 
-    async def deliver(self, out: Output, partitions: Iterable[int]) -> None:
-        for kind, key, signal in out.signals:
-            self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
-        if out.signals:
-            await self.deliverer.flush("signals")
-        topic = self.table.changelog_topic_name
-        for number, key, value in out.changelog:
-            self.deliverer.produce(topic, key, value, number)
-        for number in partitions:
-            if number in self.engine.partitions:
-                _, key, value = self.engine.meta_record(number)
-                self.deliverer.produce(topic, key, value, number)
-        offsets = await self.deliverer.flush("changelog")
-        for (name, number), offset in offsets.items():
-            if name == topic:
-                self.table.persist_offset(number, offset)
+    def _pending(self, out: Output) -> None:
+        self._signals.extend(out.signals)
         self._count(out)
+
+    async def commit_group(self) -> None:
+        """Deliver the pending signals, then the coalesced changelog of the states that produced
+        them; then write those states to the local store and ack the input records. One round
+        trip per group of records instead of per record; a crash in between re-processes the
+        unacked records against a store that does not have their states yet, so nothing they
+        produced is lost (signals keep their ids)."""
+        async with self._group_lock:
+            signals, self._signals = self._signals, []
+            acks, self._acks = self._acks, []
+            self._group_events = 0
+            changes = self.engine.take_changes()
+            if not (signals or changes or acks):
+                return
+            for kind, key, signal in signals:
+                self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
+            if signals:
+                await self.deliverer.flush("signals")
+            topic = self.table.changelog_topic_name
+            for number, key, value in changes:
+                self.deliverer.produce(topic, key, value, number)
+            offsets = await self.deliverer.flush("changelog") if changes else {}
+            self.engine.mark_durable(changes)
+            for (name, number), offset in offsets.items():
+                if name == topic:
+                    self.table.persist_offset(number, offset)
+            for kind, _, _ in signals:
+                self.metrics.signals.labels(kind).inc()
+            for ack in acks:
+                await ack()
 
     def _count(self, out: Output) -> None:
         metrics = self.metrics
@@ -149,8 +183,6 @@ class Runtime:
             metrics.duplicate.inc(out.duplicates)
         if out.late:
             metrics.late.inc(out.late)
-        for kind, _, _ in out.signals:
-            metrics.signals.labels(kind).inc()
 
     def _observe(self, events: list[Event], wall_ms: int) -> None:
         if not events:

@@ -82,15 +82,23 @@ class Aggregates:
             self.stages[(new.stage, new.channel)] += 1
 
     def _add_days(self, old: UserState, new: UserState, first: int) -> None:
-        before, after = _day_set(old), _day_set(new)
-        added = after - before
-        ch = new.channel
-        for day in added:
+        """Count the days ``new`` has and ``old`` had not, with bit operations (no sets):
+        both bitmaps are aligned on ``new.last_day``; bit i is day ``new.last_day - i``."""
+        shift = new.last_day - old.last_day
+        aligned_old = old.days << shift if shift >= 0 else old.days >> -shift
+        after = new.days
+        added = after & ~aligned_old
+        last, ch = new.last_day, new.channel
+        while added:
+            low = added & -added
+            i = low.bit_length() - 1
+            added ^= low
+            day = last - i
             self.active[day] += 1
-            if day - 1 in after:
+            if after >> (i + 1) & 1:  # active the day before too
                 self.consecutive[day] += 1
-            if day + 1 in after and day + 1 not in added:
-                self.consecutive[day + 1] += 1
+            if i > 0 and after >> (i - 1) & 1 and not (after & ~aligned_old) >> (i - 1) & 1:
+                self.consecutive[day + 1] += 1  # the day after was there already
             self.cohort[(first, ch, day - first)] += 1
         old_two, new_two = _last_two(old), _last_two(new)
         if old_two != new_two:

@@ -1,8 +1,11 @@
 """The activity and lifecycle stages for the partitions one worker owns, without Faust.
 
-The agents hand it batches of canonical events and clock ticks; it reads and writes each
-partition's key-value store, keeps the partition aggregates and deadline index in step, and
-returns what must be made durable: changelog records and signals. Time is always passed in.
+The agents hand it batches of canonical events and clock ticks; it keeps each partition's user
+states, aggregates and deadline index in step and returns the signals to deliver. Changed
+states collect in a per-partition overlay: :meth:`Engine.take_changes` hands them out for the
+changelog, and only :meth:`Engine.mark_durable`, called once Kafka has them, writes them to the
+local store. So the store never holds a state whose changelog record (or signal) could still be
+lost, and a restart replays from a consistent point. Time is always passed in.
 
 Per partition it also keeps a small meta record (event-time watermark, the current day and the
 win-back counters of that day) under a reserved key of the same store, so it travels through the
@@ -20,7 +23,14 @@ import orjson
 from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig, fold, new_state
-from agents.logic.lifecycle import Before, LifecycleConfig, Transition, advance, on_activity
+from agents.logic.lifecycle import (
+    Before,
+    LifecycleConfig,
+    Transition,
+    advance,
+    on_activity,
+    schedule,
+)
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
@@ -49,9 +59,8 @@ class EngineConfig:
 
 @dataclass(slots=True)
 class Output:
-    """What a step produced: to be delivered (signals first, then changelog) before acking."""
+    """What a step produced: signals to deliver (before the changelog of its states)."""
 
-    changelog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     signals: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
     events: int = 0
     duplicates: int = 0
@@ -70,10 +79,21 @@ class Meta:
 @dataclass(slots=True)
 class Partition:
     number: int
-    store: KVStore
+    store: KVStore  # durable: written only after the changelog has the value
     aggregates: Aggregates
     index: DeadlineIndex
     meta: Meta
+    meta_changed: bool = False
+    dirty: dict[bytes, bytes | None] = field(default_factory=dict)  # changed, not yet taken
+    flushing: dict[bytes, bytes | None] = field(default_factory=dict)  # taken, in flight
+
+    def get(self, key: bytes) -> bytes | None:
+        """The newest value of ``key``: pending, in flight, or durable."""
+        if key in self.dirty:
+            return self.dirty[key]
+        if key in self.flushing:
+            return self.flushing[key]
+        return self.store.get(key)
 
 
 class Engine:
@@ -196,27 +216,35 @@ class Engine:
         """
         cfg = self.config
         key = user_id.encode()
-        raw = part.store.get(key)
+        raw = part.get(key)
         old = decode(raw) if raw is not None else None
         state = old.copy() if old is not None else None
         transitions: list[Transition] = []
-        changed = False
+        changed = stale = False  # stale: folded since the deadline was last scheduled
+        lateness = cfg.lateness_ms
         if len(events) > 1:
             events.sort(key=_event_time)
         for event in events:
             ts = event.timestamp_ms
             if ts < late_before:
                 out.late += 1
-            if state is not None and state.deadline_ms <= ts - cfg.lateness_ms:
-                state = self._catch_up(state, ts, wall_ms, transitions)
-                changed = True
-            changed = self._fold_event(part, state, event, transitions, out) or changed
+            if state is not None and state.deadline_ms <= ts - lateness:
+                if stale:
+                    schedule(state, cfg.lifecycle)
+                    stale = False
+                if state.deadline_ms <= ts - lateness:
+                    state = self._catch_up(state, ts, wall_ms, transitions)
+                    changed = True
+            if self._fold_event(part, state, event, transitions, out):
+                changed = stale = True
             if state is None:
                 state = new_state(event, cfg.calendar.day_of(ts), cfg.fold)
                 on_activity(None, state, cfg.lifecycle)
-                changed = True
+                changed = stale = True
         if state is None or not changed:
             return
+        if stale:
+            schedule(state, cfg.lifecycle)
         transitions.extend(advance(state, now, cfg.lifecycle))
         self._commit(
             part,
@@ -286,13 +314,14 @@ class Engine:
     def _roll_day(self, part: Partition, day: int) -> None:
         meta = part.meta
         meta.today = day
+        part.meta_changed = True
         meta.lapsed = lapsed_by_channel(part.aggregates, self._n_channels)
         meta.reactivated = [0] * self._n_channels
         part.aggregates.prune(day - self.config.aggregate_days)
 
     def _fire_due(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
         for key in part.index.pop_due(now):
-            raw = part.store.get(key)
+            raw = part.get(key)
             if raw is None:
                 continue
             state = decode(raw)
@@ -353,8 +382,7 @@ class Engine:
         if discard:
             if old is not None:
                 part.aggregates.add(old, cfg.calendar, -1)
-            part.store.pop(key, None)
-            out.changelog.append((part.number, key, None))
+            part.dirty[key] = None
             return
         part.aggregates.update(old, state, cfg.calendar)
         if state.deadline is not Deadline.NONE and (
@@ -365,13 +393,38 @@ class Engine:
         ):
             part.index.add(state.deadline_ms, key)
         value = encode(state)
-        part.store[key] = value
-        out.changelog.append((part.number, key, value))
+        part.dirty[key] = value
 
-    def meta_record(self, number: int) -> tuple[int, bytes, bytes]:
-        """The partition's meta record, for the changelog (written with every step)."""
-        meta = self.partitions[number].meta
-        value = orjson.dumps(
+    def take_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        """Changed states (coalesced: the newest value per key) and each touched partition's
+        meta record, for the changelog; they stay readable until :meth:`mark_durable`."""
+        changes: list[tuple[int, bytes, bytes | None]] = []
+        for part in self.partitions.values():
+            if not part.dirty and not part.meta_changed:
+                continue
+            part.dirty[META_KEY] = self._meta_value(part.meta)
+            part.meta_changed = False
+            part.flushing.update(part.dirty)
+            changes.extend((part.number, key, value) for key, value in part.dirty.items())
+            part.dirty = {}
+        return changes
+
+    def mark_durable(self, changes: list[tuple[int, bytes, bytes | None]]) -> None:
+        """Kafka has ``changes``: write them to the local stores."""
+        for number, key, value in changes:
+            part = self.partitions.get(number)
+            if part is None:
+                continue  # revoked meanwhile; the new owner recovers from the changelog
+            if value is None:
+                part.store.pop(key, None)
+            else:
+                part.store[key] = value
+            if part.flushing.get(key, b"") is value:
+                del part.flushing[key]
+
+    @staticmethod
+    def _meta_value(meta: Meta) -> bytes:
+        return orjson.dumps(
             {
                 "watermark_ms": meta.watermark_ms,
                 "today": meta.today,
@@ -379,8 +432,6 @@ class Engine:
                 "reactivated": meta.reactivated,
             }
         )
-        self.partitions[number].store[META_KEY] = value
-        return number, META_KEY, value
 
     def snapshot(self, wall_ms: int) -> tuple[Snapshot, int]:
         """Gauges summed over the owned partitions, and the day they describe."""
@@ -404,7 +455,7 @@ class Engine:
     def user(self, user_id: str) -> UserState | None:
         key = user_id.encode()
         for part in self.partitions.values():
-            raw = part.store.get(key)
+            raw = part.get(key)
             if raw is not None:
                 return decode(raw)
         return None

@@ -107,7 +107,8 @@ class Before(NamedTuple):
 
 
 def on_activity(old: Before | None, state: UserState, config: LifecycleConfig) -> Transition | None:
-    """Decide the stage after an event was folded (``old`` is the state before it).
+    """Decide the stage after an event was folded (``old`` is the state before it). The
+    caller then reschedules the deadline (:func:`schedule`), once per batch of events.
 
     A dormant or churned user seen active again (an event newer than its last one) is
     reactivated, even when that event arrives late. An at-risk user with a new active day
@@ -133,7 +134,6 @@ def on_activity(old: Before | None, state: UserState, config: LifecycleConfig) -
         )
     ) or (old.stage is Stage.NEW and state.active_days() > 1):
         state.stage, state.stage_since_ms = Stage.ACTIVE, state.last_ms
-    schedule(state, config)
     return transition
 
 

@@ -25,6 +25,7 @@ def test_a_batch_record_is_folded_and_made_durable(sink: MemorySink) -> None:
     async def scenario() -> None:
         async with worker.activity.test_context() as agent:
             await agent.put(encode_batch(0, events), key=b"user-0", partition=0)
+        await worker.runtime.commit_group()  # what the next tick does
 
     run(scenario())
     state = worker.runtime.engine.user("user-1")
@@ -45,6 +46,7 @@ def test_a_lapsed_user_returning_emits_one_reactivated_signal(sink: MemorySink) 
         async with worker.activity.test_context() as agent:
             for batch in (first, silence, back, back):
                 await agent.put(encode_batch(0, batch), key=b"u", partition=0)
+        await worker.runtime.commit_group()
 
     run(scenario())
     signals = [
@@ -71,3 +73,23 @@ def test_a_malformed_batch_is_skipped_and_the_stream_goes_on(sink: MemorySink) -
 
     run(scenario())
     assert worker.runtime.engine.user("good") is not None
+
+
+def test_the_store_gets_a_state_only_after_its_changelog_is_delivered(sink: MemorySink) -> None:
+    worker = make_worker(sink)
+    store: dict[bytes, bytes] = {}
+    worker.runtime.engine.revoke(0)
+    worker.runtime.engine.assign(0, store)
+    events = [Event("e1", "u1", "page_view", T0)]
+    engine = worker.runtime.engine
+    engine.process(0, events, 0)
+    assert b"u1" not in store  # pending: readable, not yet in the local store
+    assert engine.user("u1") is not None
+
+    async def commit() -> None:
+        await worker.runtime.commit_group()
+
+    run(commit())
+    assert b"u1" in store
+    topic = "agents-test-users-changelog"
+    assert (b"u1", store[b"u1"]) in [(k, v) for k, v, _, _ in sink.records[topic]]

@@ -53,6 +53,7 @@ def feed(events: list[RawEvent], rnd: random.Random, partitions: int = 3) -> lis
             )
         for p, evs in by_part.items():
             owner[p].process(p, evs, 0)
+            owner[p].mark_durable(owner[p].take_changes())  # as the runtime does
     return engines
 
 
