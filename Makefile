@@ -43,12 +43,12 @@ $(KAFKA_LIB)/.complete: streams/brokers/pom.xml
 
 kafka-jars: $(KAFKA_LIB)/.complete ## fetch Apache Kafka's jars from Maven Central (cached outside the repo)
 
-SYSTEM_TOOLS := kcat promtool
-system-deps: ## install Debian packages the tests use (kcat, prometheus)
+SYSTEM_TOOLS := kcat promtool chromium
+system-deps: ## install Debian packages the tests use (kcat, prometheus, chromium)
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat prometheus >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat prometheus chromium >/dev/null; \
 	  (systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true); \
 	fi
 

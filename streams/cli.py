@@ -6,6 +6,7 @@ engagement publish FILE|-    publish JSON lines or CSV events to the input topic
 engagement signals           print signals as JSON lines (--kind, --follow, --group)
 engagement fit               fit the churn model's parameters (--events FILE | --from-state)
 engagement retention         the retention triangle of a running system (--html FILE)
+engagement simulate          a realistic population's events (--out FILE|-, or to Kafka)
 engagement demo              the whole product on the embedded broker, in about a minute
 engagement settings          print every setting with its variable, default and meaning
 """
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from streams.errors import EngagementError
 from streams.settings import Settings, describe, markdown_table
 from streams.signals import add_signals_parser
+from streams.simulate import add_simulate_parser
 from streams.tools import add_fit_parser, add_retention_parser
 
 
@@ -73,7 +75,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
-    return run_demo(seconds=args.seconds, users=args.users, bootstrap=args.bootstrap)
+    return run_demo(
+        args.seconds, args.users, args.bootstrap, days=args.days, seed=args.seed, report=args.report
+    )
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -103,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--format", choices=["jsonl", "csv"], default=None)
     publish.add_argument("--quiet", action="store_true", help="no progress line")
     publish.set_defaults(func=cmd_publish)
-    demo = sub.add_parser("demo", help="the whole product on the embedded broker")
-    demo.add_argument("--seconds", type=float, default=8.0, help="how long to publish events")
-    demo.add_argument("--users", type=int, default=300)
+    add_simulate_parser(sub)
+    demo = sub.add_parser("demo", help="the whole product on the embedded broker, in about a minute")
+    demo.add_argument("--days", type=int, default=60, help="simulated days")
+    demo.add_argument("--users", type=int, default=5_000, help="simulated users")
+    demo.add_argument("--seconds", type=float, default=60.0, help="wall time to play the days in")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--report", default=None, help="report folder (default reports/demo-<time>)")
     demo.add_argument("--bootstrap", default=None, help="use this Kafka instead of Tansu")
     demo.set_defaults(func=cmd_demo)
     settings = sub.add_parser("settings", help="list every setting")
