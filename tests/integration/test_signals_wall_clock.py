@@ -108,6 +108,7 @@ def test_deadlines_fire_on_time_and_survive_a_restart(
         for s in signals
         if s.kind == "dormant" and s.user_id in group_a
     ]
+    print(f"dormant deadline -> signal delays (ms): {sorted(delays)}")
     assert delays and max(delays) <= 2000, delays
     assert all(
         s.event_time_ms == last_event[s.user_id] + DORMANT_S * 1000
