@@ -21,7 +21,7 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 export ENGAGEMENT_HELM ?= $(abspath $(HELM))
 CHART := helm/engagement-stream
 
-.PHONY: help venv deps kafka-jars system-deps helm-bin chart demo test unit lint format clean
+.PHONY: help venv deps kafka-jars system-deps helm-bin chart demo test unit lint format clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,10 @@ test: deps ## run every test (unit, agents, integration on Apache Kafka and Tans
 	  $(HELM) lint --strict --quiet $(CHART) $${f:+-f $$f} >/dev/null || exit 1; \
 	done
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+BENCH_ARGS ?=
+bench: venv kafka-jars ## benchmark vs the raw-client limit and a naive Faust agent (quick: BENCH_ARGS="--events 200000 --users 20000 --skip-large")
+	$(BIN)/engagement bench $(BENCH_ARGS)
 
 unit: venv helm-bin ## unit tests only (no loop, no broker)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

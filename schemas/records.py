@@ -7,7 +7,7 @@ exactly the documented JSON (no framework metadata on the wire).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -65,3 +65,24 @@ class Event:
             wire.get("properties"),
             wire.get("schema_version", 1),
         )
+
+
+class Activity(NamedTuple):
+    """The part of an event the activity and lifecycle stages use, as the internal
+    ``events.by_user`` topic carries it (a row, cheap to decode). Properties, platform and
+    session id stay in the input topic."""
+
+    user_id: str
+    timestamp_ms: int
+    event_id: str
+    event_type: str
+    channel: str | None
+
+    @classmethod
+    def of(cls, event: Event) -> Activity:
+        return cls(
+            event.user_id, event.timestamp_ms, event.event_id, event.event_type, event.channel
+        )
+
+
+EventLike = Event | Activity

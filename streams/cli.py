@@ -7,6 +7,7 @@ engagement signals           print signals as JSON lines (--kind, --follow, --gr
 engagement fit               fit the churn model's parameters (--events FILE | --from-state)
 engagement retention         the retention triangle of a running system (--html FILE)
 engagement simulate          a realistic population's events (--out FILE|-, or to Kafka)
+engagement bench             benchmark vs the raw confluent-kafka loop and a naive Faust agent
 engagement demo              the whole product on the embedded broker, in about a minute
 engagement settings          print every setting with its variable, default and meaning
 """
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 
 from streams.errors import EngagementError
 from streams.settings import Settings, describe, markdown_table
+from streams.bench.cli import add_bench_parser
 from streams.signals import add_signals_parser
 from streams.simulate import add_simulate_parser
 from streams.tools import add_fit_parser, add_retention_parser
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_signals_parser(sub)
     add_fit_parser(sub)
     add_retention_parser(sub)
+    add_bench_parser(sub)
     broker = sub.add_parser("broker", help="run the embedded Tansu broker")
     broker.add_argument("--port", type=int, default=9092)
     broker.set_defaults(func=cmd_broker)
@@ -108,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--quiet", action="store_true", help="no progress line")
     publish.set_defaults(func=cmd_publish)
     add_simulate_parser(sub)
-    demo = sub.add_parser("demo", help="the whole product on the embedded broker, in about a minute")
+    demo = sub.add_parser(
+        "demo", help="the whole product on the embedded broker, in about a minute"
+    )
     demo.add_argument("--days", type=int, default=60, help="simulated days")
     demo.add_argument("--users", type=int, default=5_000, help="simulated users")
     demo.add_argument("--seconds", type=float, default=60.0, help="wall time to play the days in")

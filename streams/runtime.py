@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -23,7 +23,7 @@ from agents.logic.engine import Engine, EngineConfig, Output
 from agents.logic.fold import FoldConfig
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext
-from schemas.records import Event
+from schemas.records import EventLike
 from streams.codecs import decode_batch
 from streams.delivery import Sink
 from streams.metrics import Metrics, Published
@@ -117,7 +117,7 @@ class Runtime:
     async def on_events(
         self,
         partition: int,
-        events: list[Event],
+        events: Sequence[EventLike],
         watermark: int = 0,
         source: str = "",
         ack: Ack | None = None,
@@ -184,7 +184,7 @@ class Runtime:
         if out.late:
             metrics.late.inc(out.late)
 
-    def _observe(self, events: list[Event], wall_ms: int) -> None:
+    def _observe(self, events: Sequence[EventLike], wall_ms: int) -> None:
         if not events:
             return
         newest = max(event.timestamp_ms for event in events)

@@ -35,7 +35,7 @@ from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
 from agents.logic.watermarks import SourceWatermarks
-from schemas.records import Event
+from schemas.records import EventLike
 
 META_KEY = b"\x00meta"
 KVStore = MutableMapping[bytes, bytes]
@@ -159,7 +159,7 @@ class Engine:
     def process(
         self,
         number: int,
-        events: Iterable[Event],
+        events: Iterable[EventLike],
         wall_ms: int,
         watermark_ms: int = 0,
         source: str = "",
@@ -172,7 +172,7 @@ class Engine:
         """
         out = Output()
         part = self.partitions[number]
-        by_user: dict[str, list[Event]] = {}
+        by_user: dict[str, list[EventLike]] = {}
         newest = 0
         for event in events:
             by_user.setdefault(event.user_id, []).append(event)
@@ -201,7 +201,7 @@ class Engine:
         self,
         part: Partition,
         user_id: str,
-        events: list[Event],
+        events: list[EventLike],
         *,
         now: int,
         late_before: int,
@@ -272,7 +272,7 @@ class Engine:
         self,
         part: Partition,
         state: UserState | None,
-        event: Event,
+        event: EventLike,
         transitions: list[Transition],
         out: Output,
     ) -> bool:
@@ -461,7 +461,7 @@ class Engine:
         return None
 
 
-def _event_time(event: Event) -> int:
+def _event_time(event: EventLike) -> int:
     return event.timestamp_ms
 
 

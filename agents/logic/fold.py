@@ -19,7 +19,7 @@ from zlib import crc32
 
 from agents.logic.days import Calendar
 from agents.logic.state import Stage, UserState
-from schemas.records import Event
+from schemas.records import EventLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ def fingerprint(event_id: str) -> int:
     return crc32(event_id.encode())
 
 
-def new_state(event: Event, day: int, config: FoldConfig) -> UserState:
+def new_state(event: EventLike, day: int, config: FoldConfig) -> UserState:
     """The state of a user whose first seen event is ``event``."""
     categories = [0] * config.n_categories
     category = config.category_index.get(event.event_type)
@@ -111,7 +111,7 @@ def _mark_day(state: UserState, day: int, category: int | None, config: FoldConf
         state.x_extra += 1  # beyond the horizon but before the first day: surely a new day
 
 
-def fold(state: UserState, event: Event, day: int, config: FoldConfig) -> bool:
+def fold(state: UserState, event: EventLike, day: int, config: FoldConfig) -> bool:
     """Fold ``event`` (on local ``day``) into ``state`` in place; False if it is a duplicate."""
     ms = event.timestamp_ms
     if not _remember(state, (ms, fingerprint(event.event_id)), config.recent_ids):

@@ -1,0 +1,98 @@
+"""What the benchmark reads from the operating system: CPU time, RSS, bytes on disk, machine.
+
+CPU seconds are ``utime + stime`` of ``/proc/<pid>/stat``: the whole thread group (librdkafka's
+threads, RocksDB's background threads included), the same way for every system measured.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_stat_cpu(stat: str, ticks: int = _TICKS) -> float:
+    """utime + stime in seconds from the text of ``/proc/<pid>/stat``."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks  # fields 14 and 15 (1-based)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process used so far."""
+    return parse_stat_cpu(Path(f"/proc/{pid}/stat").read_text())
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of the process (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def dir_bytes(path: Path) -> int:
+    """Sum of the sizes of the files under ``path``."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                continue
+    return total
+
+
+def parse_cpuinfo(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.lower().startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def parse_meminfo_bytes(text: str) -> int | None:
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (other work on the machine skews every figure)."""
+    text = _read("/proc/loadavg")
+    return float(text.split()[0]) if text else None
+
+
+def machine_description(kafka_version: str | None = None) -> dict[str, Any]:
+    """Cores, memory, CPU model, OS, Python and library versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def package(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    memory = parse_meminfo_bytes(_read("/proc/meminfo"))
+    return {
+        "cpu": parse_cpuinfo(_read("/proc/cpuinfo")) or platform.processor() or None,
+        "cores": os.cpu_count(),
+        "memory_gib": None if memory is None else round(memory / 2**30, 1),
+        "load_average_1m_at_end": load_average(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "kafka": kafka_version,
+        "faust-streaming": package("faust-streaming"),
+        "confluent-kafka": package("confluent-kafka"),
+        "rocksdict": package("rocksdict"),
+    }

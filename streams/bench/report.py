@@ -1,0 +1,282 @@
+"""The benchmark's report: figures, targets, the JSON document and its Markdown table (pure).
+
+Everything here is computed from numbers the phases measured; nothing reads a clock or a
+process, so the tests can build and render reports from made-up figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError("q must be within [0, 100]")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
+    """p50 / p99 / max and the number of samples (None figures when there are none)."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None, "samples": 0}
+    return {
+        "p50": round(percentile(values, 50), 3),
+        "p99": round(percentile(values, 99), 3),
+        "max": round(max(values), 3),
+        "samples": len(values),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SystemRun:
+    """One system's pass over (a prefix of) the input: events, wall seconds, CPU seconds."""
+
+    events: int
+    wall_s: float
+    cpu_s: float
+    extrapolated: bool = False
+    note: str = ""
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_s_per_million_events(self) -> float:
+        return self.cpu_s / self.events * 1e6 if self.events else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events_per_s": round(self.events_per_s, 1),
+            "cpu_s_per_million_events": round(self.cpu_s_per_million_events, 2),
+            "events": self.events,
+            "wall_s": round(self.wall_s, 3),
+            "cpu_s": round(self.cpu_s, 3),
+            "extrapolated": self.extrapolated,
+            "note": self.note,
+        }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _get(report: Mapping[str, Any], *path: str) -> Any:
+    node: Any = report
+    for key in path:
+        if not isinstance(node, Mapping) or node.get(key) is None:
+            return None
+        node = node[key]
+    return node
+
+
+Check = Callable[[float], bool]
+# name -> (what the report says, where the value is, pass when)
+TARGETS: dict[str, tuple[str, tuple[str, ...], Check]] = {
+    "engagement_events_per_s": (
+        ">= 75,000 events/s",
+        ("systems", "engagement", "events_per_s"),
+        lambda v: v >= 75_000,
+    ),
+    "vs_naive": (">= 10x naive Faust", ("ratios", "engagement_vs_naive"), lambda v: v >= 10),
+    "vs_raw_limit": (
+        ">= 0.30 of raw limit",
+        ("ratios", "engagement_vs_raw_limit"),
+        lambda v: v >= 0.3,
+    ),
+    "deadline_p99_ms": ("<= 1,000 ms", ("deadline_delay_ms", "p99"), lambda v: v <= 1000),
+    "disk_bytes_per_user": ("<= 150 bytes", ("bytes_per_user", "disk"), lambda v: v <= 150),
+    "recovery_s": ("<= 60 s", ("recovery_s",), lambda v: v <= 60),
+    "scale_out_2_workers": (">= 1.7x", ("scale_out_2_workers_ratio",), lambda v: v >= 1.7),
+}
+
+
+def evaluate_targets(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target with its value and pass/fail (``None``: not measured in this run)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (wanted, path, check) in TARGETS.items():
+        value = _get(report, *path)
+        out[name] = {
+            "target": wanted,
+            "value": value,
+            "pass": None if value is None else bool(check(float(value))),
+        }
+    return out
+
+
+def build_report(
+    *,
+    created_utc: str,
+    machine: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    systems: Mapping[str, SystemRun | None],
+    latency_ms: Mapping[str, Any] | None = None,
+    deadline_delay_ms: Mapping[str, Any] | None = None,
+    bytes_per_user: Mapping[str, Any] | None = None,
+    recovery_s: float | None = None,
+    scale_out_2_workers_ratio: float | None = None,
+    profile: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The JSON document: figures, ratios and targets."""
+    runs = {name: run.to_json() if run is not None else None for name, run in systems.items()}
+    engagement = _get(runs, "engagement", "events_per_s")
+    report: dict[str, Any] = {
+        "created_utc": created_utc,
+        "machine": dict(machine),
+        "dataset": dict(dataset),
+        "systems": runs,
+        "ratios": {
+            "engagement_vs_raw_limit": ratio(engagement, _get(runs, "raw_limit", "events_per_s")),
+            "engagement_vs_naive": ratio(engagement, _get(runs, "naive_faust", "events_per_s")),
+        },
+        "latency_ms": dict(latency_ms) if latency_ms else None,
+        "deadline_delay_ms": dict(deadline_delay_ms) if deadline_delay_ms else None,
+        "bytes_per_user": dict(bytes_per_user) if bytes_per_user else None,
+        "recovery_s": None if recovery_s is None else round(recovery_s, 3),
+        "scale_out_2_workers_ratio": scale_out_2_workers_ratio,
+        "profile": dict(profile) if profile else None,
+        "extra": dict(extra or {}),
+        "notes": list(notes),
+    }
+    report["targets"] = evaluate_targets(report)
+    return report
+
+
+# -- Markdown --------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _systems_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    labels = {
+        "engagement": "engagement-stream (1 worker, full pipeline)",
+        "raw_limit": "raw limit (confluent-kafka loop: decode + validate + fold)",
+        "naive_faust": "naive Faust agent (per event, one table write)",
+    }
+    rows = []
+    for name, label in labels.items():
+        run = _get(report, "systems", name)
+        if run is None:
+            rows.append([label, "—", "—", "—", "not run"])
+            continue
+        note = ("extrapolated from a prefix; " if run["extrapolated"] else "") + run["note"]
+        rows.append(
+            [
+                label,
+                _fmt(float(run["events_per_s"]), 0),
+                _fmt(float(run["cpu_s_per_million_events"]), 1),
+                _fmt(int(run["events"])),
+                note.strip("; ") or "",
+            ]
+        )
+    return rows
+
+
+def _figure_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    def pair(*path: str) -> str:
+        node = _get(report, *path)
+        if node is None:
+            return "—"
+        return f"{_fmt(node.get('p50'))} / {_fmt(node.get('p99'))} ({_fmt(node.get('samples'))})"
+
+    per_user = _get(report, "bytes_per_user") or {}
+    return [
+        ["engagement / raw limit", _fmt(_get(report, "ratios", "engagement_vs_raw_limit"), 3)],
+        ["engagement / naive Faust", _fmt(_get(report, "ratios", "engagement_vs_naive"), 1)],
+        ["latency produce → reactivated signal, ms p50 / p99 (n)", pair("latency_ms")],
+        [
+            "of which produce → processed_at_ms, ms p50 / p99 (n)",
+            pair("latency_ms", "processed_at"),
+        ],
+        ["dormancy deadline → signal, ms p50 / p99 (n)", pair("deadline_delay_ms")],
+        ["RSS bytes per tracked user", _fmt(per_user.get("rss"), 0)],
+        ["RocksDB bytes on disk per user (at rest)", _fmt(per_user.get("disk"), 0)],
+        ["tracked users for the two lines above", _fmt(per_user.get("users"))],
+        ["recovery from changelog, s", _fmt(_get(report, "recovery_s"), 2)],
+        ["2 workers / 1 worker throughput", _fmt(_get(report, "scale_out_2_workers_ratio"), 2)],
+    ]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: machine, data set, systems side by side, figures, targets."""
+    machine = report.get("machine", {})
+    dataset = report.get("dataset", {})
+    lines = [f"# engagement-stream benchmark, {report.get('created_utc', '')}", ""]
+    lines += [
+        "Machine: "
+        + ", ".join(f"{key} {_fmt(value)}" for key, value in machine.items() if value is not None),
+        "",
+        "Data: " + ", ".join(f"{key} {_fmt(value)}" for key, value in dataset.items()),
+        "",
+    ]
+    lines += _table(
+        ["system", "events/s", "CPU-s per 1M events", "events measured", "note"],
+        _systems_rows(report),
+    )
+    lines += ["", *_table(["figure", "value"], _figure_rows(report)), ""]
+    target_rows = [
+        [
+            name,
+            str(t["target"]),
+            _fmt(t["value"], 2),
+            {True: "pass", False: "FAIL"}.get(t["pass"], "not measured"),
+        ]
+        for name, t in report.get("targets", {}).items()
+    ]
+    lines += _table(["target", "wanted", "measured", "result"], target_rows)
+    profile = report.get("profile")
+    if profile and profile.get("top_self"):
+        lines += [
+            "",
+            f"Profile ({profile.get('tool', '')}, {profile.get('samples', 0)} samples):",
+            "",
+        ]
+        rows = [
+            [str(f["function"]), _fmt(float(f["self_pct"]), 1), _fmt(float(f["total_pct"]), 1)]
+            for f in profile["top_self"]
+        ]
+        lines += _table(["function (by own time)", "self %", "total %"], rows)
+    notes = report.get("notes") or []
+    if notes:
+        lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Mapping[str, Any], folder: Path, stamp: str) -> tuple[Path, Path]:
+    """``<folder>/<stamp>.json`` and ``.md``; returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / f"{stamp}.json", folder / f"{stamp}.md"
+    json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return json_path, md_path

@@ -1,0 +1,223 @@
+"""engagement bench: the pure parts (figures, targets, report, parsers) without a broker."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.bench.cli import add_bench_parser
+from streams.bench.data import quick_event
+from streams.bench.measure import parse_cpuinfo, parse_meminfo_bytes, parse_stat_cpu
+from streams.bench.naive import NaiveConfig, read_progress
+from streams.bench.profile import frame_name, top_functions
+from streams.bench.raw import fold_batch, fold_config
+from streams.bench.report import (
+    SystemRun,
+    build_report,
+    evaluate_targets,
+    percentile,
+    render_markdown,
+    summarize,
+    write_report,
+)
+from streams.settings import Settings
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0) == 1
+    assert percentile(values, 100) == 100
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # unsorted input
+
+
+def test_percentile_rejects_nothing_and_bad_q() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_summarize() -> None:
+    assert summarize([]) == {"p50": None, "p99": None, "max": None, "samples": 0}
+    summary = summarize([1.0, 2.0, 3.0, 4.0])
+    assert summary["p50"] == 2.5
+    assert summary["max"] == 4.0
+    assert summary["samples"] == 4
+
+
+def test_system_run_figures() -> None:
+    run = SystemRun(events=2_000_000, wall_s=20.0, cpu_s=30.0)
+    assert run.events_per_s == 100_000
+    assert run.cpu_s_per_million_events == 15.0
+    assert run.to_json()["events_per_s"] == 100_000.0
+    assert SystemRun(0, 0.0, 0.0).events_per_s == 0.0
+
+
+def _report(**overrides: Any) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "created_utc": "20260101T000000Z",
+        "machine": {"cpu": "Test CPU", "cores": 4},
+        "dataset": {"events": 2_000_000, "users": 200_000},
+        "systems": {
+            "engagement": SystemRun(2_000_000, 20.0, 25.0),
+            "raw_limit": SystemRun(2_000_000, 8.0, 8.0),
+            "naive_faust": SystemRun(100_000, 25.0, 25.0, extrapolated=True, note="prefix"),
+        },
+        "latency_ms": summarize([100.0, 200.0]),
+        "deadline_delay_ms": summarize([150.0, 900.0]),
+        "bytes_per_user": {"rss": 400.0, "disk": 120.0, "users": 1_000_000},
+        "recovery_s": 42.0,
+        "scale_out_2_workers_ratio": 1.5,
+    }
+    figures.update(overrides)
+    return build_report(**figures)
+
+
+def test_build_report_ratios_and_targets() -> None:
+    report = _report()
+    assert report["systems"]["engagement"]["events_per_s"] == 100_000.0
+    assert report["ratios"]["engagement_vs_raw_limit"] == 0.4
+    assert report["ratios"]["engagement_vs_naive"] == 25.0
+    targets = report["targets"]
+    assert targets["engagement_events_per_s"]["pass"] is True
+    assert targets["vs_naive"]["pass"] is True
+    assert targets["vs_raw_limit"]["pass"] is True
+    assert targets["deadline_p99_ms"]["pass"] is True
+    assert targets["disk_bytes_per_user"]["pass"] is True
+    assert targets["recovery_s"]["pass"] is True
+    assert targets["scale_out_2_workers"] == {"target": ">= 1.7x", "value": 1.5, "pass": False}
+    orjson.dumps(report)  # JSON-serialisable as it is
+
+
+def test_targets_not_measured_are_none() -> None:
+    report = _report(
+        deadline_delay_ms=None, bytes_per_user=None, recovery_s=None, scale_out_2_workers_ratio=None
+    )
+    targets = evaluate_targets(report)
+    for name in ("deadline_p99_ms", "disk_bytes_per_user", "recovery_s", "scale_out_2_workers"):
+        assert targets[name]["pass"] is None
+        assert targets[name]["value"] is None
+
+
+def test_missing_system_gives_no_ratio() -> None:
+    report = _report(systems={"engagement": SystemRun(10, 1.0, 1.0), "naive_faust": None})
+    assert report["ratios"] == {"engagement_vs_raw_limit": None, "engagement_vs_naive": None}
+    assert report["systems"]["naive_faust"] is None
+    assert "not run" in render_markdown(report)
+
+
+def test_markdown_table() -> None:
+    profile = {
+        "tool": "py-spy",
+        "samples": 10,
+        "top_self": [
+            {"function": "fold (agents/logic/fold.py)", "self_pct": 40.0, "total_pct": 50.0}
+        ],
+    }
+    text = render_markdown(_report(profile=profile, notes=["a note"]))
+    assert "| engagement-stream (1 worker, full pipeline) | 100,000 | 12.5 | 2,000,000 |" in text
+    assert "extrapolated from a prefix; prefix" in text
+    assert "| scale_out_2_workers | >= 1.7x | 1.50 | FAIL |" in text
+    assert "| recovery_s | <= 60 s | 42.00 | pass |" in text
+    assert "| fold (agents/logic/fold.py) | 40.0 | 50.0 |" in text
+    assert "Machine: cpu Test CPU, cores 4" in text
+    assert "- a note" in text
+    header = next(line for line in text.splitlines() if line.startswith("| system"))
+    assert header.count("|") == 6
+
+
+def test_write_report(tmp_path: Path) -> None:
+    json_path, md_path = write_report(_report(), tmp_path / "results", "20260101T000000Z")
+    assert json_path.name == "20260101T000000Z.json"
+    assert orjson.loads(json_path.read_bytes())["dataset"]["users"] == 200_000
+    assert md_path.read_text().startswith("# engagement-stream benchmark")
+
+
+def test_proc_parsers() -> None:
+    stat = "1234 (python (x) y) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 9"
+    assert parse_stat_cpu(stat, ticks=100) == 4.0  # (250 + 150) / 100; ')' in the name
+    cpuinfo = "processor\t: 0\nmodel name\t: Some CPU @ 3GHz\nflags\t: x\n"
+    assert parse_cpuinfo(cpuinfo) == "Some CPU @ 3GHz"
+    assert parse_cpuinfo("") is None
+    assert parse_meminfo_bytes("MemTotal:       1024 kB\nMemFree: 1 kB\n") == 1024 * 1024
+
+
+def test_profile_top_functions() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert frame_name(f"fold ({root}/agents/logic/fold.py:115)") == "fold (agents/logic/fold.py)"
+    site = "select (/x/.venv/lib/python3.11/site-packages/aiokafka/conn.py:12)"
+    assert frame_name(site) == "select (aiokafka/conn.py)"
+    collapsed = "\n".join(
+        [
+            "main (a.py:1);step (b.py:2);fold (c.py:3) 6",
+            "main (a.py:1);step (b.py:9) 3",
+            "main (a.py:1);step (b.py:2);fold (c.py:4) 1",
+            "garbage",
+        ]
+    )
+    top = top_functions(collapsed, limit=2)
+    assert top["samples"] == 10
+    assert top["top_self"][0] == {"function": "fold (c.py)", "self_pct": 70.0, "total_pct": 70.0}
+    assert top["top_self"][1]["function"] == "step (b.py)"
+    assert top["top_total"][0]["total_pct"] == 100.0
+    assert top_functions("") == {"samples": 0, "top_self": [], "top_total": []}
+
+
+def test_naive_config_and_progress(tmp_path: Path) -> None:
+    config = NaiveConfig("127.0.0.1:9092", "in", "app", "/d", 8, str(tmp_path / "p"))
+    assert NaiveConfig.from_env(config.env()) == config
+    assert read_progress(tmp_path / "p") is None
+    (tmp_path / "p").write_text("120 1700000000.500 3.250\n")
+    assert read_progress(tmp_path / "p") == (120, 1700000000.5, 3.25)
+
+
+class _Message:
+    def __init__(self, value: bytes, error: Any = None) -> None:
+        self._value, self._error = value, error
+
+    def error(self) -> Any:
+        return self._error
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+
+def test_raw_fold_batch_folds_like_the_worker() -> None:
+    from agents.logic.ingest import limits_from
+
+    settings = Settings.from_env({})
+    limits = limits_from(
+        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
+    )
+    now = 1_760_000_000_000
+    batch = [
+        _Message(orjson.dumps(quick_event("u1", now - 86_400_000))),
+        _Message(orjson.dumps(quick_event("u1", now))),
+        _Message(orjson.dumps(quick_event("u2", now))),
+        _Message(b"not json"),
+        _Message(b"", error="EOF"),
+    ]
+    states: dict[str, Any] = {}
+    assert fold_batch(batch, states, fold_config(settings), now, limits) == 4
+    assert set(states) == {"u1", "u2"}
+    assert states["u1"].active_days() == 2
+
+
+def test_bench_parser_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench"])
+    assert (args.events, args.users, args.users_large) == (2_000_000, 200_000, 1_000_000)
+    assert not args.skip_large and not args.profile
+    quick = parser.parse_args(["bench", "--events", "1000", "--users", "10", "--skip-large"])
+    assert (quick.events, quick.users, quick.skip_large) == (1000, 10, True)
