@@ -18,7 +18,6 @@ Exit status: 0 when every event was delivered and folded and the numbers agree; 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -320,32 +319,3 @@ def _summary(run: DemoRun, data: dict[str, Any], settled: bool, folder: Path) ->
     )
     print(f"report: {folder / 'index.html'}  ({data['wall_seconds']:.0f}s)", file=out, flush=True)
     return settled and same and agree and delivered
-
-
-def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``engagement demo``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo",
-        help="the whole product on the embedded broker, in about a minute",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--days", type=int, default=60, help="simulated days (default 60)")
-    parser.add_argument("--users", type=int, default=5_000, help="simulated users")
-    parser.add_argument("--seconds", type=float, default=60.0, help="wall time to play the days")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--report", default=None, help="report folder (reports/demo-<time>)")
-    parser.add_argument("--bootstrap", default=None, help="a Kafka cluster instead of Tansu")
-    parser.set_defaults(func=_command)
-    return parser
-
-
-def _command(args: argparse.Namespace) -> int:
-    return run_demo(
-        args.seconds,
-        args.users,
-        args.bootstrap,
-        days=args.days,
-        seed=args.seed,
-        report=args.report,
-    )

@@ -7,28 +7,17 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
 from schemas.records import Event
 from tests.oracle import Oracle, RawEvent
+from tests.oracle import population as oracle_population
 from tests.unit.conftest import CHANNELS, T0, engine_config, make_event
 
 HOUR = 3_600_000
 
 
-def population(seed: int, users: int = 120, days: int = 50) -> list[RawEvent]:
-    rnd = random.Random(seed)
-    events = []
-    for u in range(users):
-        start = rnd.randrange(days)
-        rate = rnd.choice([0.05, 0.3, 0.8])
-        channel = rnd.choice([*CHANNELS, None, "tiktok"])
-        for day in range(start, days):
-            if day == start or rnd.random() < rate:
-                for k in range(rnd.randint(1, 3)):
-                    ms = T0 + day * DAY_MS + rnd.randrange(DAY_MS)
-                    events.append(RawEvent(f"u{u}", f"u{u}-{day}-{k}", ms, channel))
-    return events
+def population(seed: int) -> list[RawEvent]:
+    return oracle_population(seed, 120, 50, T0, CHANNELS)
 
 
 def feed(events: list[RawEvent], rnd: random.Random, partitions: int = 3) -> list[Engine]:
