@@ -26,4 +26,10 @@ def register(app: faust.App, runtime: Runtime) -> tuple[Any, Any]:
     async def snapshot() -> None:
         runtime.refresh_snapshot()
 
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_flusher() -> None:
+        runtime.start_flusher(runtime.settings.tick_interval)
+
+    app.on_before_shutdown.connect(runtime.stop_flusher)
+
     return deadlines, snapshot

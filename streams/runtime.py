@@ -87,6 +87,7 @@ class Runtime:
         self._acks: list[Ack] = []
         self._group_events = 0
         self._group_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
         self._signal_topics = {
             kind: settings.topic(f"signals.{kind}")
             for kind in ("dormant", "churn_risk", "churned", "reactivated")
@@ -135,6 +136,28 @@ class Runtime:
         self._group_events += len(events)
         if self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
             await self.commit_group()
+
+    def start_flusher(self, interval: float) -> None:
+        """Commit pending groups every ``interval`` seconds from a task of our own: Faust's
+        timers end as soon as shutdown starts, but its consumer then waits for every record in
+        flight to be acked, which only a group commit does."""
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_every(interval))
+
+    async def stop_flusher(self, *args: Any, **kwargs: Any) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+        await self.commit_group()
+
+    async def _flush_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self._acks or self._signals:
+                try:
+                    await self.commit_group()
+                except Exception:  # keep flushing; the failure is logged, nothing is acked
+                    log.exception("commit of a pending group failed")
 
     async def tick(self) -> None:
         """Fire due deadlines, then make everything pending durable."""
