@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,29 @@ def faust_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=64,
         table_cleanup_interval=3600.0,
         logging_config=None,
+        **faust_security(settings),
     )
+
+
+def faust_security(settings: Settings) -> dict[str, Any]:
+    """Faust's (aiokafka's) side of ENGAGEMENT_SECURITY_PROTOCOL, SASL_* and SSL_*."""
+    protocol = settings.security_protocol
+    context: ssl.SSLContext | None = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_ca_file or None)
+        if settings.ssl_cert_file:
+            context.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file)
+    if protocol.startswith("SASL_"):
+        credentials = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+        return {"broker_credentials": credentials}
+    if context is not None:
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    return {}
 
 
 def create_worker(

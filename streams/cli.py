@@ -20,9 +20,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from streams.bench.cli import add_bench_parser
 from streams.errors import EngagementError
 from streams.settings import Settings, describe, markdown_table
-from streams.bench.cli import add_bench_parser
 from streams.signals import add_signals_parser
 from streams.simulate import add_simulate_parser
 from streams.tools import add_fit_parser, add_retention_parser

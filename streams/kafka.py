@@ -7,9 +7,16 @@ security options and partitioning are the same everywhere.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from confluent_kafka import KafkaError
+
+from streams.errors import BrokerError
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+_FATAL_ACCESS = {KafkaError._AUTHENTICATION: "authentication", KafkaError._SSL: "TLS"}
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -22,9 +29,41 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers(settings),
         "client.id": settings.app_id,
+        "error_cb": raise_on_access_failure,
+        **security_config(settings),
     }
     config.update(overrides)
     return config
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's names for ENGAGEMENT_SECURITY_PROTOCOL, SASL_* and SSL_* settings."""
+    protocol = settings.security_protocol
+    config: dict[str, Any] = {"security.protocol": protocol.lower()}
+    if protocol.startswith("SASL_"):
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username
+        config["sasl.password"] = settings.sasl_password
+    if protocol.endswith("SSL"):
+        for name, path in (
+            ("ssl.ca.location", settings.ssl_ca_file),
+            ("ssl.certificate.location", settings.ssl_cert_file),
+            ("ssl.key.location", settings.ssl_key_file),
+        ):
+            if path:
+                config[name] = path
+    return config
+
+
+def raise_on_access_failure(error: KafkaError) -> None:
+    """librdkafka's error callback: a refused login or TLS handshake is not retried forever
+    but raised (as BrokerError, from the client's next poll or flush); other errors are
+    transient (a broker restarting) and only logged at debug level: librdkafka retries them."""
+    what = _FATAL_ACCESS.get(error.code())
+    if what is None:
+        log.debug("kafka client: %s", error.str())
+        return
+    raise BrokerError(f"Kafka {what} failed: {error.str()} (check ENGAGEMENT_SECURITY_* settings)")
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 DAY_SECONDS = 86_400.0
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 def parse_duration(text: str) -> float:
@@ -359,6 +360,55 @@ class Settings:
         _choice("debug", "info", "warning", "error"),
         "Log level of the worker and tools.",
     )
+    security_protocol: str = setting(
+        "ENGAGEMENT_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _choice(*SECURITY_PROTOCOLS),
+        "How the worker and tools talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    sasl_mechanism: str = setting(
+        "ENGAGEMENT_SASL_MECHANISM",
+        "SCRAM-SHA-512",
+        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "SASL mechanism with SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    sasl_username: str = setting(
+        "ENGAGEMENT_SASL_USERNAME", "", _str, "SASL user name (required with SASL_*)."
+    )
+    sasl_password: str = setting(
+        "ENGAGEMENT_SASL_PASSWORD",
+        "",
+        _str,
+        "SASL password (required with SASL_*; secret: masked in logs).",
+        secret=True,
+    )
+    ssl_ca_file: str = setting(
+        "ENGAGEMENT_SSL_CA_FILE",
+        "",
+        _str,
+        "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
+        "empty: the system's trust store.",
+    )
+    ssl_cert_file: str = setting(
+        "ENGAGEMENT_SSL_CERT_FILE",
+        "",
+        _str,
+        "PEM client certificate for brokers that require TLS client authentication.",
+    )
+    ssl_key_file: str = setting(
+        "ENGAGEMENT_SSL_KEY_FILE",
+        "",
+        _str,
+        "PEM private key of ENGAGEMENT_SSL_CERT_FILE (unencrypted).",
+    )
+    api_token: str = setting(
+        "ENGAGEMENT_API_TOKEN",
+        "",
+        _str,
+        "When set, GET /users/{id} requires 'Authorization: Bearer <token>' (secret); "
+        "/metrics, /healthz and /readyz stay open.",
+        secret=True,
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -403,6 +453,7 @@ class Settings:
                 "ENGAGEMENT_RETENTION_DAYS",
                 "the largest N must be at least 2 days below ENGAGEMENT_AGGREGATE_DAYS",
             )
+        _check_security(self)
         return self
 
     def replace(self, **changes: Any) -> Settings:
@@ -425,6 +476,34 @@ class Settings:
             else _render(getattr(self, f.name))
             for f in dataclasses.fields(self)
         }
+
+
+def _check_security(settings: Settings) -> None:
+    """SASL needs a user and password; TLS files must exist and only go with TLS."""
+    protocol = settings.security_protocol
+    if protocol.startswith("SASL_"):
+        for name, value in (
+            ("ENGAGEMENT_SASL_USERNAME", settings.sasl_username),
+            ("ENGAGEMENT_SASL_PASSWORD", settings.sasl_password),
+        ):
+            if not value:
+                raise SettingsError(
+                    name, f"is required with ENGAGEMENT_SECURITY_PROTOCOL={protocol}"
+                )
+    files = (
+        ("ENGAGEMENT_SSL_CA_FILE", settings.ssl_ca_file),
+        ("ENGAGEMENT_SSL_CERT_FILE", settings.ssl_cert_file),
+        ("ENGAGEMENT_SSL_KEY_FILE", settings.ssl_key_file),
+    )
+    for name, path in files:
+        if path and not protocol.endswith("SSL"):
+            raise SettingsError(name, f"is only used with SSL or SASL_SSL, not {protocol}")
+        if path and not os.path.isfile(path):
+            raise SettingsError(name, f"no such file: {path}")
+    if bool(settings.ssl_cert_file) != bool(settings.ssl_key_file):
+        raise SettingsError(
+            "ENGAGEMENT_SSL_KEY_FILE", "ENGAGEMENT_SSL_CERT_FILE and _KEY_FILE go together"
+        )
 
 
 def _render(value: Any) -> str:

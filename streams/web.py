@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -36,12 +39,41 @@ def register(
         )
 
     @app.page("/users/{user_id}")
+    @require_token(runtime.settings.api_token)
     @app.table_route(table=table, match_info="user_id")
     async def user(web: Any, request: Any, user_id: str) -> Any:
         answer = describe_user(runtime, user_id)
         if answer is None:
             return web.json({"error": "unknown user"}, status=404)
         return web.json(answer)
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def require_token(token: str) -> Callable[[Handler], Handler]:
+    """ENGAGEMENT_API_TOKEN: without ``Authorization: Bearer <token>`` answer 401 (checked
+    before routing; faust forwards the header to the owning worker, which checks it too)."""
+
+    def decorate(fun: Handler) -> Handler:
+        if not token:
+            return fun
+        expected = f"Bearer {token}".encode()
+
+        @functools.wraps(fun)
+        async def checked(view: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            given = str(request.headers.get("Authorization", "")).encode()
+            if not hmac.compare_digest(given, expected):
+                return view.json(
+                    {"error": "unauthorized"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="engagement"'},
+                )
+            return await fun(view, request, *args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def describe_user(runtime: Runtime, user_id: str) -> dict[str, Any] | None:

@@ -47,13 +47,21 @@ HELM_LDFLAGS = " ".join(
 KUBE_VERSION = f"1.{KUBE_MINOR}.0"  # the Kubernetes schemas (kubernetes-validate) to check against
 BUILD_TIMEOUT = 1800.0  # a cold build of helm takes several minutes on two cores
 
-# Settings the chart can render beyond Settings: broker security, read by the worker later.
+# Settings the chart renders from dedicated values, not from the generated ``config:`` block:
+# broker security from ``kafka.*``, credentials and the API token from existing Secrets.
 SASL_ENV = {
     "ENGAGEMENT_SECURITY_PROTOCOL",
     "ENGAGEMENT_SASL_MECHANISM",
     "ENGAGEMENT_SASL_USERNAME",
     "ENGAGEMENT_SASL_PASSWORD",
 }
+SECRET_ENV = {"ENGAGEMENT_SASL_USERNAME", "ENGAGEMENT_SASL_PASSWORD", "ENGAGEMENT_API_TOKEN"}
+NOT_IN_CONFIG = SASL_ENV | SECRET_ENV
+
+
+def config_settings() -> list[tuple[str, str, str]]:
+    """The settings of the generated ``config:`` block (all but the ones above)."""
+    return [(env, default, doc) for env, default, doc in describe() if env not in NOT_IN_CONFIG]
 # Where the chart's defaults differ from the worker's, and why (shown in values.yaml).
 CHART_DEFAULTS = {
     "ENGAGEMENT_STORE": ("rocksdict://", "Chart default rocksdict:// (state on the data volume)."),
@@ -218,7 +226,7 @@ def ci_values_files() -> list[Path]:
 def settings_values_block() -> str:
     """The ``config:`` entries of values.yaml: every setting, its meaning and default."""
     lines: list[str] = []
-    for env, default, doc in describe():
+    for env, default, doc in config_settings():
         value, note = CHART_DEFAULTS.get(env, (default, ""))
         text = f"{doc} {note}".strip()
         lines += textwrap.wrap(text, width=96, initial_indent="  # ", subsequent_indent="  #   ")
@@ -231,7 +239,7 @@ def settings_values_block() -> str:
 def config_schema() -> dict[str, Any]:
     """``properties.config`` of values.schema.json: exactly the settings, each a string."""
     properties = {}
-    for env, _, doc in describe():
+    for env, _, doc in config_settings():
         properties[env] = {"description": doc, "type": "string", **SCHEMA_RULES.get(env, {})}
     return {
         "description": "ENGAGEMENT_* settings of the worker (strings: environment variables)",

@@ -16,7 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.brokers._process import LOOPBACK, ManagedBroker, free_port, tail
+from streams.brokers._process import LOOPBACK, ManagedBroker, free_port, kill, spawn, tail
+from streams.brokers.tls import SaslSsl
 from streams.errors import BrokerError
 
 POM = Path(__file__).with_name("pom.xml")
@@ -141,12 +142,14 @@ class KafkaBroker(ManagedBroker):
         port: int | None = None,
         log_dir: Path | None = None,
         extra_properties: dict[str, str] | None = None,
+        security: SaslSsl | None = None,
     ) -> None:
         super().__init__(port)
         self.lib_dir = Path(lib_dir)
         self._controller_port: int | None = None
         self._log_dir = log_dir
         self._extra = dict(extra_properties or {})
+        self.security = security  # None: PLAINTEXT; else one SASL_SSL listener (tls.py)
 
     @property
     def log_dir(self) -> Path:
@@ -171,7 +174,32 @@ class KafkaBroker(ManagedBroker):
         if not (self.log_dir / "meta.properties").exists():
             self._format(properties, deadline)
         argv = ["java", *JVM_OPTIONS, *self._log_options(), "-cp", self._classpath()]
-        self._launch([*argv, "kafka.Kafka", str(properties)], self._stdout, started, deadline)
+        argv += ["kafka.Kafka", str(properties)]
+        if self.security is None:
+            self._launch(argv, self._stdout, started, deadline)
+        else:
+            self._launch_secure(argv, started, deadline)
+
+    def _launch_secure(self, argv: list[str], started: float, deadline: float) -> None:
+        """Like ``_launch``, but readiness is asked over SASL_SSL as the broker's own user."""
+        from confluent_kafka.admin import AdminClient
+
+        assert self.security is not None
+        self._process = process = spawn(argv, self._stdout, self.workdir)
+        config = self.security.client_config("broker", self.security.broker_password)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0, **config})
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise self._failure(f"exited with code {process.returncode}")
+            try:
+                if admin.list_topics(timeout=2.0).brokers:
+                    self.startup_seconds = time.monotonic() - started
+                    return
+            except Exception:  # not up yet (or refusing): ask again until the deadline
+                pass
+            time.sleep(0.2)
+        kill(process)
+        raise self._failure("did not answer metadata over SASL_SSL in time")
 
     def _describe(self) -> str:
         return f"lib_dir={str(self.lib_dir)!r}"
@@ -203,6 +231,8 @@ class KafkaBroker(ManagedBroker):
             **TEST_PROPERTIES,
             **self._extra,
         }
+        if self.security is not None:
+            properties.update(self.security.listener_properties(self.bootstrap, controller))
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in properties.items()), encoding="utf-8")
         return path
@@ -211,6 +241,7 @@ class KafkaBroker(ManagedBroker):
         argv = ["java", "-Xmx256m", *self._log_options(), "-cp", self._classpath()]
         argv += ["kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted"]
         argv += ["--cluster-id", _cluster_id(), "--config", str(properties)]
+        argv += self.security.format_arguments() if self.security is not None else []
         _run(argv, max(1.0, deadline - time.monotonic()), "kafka-storage format")
 
     def _failure(self, what: str) -> BrokerError:

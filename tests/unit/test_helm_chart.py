@@ -21,6 +21,7 @@ from streams.settings import Settings, describe
 from tests.helm import (
     CHART,
     KUBE_VERSION,
+    NOT_IN_CONFIG,
     SASL_ENV,
     SCHEMA_FILE,
     VALUES_FILE,
@@ -244,7 +245,7 @@ def configmap_data(manifests: list[dict[str, Any]]) -> dict[str, str]:
 
 def test_values_list_every_setting() -> None:
     values = yaml.safe_load(VALUES_FILE.read_text())
-    assert set(values["config"]) == SETTINGS_ENV
+    assert set(values["config"]) == SETTINGS_ENV - NOT_IN_CONFIG
     assert values_settings_block() == settings_values_block(), (
         "values.yaml is out of date: python -m tests.helm --write-values"
     )
@@ -256,8 +257,8 @@ def test_values_list_every_setting() -> None:
 
 def test_chart_renders_exactly_the_settings(rendered: dict[str, list[dict[str, Any]]]) -> None:
     names = {name for manifests in rendered.values() for name in iter_env_names(manifests)}
-    assert names == SETTINGS_ENV | SASL_ENV
-    assert set(iter_env_names(rendered["default"])) == SETTINGS_ENV
+    assert names == SETTINGS_ENV
+    assert set(iter_env_names(rendered["default"])) == SETTINGS_ENV - NOT_IN_CONFIG
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -270,6 +271,8 @@ def test_rendered_settings_are_valid(
     for entry in container(manifests)["env"]:
         if "value" in entry:
             environ[entry["name"]] = re.sub(r"\$\((\w+)\)", "x", entry["value"])
+        elif "secretKeyRef" in entry.get("valueFrom", {}):
+            environ[entry["name"]] = "from-a-secret"
     settings = Settings.from_env({k: v for k, v in environ.items() if k in SETTINGS_ENV})
     assert settings.store == "rocksdict://"
     assert settings.data_dir.startswith("/")

@@ -133,6 +133,13 @@ existing Secret, then extraEnv. (These take precedence over the ConfigMap's envF
       name: {{ . }}
       key: {{ $.Values.kafka.sasl.passwordKey }}
 {{- end }}
+{{- with .Values.apiToken.existingSecret }}
+- name: ENGAGEMENT_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.apiToken.key }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
