@@ -26,6 +26,9 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 WATERMARK_EVERY_S = 1.0
+# Rows per by_user record: ids are bounded by the schema (200 + 200 + 100 + channel), so a
+# record stays far below Kafka's 1 MB default message size (~300 KB at worst).
+MAX_BATCH_ROWS = 500
 FLUSH_EVENTS = 20_000  # input messages per delivery round trip, at most ...
 FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
 
@@ -170,12 +173,14 @@ class IngestService(Service):
     def _produce(self, routed: Routed) -> None:
         watermark = self.watermark.value
         for partition, events in routed.batches.items():
-            self.deliverer.produce(
-                self.by_user,
-                events[0].user_id.encode(),
-                encode_batch(watermark, events, self.source),
-                partition,
-            )
+            for start in range(0, len(events), MAX_BATCH_ROWS):
+                rows = events[start : start + MAX_BATCH_ROWS]
+                self.deliverer.produce(
+                    self.by_user,
+                    rows[0].user_id.encode(),
+                    encode_batch(watermark, rows, self.source),
+                    partition,
+                )
         for dead in routed.dead:
             self.deliverer.produce(self.dead_letter, dead.key, dead.value, -1, dead.headers)
 

@@ -44,7 +44,7 @@ class Sink(Protocol):
 class _Round:
     """Delivery reports since the last completed flush."""
 
-    failed: list[tuple[Message, KafkaError]] = field(default_factory=list)
+    failed: list[tuple[Message, KafkaError, Headers]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(lambda: -1))
 
 
@@ -72,22 +72,32 @@ class Deliverer:
         partition: int = -1,
         headers: Headers = None,
     ) -> None:
-        """Queue one record (a few µs: one shared delivery callback, no objects per record)."""
+        """Queue one record (a few µs: one shared delivery callback, no objects per record).
+
+        A failed delivery report carries no headers (confluent-kafka 2.16), so records with
+        headers (dead letters: rare) get a callback that keeps them for the retry."""
         produce = self._producer.produce
         while True:
             try:
                 if headers:
-                    produce(topic, value, key, partition, self._delivered, headers=list(headers))
+                    kept: list[tuple[str, str | bytes | None]] = list(headers)
+                    produce(topic, value, key, partition, self._keeping(kept), headers=kept)
                 else:
                     produce(topic, value, key, partition, self._delivered)
                 return
             except BufferError:  # local queue full: serve delivery reports, then go on
                 self._producer.poll(0.05)
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+    def _keeping(self, headers: list[tuple[str, str | bytes | None]]) -> Any:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            self._delivered(err, msg, cast(Headers, headers))
+
+        return delivered
+
+    def _delivered(self, err: KafkaError | None, msg: Message, headers: Headers = None) -> None:
         round_ = self._round
         if err is not None:
-            round_.failed.append((msg, err))
+            round_.failed.append((msg, err, headers))
             return
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if topic is not None and partition is not None and offset is not None:
@@ -115,27 +125,38 @@ class Deliverer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
 
-    def _retry(self, role: str, failed: list[tuple[Message, KafkaError]], backoff: float) -> None:
+    def _retry(
+        self, role: str, failed: list[tuple[Message, KafkaError, Headers]], backoff: float
+    ) -> None:
         log.warning(
-            "%d %s record(s) not delivered (%s); retrying in %.1fs",
+            "%d record(s) not delivered (%s); retrying in %.1fs",
             len(failed),
-            role,
             failed[0][1].str(),
             backoff,
         )
-        if self._metrics is not None:
-            self._metrics.delivery_retries.labels(role).inc(len(failed))
-        for msg, _ in failed:
+        for msg, _, headers in failed:
             topic, partition = msg.topic(), msg.partition()
-            if topic is not None:
-                self.produce(
-                    topic,
-                    msg.key(),
-                    msg.value(),
-                    -1 if partition is None else partition,
-                    cast(Headers, msg.headers()),
-                )
+            if topic is None:
+                continue
+            if self._metrics is not None:
+                self._metrics.delivery_retries.labels(role_of(topic, role)).inc()
+            self.produce(
+                topic, msg.key(), msg.value(), -1 if partition is None else partition, headers
+            )
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush what is left (blocking) and return how many records were not delivered."""
         return int(self._producer.flush(timeout))
+
+
+def role_of(topic: str, default: str) -> str:
+    """The stage a topic belongs to, for ``engagement_delivery_retries_total{role}``."""
+    if topic.endswith(".dead_letter"):
+        return "dead_letter"
+    if topic.endswith(".events.by_user"):
+        return "by_user"
+    if topic.endswith("-changelog"):
+        return "changelog"
+    if ".signals." in topic:
+        return "signals"
+    return default
