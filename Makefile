@@ -21,7 +21,7 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 export ENGAGEMENT_HELM ?= $(abspath $(HELM))
 CHART := helm/engagement-stream
 
-.PHONY: help venv deps kafka-jars system-deps helm-bin chart demo test unit lint format clean bench
+.PHONY: help venv deps kafka-jars system-deps helm-bin chart demo test faults unit lint format clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -73,7 +73,10 @@ test: deps ## run every test (unit, agents, integration on Apache Kafka and Tans
 	@for f in "" $(CHART)/ci/*-values.yaml; do \
 	  $(HELM) lint --strict --quiet $(CHART) $${f:+-f $$f} >/dev/null || exit 1; \
 	done
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+
+faults: deps ## fault scenarios on Apache Kafka (kill -9, takeover, broker restart, SIGTERM, DLQ, abuse)
+	$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
 bench: venv kafka-jars ## benchmark vs the raw-client limit and a naive Faust agent (quick: BENCH_ARGS="--events 200000 --users 20000 --skip-large")
