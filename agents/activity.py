@@ -33,7 +33,7 @@ def register(app: faust.App, topic: Any, runtime: Runtime) -> Any:
             message = event.message
             ack = functools.partial(records.ack, event)
             try:
-                await runtime.on_batch(message.partition, message.value, ack)
+                await runtime.on_batch(message.partition, message.value, ack, message.offset)
             except ValueError:
                 log.exception(
                     "malformed record at %s[%d]@%d skipped",

@@ -56,6 +56,7 @@ class IngestService(Service):
         self._unflushed: dict[tuple[str, int], int] = {}  # produced, not yet delivered
         self._unflushed_events = 0
         self._unflushed_since = 0.0
+        self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
         self._commit_failures = 0
         self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
         self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
@@ -130,7 +131,10 @@ class IngestService(Service):
         input offsets they stand for (one round trip per group of steps, not per step)."""
         positions, self._unflushed = self._unflushed, {}
         self._unflushed_events = 0
-        await self.deliverer.flush("by_user")
+        offsets = await self.deliverer.flush("by_user")
+        for (topic, partition), offset in offsets.items():
+            if topic == self.by_user:
+                self.delivered_until[partition] = offset + 1
         self._positions.update(positions)
         self._commit(consumer, asynchronous=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
@@ -152,3 +153,43 @@ def _start_with_app(app: faust.App, service: Any) -> None:
     @app.task  # type: ignore[untyped-decorator]
     async def start_service() -> None:
         await app.add_runtime_dependency(service)
+
+
+class EngagementWorker(faust.Worker):
+    """A Faust worker whose shutdown drains the pipeline first.
+
+    Faust stops its consumer before the app's own services, so ingest would flush batches that
+    no agent processes any more. Here ingest stops first (flushing and committing), the
+    activity agent then folds what ingest delivered to the partitions this worker owns
+    (bounded by ``drain_timeout``), the pending group is committed, and only then Faust stops.
+    """
+
+    def __init__(
+        self, engagement: Worker, *args: Any, drain_timeout: float = 15.0, **kwargs: Any
+    ) -> None:
+        super().__init__(engagement.app, *args, **kwargs)
+        self.engagement = engagement
+        self.drain_timeout = drain_timeout
+
+    async def on_stop(self) -> None:
+        await drain(self.engagement, self.drain_timeout)
+        await super().on_stop()
+
+
+async def drain(worker: Worker, timeout: float) -> None:
+    """Stop ingest, then wait until its delivered by_user records on owned partitions are
+    folded and made durable."""
+    runtime, ingest = worker.runtime, worker.ingest
+    if ingest is not None:
+        await ingest.stop()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while ingest is not None and asyncio.get_running_loop().time() < deadline:
+        behind = [
+            p
+            for p, end in ingest.delivered_until.items()
+            if p in runtime.engine.partitions and runtime.processed_until.get(p, 0) < end
+        ]
+        if not behind:
+            break
+        await asyncio.sleep(0.05)
+    await runtime.commit_group()

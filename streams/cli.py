@@ -29,9 +29,8 @@ from streams.tools import add_fit_parser, add_retention_parser
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
 
-    from streams.app import create_worker
+    from streams.app import EngagementWorker, create_worker
     from streams.topics import ensure_topics
 
     settings = Settings.from_env_or_exit()
@@ -41,7 +40,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.makedirs(settings.data_dir, exist_ok=True)
     ensure_topics(settings)
     worker = create_worker(settings)
-    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    EngagementWorker(worker, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
 
 

@@ -88,6 +88,7 @@ class Runtime:
         self._group_events = 0
         self._group_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+        self.processed_until: dict[int, int] = {}  # by_user partition -> next offset
         self._signal_topics = {
             kind: settings.topic(f"signals.{kind}")
             for kind in ("dormant", "churn_risk", "churned", "reactivated")
@@ -111,9 +112,13 @@ class Runtime:
         self.refresh_snapshot()
 
     # -- work --------------------------------------------------------------------------------
-    async def on_batch(self, partition: int, value: bytes, ack: Ack | None = None) -> None:
+    async def on_batch(
+        self, partition: int, value: bytes, ack: Ack | None = None, offset: int = -1
+    ) -> None:
         watermark, source, events = decode_batch(value)
         await self.on_events(partition, events, watermark, source, ack)
+        if offset >= 0:
+            self.processed_until[partition] = offset + 1
 
     async def on_events(
         self,
