@@ -8,6 +8,7 @@ and only then commits the input offsets: at-least-once, and the fold downstream 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -57,6 +58,7 @@ class IngestService(Service):
         self._unflushed_events = 0
         self._unflushed_since = 0.0
         self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
+        self._flush_lock = asyncio.Lock()
         self._commit_failures = 0
         self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
         self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
@@ -72,12 +74,15 @@ class IngestService(Service):
         )
 
     async def on_stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            if self._unflushed:
-                await self._flush_and_commit(consumer)
-            self._commit(consumer, asynchronous=False)  # everything delivered so far
-            consumer.close()
+        # The consume loop may be waiting on a flush right now: take the lock so that its
+        # positions are committed too, before the consumer closes.
+        async with self._flush_lock:
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                if self._unflushed:
+                    await self._flush(consumer)
+                self._commit(consumer, asynchronous=False)  # everything delivered so far
+                consumer.close()
 
     def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
         if err is not None:
@@ -113,7 +118,10 @@ class IngestService(Service):
             if consumer is None:
                 await self.sleep(0.05)
                 continue
-            messages = consumer.consume(self.settings.ingest_batch, timeout=0)
+            try:
+                messages = consumer.consume(self.settings.ingest_batch, timeout=0)
+            except RuntimeError:  # closed by on_stop meanwhile
+                break
             if messages:
                 self.step(messages)
             self._broadcast_watermark()
@@ -129,6 +137,13 @@ class IngestService(Service):
     async def _flush_and_commit(self, consumer: Consumer) -> None:
         """Wait until Kafka has every batch and dead letter produced so far, then commit the
         input offsets they stand for (one round trip per group of steps, not per step)."""
+        async with self._flush_lock:
+            if self._consumer is not consumer:
+                return  # stopped meanwhile: on_stop flushed and committed
+            await self._flush(consumer)
+            self._commit(consumer, asynchronous=True)
+
+    async def _flush(self, consumer: Consumer) -> None:
         positions, self._unflushed = self._unflushed, {}
         self._unflushed_events = 0
         offsets = await self.deliverer.flush("by_user")
@@ -136,7 +151,6 @@ class IngestService(Service):
             if topic == self.by_user:
                 self.delivered_until[partition] = offset + 1
         self._positions.update(positions)
-        self._commit(consumer, asynchronous=True)
 
     def step(self, messages: list[Any]) -> None:
         """Route one batch of input messages and produce its output (not yet awaited)."""
