@@ -21,6 +21,18 @@ class RawEvent:
     timestamp_ms: int
     channel: str | None = None
 
+    def canonical(self) -> dict[str, object]:
+        """The canonical JSON object of this event, as an upstream service would publish it."""
+        body: dict[str, object] = {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "event_type": "page_view",
+            "timestamp": self.timestamp_ms,
+        }
+        if self.channel:
+            body["channel"] = self.channel
+        return body
+
 
 @dataclass
 class Oracle:

@@ -103,15 +103,7 @@ class Workload:
 
 
 def canonical(e: RawEvent) -> Message:
-    body: dict[str, object] = {
-        "event_id": e.event_id,
-        "user_id": e.user_id,
-        "event_type": "page_view",
-        "timestamp": e.timestamp_ms,
-    }
-    if e.channel:
-        body["channel"] = e.channel
-    return Message(e.user_id.encode(), orjson.dumps(body), (e.user_id, e.event_id))
+    return Message(e.user_id.encode(), orjson.dumps(e.canonical()), (e.user_id, e.event_id))
 
 
 def workload(seed: int, extra: list[RawEvent] | None = None) -> Workload:

@@ -50,15 +50,7 @@ def publish(
         {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20}
     )
     for e in stream:
-        body = {
-            "event_id": e.event_id,
-            "user_id": e.user_id,
-            "event_type": "page_view",
-            "timestamp": e.timestamp_ms,
-        }
-        if e.channel:
-            body["channel"] = e.channel
-        producer.produce(topic, key=e.user_id.encode(), value=orjson.dumps(body))
+        producer.produce(topic, key=e.user_id.encode(), value=orjson.dumps(e.canonical()))
         producer.poll(0)
     for p in range(partitions):  # close the replay: every input partition reaches the end
         producer.produce(
