@@ -62,6 +62,8 @@ NOT_IN_CONFIG = SASL_ENV | SECRET_ENV
 def config_settings() -> list[tuple[str, str, str]]:
     """The settings of the generated ``config:`` block (all but the ones above)."""
     return [(env, default, doc) for env, default, doc in describe() if env not in NOT_IN_CONFIG]
+
+
 # Where the chart's defaults differ from the worker's, and why (shown in values.yaml).
 CHART_DEFAULTS = {
     "ENGAGEMENT_STORE": ("rocksdict://", "Chart default rocksdict:// (state on the data volume)."),

@@ -22,7 +22,6 @@ from tests.helm import (
     CHART,
     KUBE_VERSION,
     NOT_IN_CONFIG,
-    SASL_ENV,
     SCHEMA_FILE,
     VALUES_FILE,
     by_kind,
