@@ -59,7 +59,6 @@ class IngestService(Service):
         self._unflushed_since = 0.0
         self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
         self._flush_lock = asyncio.Lock()
-        self._commit_failures = 0
         self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
         self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
         self._broadcast_at = 0.0
@@ -86,7 +85,6 @@ class IngestService(Service):
 
     def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
         if err is not None:
-            self._commit_failures += 1
             log.warning("input offset commit failed (%s); it is retried with the next one", err)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
