@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from agents.ingest import IngestService
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import Router
 from streams import web
+from streams.consumer import App as RewindingApp
 from streams.delivery import Deliverer, Sink
 from streams.metrics import Metrics, SnapshotCollector
 from streams.runtime import Runtime
 from streams.settings import Settings
+from streams.state_reader import read_partitions
 from streams.store import StateTable
 
 STATE_TABLE = "users"
@@ -52,7 +55,7 @@ def advertised_url(settings: Settings) -> str:
 
 
 def faust_app(settings: Settings) -> faust.App:
-    return faust.App(
+    return RewindingApp(
         settings.app_id,
         broker=list(settings.broker),
         store="memory://" if settings.store == "memory://" else "rocksdb://",
@@ -71,6 +74,7 @@ def faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         stream_buffer_maxsize=64,
         table_cleanup_interval=3600.0,
+        table_standby_replicas=0,  # a partition taking over restores in bulk (streams.store)
         logging_config=None,
         **faust_security(settings),
     )
@@ -117,6 +121,7 @@ def create_worker(
     deliverer = deliverer if deliverer is not None else Deliverer(settings, metrics)
     runtime = Runtime(settings, metrics, deliverer, table)
     table.store.on_partitions = runtime.on_partitions
+    table.store.restorer = functools.partial(read_partitions, settings)
     registry.register(
         SnapshotCollector(
             lambda: runtime.published, ("other", *settings.channels), settings.retention_days
