@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,28 +109,57 @@ def load_changelog(
 
     ``timeout``: longest wait without any progress before :class:`BrokerError`.
     """
-    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
     topic = topic or changelog_topic(settings)
-    config = consumer_config(
-        settings,
-        f"{settings.app_id}-state-reader-{uuid.uuid4().hex[:12]}",
-        **{"enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024},
-    )
-    consumer = consumer_factory(config)
     snapshot = ChangelogSnapshot()
-    try:
-        partitions = _partitions(consumer, topic, timeout)
-        consumer.assign([TopicPartition(topic, n, OFFSET_BEGINNING) for n in partitions])
-        _consume(consumer, set(partitions), snapshot, timeout)
-    finally:
-        consumer.close()
+
+    def apply(message: Any) -> None:
+        snapshot.apply(message.partition(), message.key(), message.value())
+
+    read_partitions(
+        settings, topic, None, apply, timeout=timeout, consumer_factory=consumer_factory
+    )
     return snapshot
 
 
+def read_partitions(
+    settings: Settings,
+    topic: str,
+    starts: Mapping[int, int] | None,
+    apply: Callable[[Any], None],
+    *,
+    timeout: float = 30.0,
+    consumer_factory: ConsumerFactory = _kafka_consumer,
+) -> dict[int, int]:
+    """Hand every record of ``topic`` to ``apply``, from ``starts`` (partition -> first offset;
+    None: every partition from its beginning) up to each partition's end. Returns the offset of
+    the last record read per partition (partitions that had none are left out)."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    config = consumer_config(
+        settings,
+        f"{settings.app_id}-state-reader-{uuid.uuid4().hex[:12]}",
+        # reading to the end, never waiting for more: a fetch that finds nothing returns at once
+        **{
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "fetch.wait.max.ms": 10,
+        },
+    )
+    consumer = consumer_factory(config)
+    try:
+        if starts is None:
+            starts = dict.fromkeys(_partitions(consumer, topic, timeout), OFFSET_BEGINNING)
+        if not starts:
+            return {}
+        consumer.assign([TopicPartition(topic, n, offset) for n, offset in starts.items()])
+        return _consume(consumer, set(starts), apply, timeout)
+    finally:
+        consumer.close()
+
+
 def _consume(
-    consumer: Any, remaining: set[int], snapshot: ChangelogSnapshot, timeout: float
-) -> None:
+    consumer: Any, remaining: set[int], apply: Callable[[Any], None], timeout: float
+) -> dict[int, int]:
     """Apply records until every partition reported its end (``enable.partition.eof``).
 
     The end is the high watermark of the fetch responses, not of a ListOffsets query made up
@@ -139,9 +168,10 @@ def _consume(
     """
     from confluent_kafka import KafkaError
 
+    last: dict[int, int] = {}
     last_progress = time.monotonic()
     while remaining:
-        messages = consumer.consume(num_messages=_BATCH, timeout=1.0)
+        messages = consumer.consume(num_messages=_BATCH, timeout=0.1)
         if messages:
             last_progress = time.monotonic()
         elif time.monotonic() - last_progress > timeout:
@@ -150,13 +180,15 @@ def _consume(
             error = message.error()
             if error is None:
                 if message.partition() in remaining:
-                    snapshot.apply(message.partition(), message.key(), message.value())
+                    apply(message)
+                    last[message.partition()] = message.offset()
             elif error.code() == KafkaError._PARTITION_EOF:
                 remaining.discard(message.partition())
             elif error.fatal():
                 raise BrokerError(f"changelog read: {error.str()}")
             else:
                 log.warning("changelog read: %s", error.str())
+    return last
 
 
 def read_states(

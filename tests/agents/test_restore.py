@@ -1,0 +1,142 @@
+"""Bulk restore of newly active partitions (streams.store) and the consumer that rewinds stream
+partitions without a committed offset (streams.consumer). No broker: the changelog reader and
+aiokafka's seeks are replaced by recorders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TP
+
+from streams.consumer import Consumer
+from streams.store import BEGINNING, MemoryStore
+from tests.agents.conftest import MemorySink, make_worker
+
+
+@dataclass
+class Message:
+    _partition: int
+    _offset: int
+    _key: bytes
+    _value: bytes | None
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
+@dataclass
+class Changelog:
+    """A changelog in memory; ``restore`` is the store's restorer (reads from given offsets)."""
+
+    records: dict[int, list[tuple[bytes, bytes | None]]]
+    calls: list[dict[int, int]] = field(default_factory=list)
+
+    def restore(self, topic: str, starts: Mapping[int, int], apply: Any) -> dict[int, int]:
+        self.calls.append(dict(starts))
+        last: dict[int, int] = {}
+        for number, start in starts.items():
+            first = 0 if start == BEGINNING else start
+            for offset, (key, value) in enumerate(self.records.get(number, [])):
+                if offset >= first:
+                    apply(Message(number, offset, key, value))
+                    last[number] = offset
+        return last
+
+
+def store_with(changelog: Changelog, active: set[int]) -> tuple[MemoryStore, list[set[int]]]:
+    worker = make_worker(MemorySink())
+    store = worker.app.tables["users"].data  # type: ignore[attr-defined]
+    assert isinstance(store, MemoryStore)
+    store.restorer = changelog.restore
+    topic = store.table.changelog_topic_name
+    current = [active]
+    store.app.assignor.assigned_actives = lambda: {TP(topic, n) for n in current[0]}
+    return store, current
+
+
+def rebalance(store: MemoryStore) -> None:
+    asyncio.run(store.on_rebalance(set(), set(), set(), 1))
+
+
+def test_a_newly_active_partition_is_read_in_bulk_and_its_offset_persisted() -> None:
+    changelog = Changelog({0: [(b"u1", b"a"), (b"u2", b"b"), (b"u1", b"c"), (b"u2", None)]})
+    store, _ = store_with(changelog, {0})
+    rebalance(store)
+    assert dict(store.partition(0)) == {b"u1": b"c"}
+    assert store.persisted_offset(TP(store.table.changelog_topic_name, 0)) == 3
+    assert changelog.calls == [{0: BEGINNING}]
+
+
+def test_a_partition_that_stays_active_is_not_read_again() -> None:
+    changelog = Changelog({0: [(b"u1", b"a")], 1: [(b"u9", b"z")]})
+    store, current = store_with(changelog, {0})
+    rebalance(store)
+    current[0] = {0, 1}
+    rebalance(store)
+    assert changelog.calls == [{0: BEGINNING}, {1: BEGINNING}]
+    assert dict(store.partition(1)) == {b"u9": b"z"}
+
+
+def test_a_partition_that_comes_back_is_read_from_the_beginning_into_an_empty_store() -> None:
+    changelog = Changelog({0: [(b"u1", b"a"), (b"u2", b"b")]})
+    store, current = store_with(changelog, {0})
+    rebalance(store)
+    store.partition(0)[b"stale"] = b"left from before"
+    current[0] = set()
+    rebalance(store)
+    current[0] = {0}
+    rebalance(store)
+    assert dict(store.partition(0)) == {b"u1": b"a", b"u2": b"b"}
+    assert changelog.calls == [{0: BEGINNING}, {0: BEGINNING}]
+
+
+@dataclass
+class FakeConsumer:
+    """Just what :meth:`Consumer.perform_seek` touches."""
+
+    committed: dict[TP, int | None]
+    changelogs: set[str]
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+    _read_offset: dict[TP, int | None] = field(default_factory=dict)
+    _committed_offset: dict[TP, int | None] = field(default_factory=dict)
+
+    @property
+    def app(self) -> Any:
+        tables = type("Tables", (), {"changelog_topics": self.changelogs})()
+        return type("App", (), {"tables": tables})()
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return dict(self.committed)
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def _update_offsets(self, committed: Mapping[TP, int | None]) -> None:
+        Consumer._update_offsets(self, committed)  # type: ignore[arg-type]
+
+
+def test_stream_partitions_without_a_committed_offset_are_rewound_to_the_start() -> None:
+    committed: dict[TP, int | None] = {
+        TP("by_user", 0): None,  # the killed worker never committed: from the start
+        TP("by_user", 1): 0,  # aiokafka does not seek to 0 either
+        TP("by_user", 2): 17,  # aiokafka seeks this one itself
+        TP("users-changelog", 0): None,  # recovery positions changelogs, not us
+    }
+    fake = FakeConsumer(committed, {"users-changelog"})
+    fake._read_offset[TP("by_user", 0)] = 33  # where the fetcher got to meanwhile
+    asyncio.run(Consumer.perform_seek(fake))  # type: ignore[arg-type]
+    assert fake.seeks == [(TP("by_user", 0), 0), (TP("by_user", 1), 0)]
+    assert fake._read_offset[TP("by_user", 0)] is None
+    assert fake._committed_offset == {TP("by_user", 2): 17, TP("by_user", 1): None}
