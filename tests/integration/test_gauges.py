@@ -24,7 +24,7 @@ from streams.settings import Settings
 from streams.state_reader import load_changelog
 from streams.workers import WorkerProcess
 from tests.integration.conftest import BrokerHandle
-from tests.integration.workers import running_worker, wait_for, worker_env
+from tests.integration.workers import ingest_group_settled, running_worker, wait_for, worker_env
 from tests.monitoring import PrometheusServer, assert_all_expressions_evaluate
 from tests.oracle import DAY_MS, Oracle, RawEvent, disorder, population
 
@@ -128,6 +128,7 @@ def test_two_workers_gauges_equal_the_oracle(
             60,
             "two partitions on each worker",
         )
+        wait_for(ingest_group_settled(kafka_broker.bootstrap, name, 2), 60, "ingest group")
         sent = publish(kafka_broker.bootstrap, settings.input_topic, stream, 4, end_ms)
         wait_for(
             lambda: summed(workers).get("engagement_events_consumed_total") == sent,

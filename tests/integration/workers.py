@@ -57,6 +57,28 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def ingest_group_settled(bootstrap: str, app_id: str, members: int) -> Callable[[], bool]:
+    """A check: the workers' ingest consumer group (``<app_id>-ingest``) is stable with
+    ``members`` members, each holding input partitions. Publishing before that lets a worker
+    read input that a joining one re-reads after the rebalance: at-least-once, but counted
+    twice in ``engagement_events_consumed_total``."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def check() -> bool:
+        group = admin.describe_consumer_groups([f"{app_id}-ingest"])[f"{app_id}-ingest"]
+        description = group.result(timeout=10)
+        return (
+            description.state == ConsumerGroupState.STABLE
+            and len(description.members) == members
+            and all(m.assignment.topic_partitions for m in description.members)
+        )
+
+    return check
+
+
 def wait_metric(
     workers: list[WorkerProcess], name: str, expected: float, timeout: float = 60.0
 ) -> None:
