@@ -114,8 +114,8 @@ class Metrics:
         for role in ("by_user", "dead_letter", "changelog", "signals"):
             self.delivery_retries.labels(role)
 
-    def count_valid(self, event_type: str) -> None:
-        self.valid.labels(event_type if event_type in self.event_types else "other").inc()
+    def count_valid(self, event_type: str, n: int = 1) -> None:
+        self.valid.labels(event_type if event_type in self.event_types else "other").inc(n)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
 from agents.logic.partitioning import partition_for
@@ -18,8 +19,9 @@ Headers = Sequence[tuple[str, bytes | None]] | None
 _CACHE_LIMIT = 500_000
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """One input record (a tuple: built per input message, ~5x cheaper than a frozen dataclass)."""
+
     topic: str
     partition: int
     offset: int
