@@ -69,11 +69,12 @@ deps: venv kafka-jars system-deps helm-bin ## everything the tests need
 demo: venv ## run the main job on the embedded broker
 	$(BIN)/engagement demo
 
-test: deps ## run every test (unit, agents, integration on Apache Kafka and Tansu, chart)
+test: deps ## run every test (unit, agents, integration on Apache Kafka and Tansu, chart, fault scenarios)
 	@for f in "" $(CHART)/ci/*-values.yaml; do \
 	  $(HELM) lint --strict --quiet $(CHART) $${f:+-f $$f} >/dev/null || exit 1; \
 	done
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 faults: deps ## fault scenarios on Apache Kafka (kill -9, takeover, broker restart, SIGTERM, DLQ, abuse)
 	$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
