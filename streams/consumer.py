@@ -14,35 +14,29 @@ turns into the log start if 0 is gone), before the flow resumes, so nothing is s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Set
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ConsumerT
 
 
+def partitions_to_rewind(
+    assigned: Iterable[TP], committed: Mapping[TP, int | None], changelogs: Set[str]
+) -> list[TP]:
+    """The stream partitions aiokafka's ``seek_to_committed`` left where the fetcher was: no
+    committed offset, or 0 (changelog partitions are positioned by the recovery)."""
+    return sorted(tp for tp in assigned if tp.topic not in changelogs and not committed.get(tp))
+
+
 class Consumer(faust_aiokafka.Consumer):
     """aiokafka consumer whose :meth:`perform_seek` never leaves a stream partition ahead."""
 
     async def perform_seek(self) -> None:
-        committed = await self.seek_to_committed()
+        await super().perform_seek()
         changelogs = self.app.tables.changelog_topics
-        for tp, offset in committed.items():
-            if not offset and tp.topic not in changelogs:
-                await self._seek(tp, 0)
-        self._update_offsets(committed)
-
-    def _update_offsets(self, committed: Mapping[TP, int | None]) -> None:
-        """What Faust's ``perform_seek`` records after seeking (unchanged)."""
-        self._read_offset.update(
-            {
-                tp: offset if offset is not None and offset >= 0 else None
-                for tp, offset in committed.items()
-            }
-        )
-        self._committed_offset.update(
-            {tp: offset or None for tp, offset in committed.items() if offset is not None}
-        )
+        for tp in partitions_to_rewind(self.assignment(), self._committed_offset, changelogs):
+            await self.seek(tp, 0)  # also forgets the read offset: the records are not "seen"
 
 
 class App(faust.App):

@@ -1,6 +1,5 @@
-"""Bulk restore of newly active partitions (streams.store) and the consumer that rewinds stream
-partitions without a committed offset (streams.consumer). No broker: the changelog reader and
-aiokafka's seeks are replaced by recorders."""
+"""Bulk restore of newly active partitions (streams.store) and the choice of stream partitions
+the consumer rewinds (streams.consumer). No broker: the changelog reader is a recorder."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.consumer import Consumer
+from streams.consumer import partitions_to_rewind
 from streams.store import BEGINNING, MemoryStore
 from tests.agents.conftest import MemorySink, make_worker
 
@@ -102,41 +101,16 @@ def test_a_partition_that_comes_back_is_read_from_the_beginning_into_an_empty_st
     assert changelog.calls == [{0: BEGINNING}, {0: BEGINNING}]
 
 
-@dataclass
-class FakeConsumer:
-    """Just what :meth:`Consumer.perform_seek` touches."""
-
-    committed: dict[TP, int | None]
-    changelogs: set[str]
-    seeks: list[tuple[TP, int]] = field(default_factory=list)
-    _read_offset: dict[TP, int | None] = field(default_factory=dict)
-    _committed_offset: dict[TP, int | None] = field(default_factory=dict)
-
-    @property
-    def app(self) -> Any:
-        tables = type("Tables", (), {"changelog_topics": self.changelogs})()
-        return type("App", (), {"tables": tables})()
-
-    async def seek_to_committed(self) -> dict[TP, int | None]:
-        return dict(self.committed)
-
-    async def _seek(self, tp: TP, offset: int) -> None:
-        self.seeks.append((tp, offset))
-
-    def _update_offsets(self, committed: Mapping[TP, int | None]) -> None:
-        Consumer._update_offsets(self, committed)  # type: ignore[arg-type]
-
-
 def test_stream_partitions_without_a_committed_offset_are_rewound_to_the_start() -> None:
     committed: dict[TP, int | None] = {
-        TP("by_user", 0): None,  # the killed worker never committed: from the start
-        TP("by_user", 1): 0,  # aiokafka does not seek to 0 either
+        TP("by_user", 1): None,  # Faust's record of a commit at 0: aiokafka does not seek to 0
         TP("by_user", 2): 17,  # aiokafka seeks this one itself
-        TP("users-changelog", 0): None,  # recovery positions changelogs, not us
     }
-    fake = FakeConsumer(committed, {"users-changelog"})
-    fake._read_offset[TP("by_user", 0)] = 33  # where the fetcher got to meanwhile
-    asyncio.run(Consumer.perform_seek(fake))  # type: ignore[arg-type]
-    assert fake.seeks == [(TP("by_user", 0), 0), (TP("by_user", 1), 0)]
-    assert fake._read_offset[TP("by_user", 0)] is None
-    assert fake._committed_offset == {TP("by_user", 2): 17, TP("by_user", 1): None}
+    assigned = [
+        TP("by_user", 0),  # the killed worker never committed: from the start
+        TP("by_user", 1),
+        TP("by_user", 2),
+        TP("users-changelog", 0),  # recovery positions changelogs, not us
+    ]
+    rewind = partitions_to_rewind(assigned, committed, {"users-changelog"})
+    assert rewind == [TP("by_user", 0), TP("by_user", 1)]
