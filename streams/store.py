@@ -52,6 +52,12 @@ class _Restoring:
     partition: Callable[[int], MutableMapping[bytes, bytes]]
     set_persisted_offset: Callable[[TP, int], None]
 
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)  # type: ignore[misc]
+        await self.restore_fresh()
+
     def active_partitions(self) -> set[int]:
         topic = self.table.changelog_topic_name
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
@@ -65,7 +71,8 @@ class _Restoring:
             return
         started = time.monotonic()
         starts = {number: self.restore_start(number) for number in sorted(fresh)}
-        count, restored = await asyncio.to_thread(self._restore, starts)
+        targets = {number: self.partition(number) for number in starts}
+        count, restored = await asyncio.to_thread(self._restore, starts, targets)
         for number, offset in restored.items():
             self.set_persisted_offset(TP(self.table.changelog_topic_name, number), offset)
         log.info(
@@ -75,9 +82,10 @@ class _Restoring:
             time.monotonic() - started,
         )
 
-    def _restore(self, starts: dict[int, int]) -> tuple[int, dict[int, int]]:
+    def _restore(
+        self, starts: dict[int, int], targets: dict[int, MutableMapping[bytes, bytes]]
+    ) -> tuple[int, dict[int, int]]:
         assert self.restorer is not None
-        targets = {number: self.partition(number) for number in starts}
         count = 0
 
         def apply(message: Any) -> None:
@@ -120,12 +128,6 @@ class MemoryStore(_Restoring, faust_memory.Store):  # type: ignore[type-arg]
         self.partitions[number] = {}
         self.offsets.pop(number, None)
         return BEGINNING
-
-    async def on_rebalance(
-        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
-    ) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        await self.restore_fresh()
 
     def partition(self, number: int) -> MutableMapping[bytes, bytes]:
         return self.partitions.setdefault(number, {})
@@ -202,12 +204,6 @@ class RocksStore(_Restoring, faust_rocksdb.Store):
         """A partition's DB survives restarts: read only what follows its persisted offset."""
         offset = self.persisted_offset(TP(self.table.changelog_topic_name, number))
         return BEGINNING if offset is None else offset + 1
-
-    async def on_rebalance(
-        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
-    ) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        await self.restore_fresh()
 
     def partition(self, number: int) -> MutableMapping[bytes, bytes]:
         return RdictPartition(self._db_for_partition(number))
