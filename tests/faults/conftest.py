@@ -14,10 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.brokers import KafkaBroker, default_kafka_lib, fetch_kafka_jars, kafka_jars_present
-from streams.errors import BrokerError
+from streams.brokers import KafkaBroker, default_kafka_lib
 from streams.faults import Message, Row, System, write_report
-from tests.integration.conftest import in_ci, make_unique_name
+from tests.integration.conftest import make_unique_name, start_or_skip
 from tests.oracle import DAY_MS, Oracle, RawEvent, disorder, population
 
 HERE = os.path.dirname(__file__)
@@ -67,17 +66,8 @@ def pytest_runtest_makereport(
 @pytest.fixture(scope="session")
 def fault_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """A broker of our own (the scenarios stop and restart it), data in a kept log dir."""
-    lib = default_kafka_lib()
-    broker = KafkaBroker(lib, log_dir=tmp_path_factory.mktemp("kafka-data"))
-    try:
-        if not kafka_jars_present(lib):
-            fetch_kafka_jars(lib)
-        broker.start()
-    except BrokerError as exc:
-        broker.stop()
-        if in_ci():
-            raise
-        pytest.skip(f"Apache Kafka unavailable: {exc}")
+    broker = KafkaBroker(default_kafka_lib(), log_dir=tmp_path_factory.mktemp("kafka-data"))
+    start_or_skip(broker, "Apache Kafka")
     try:
         yield broker
     finally:

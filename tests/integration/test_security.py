@@ -21,13 +21,12 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from streams.brokers import KafkaBroker, default_kafka_lib, kafka_jars_present
+from streams.brokers import KafkaBroker, default_kafka_lib
 from streams.brokers.tls import SaslSsl, generate_tls
-from streams.errors import BrokerError
 from streams.settings import Settings
 from streams.signals import SignalConsumer
 from streams.workers import WorkerProcess
-from tests.integration.conftest import BrokerHandle, in_ci, selected_kinds
+from tests.integration.conftest import BrokerHandle, selected_kinds, start_or_skip
 from tests.integration.workers import running_worker, wait_for, wait_metric, worker_env
 
 pytestmark = pytest.mark.integration
@@ -67,15 +66,7 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     tls = generate_tls(tmp_path_factory.mktemp("tls"))
     security = SaslSsl(tls, scram_users=USERS, plain_users=PLAIN_USERS)
     broker = KafkaBroker(lib, security=security)
-    try:
-        if not kafka_jars_present(lib):
-            raise BrokerError(f"no Kafka jars in {lib}")
-        broker.start()
-    except BrokerError as exc:
-        broker.stop()
-        if in_ci():
-            raise
-        pytest.skip(f"SASL_SSL Kafka unavailable: {exc}")
+    start_or_skip(broker, "SASL_SSL Kafka")
     try:
         yield SecureKafka(broker, security)
     finally:
