@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 
 from agents.logic.aggregates import rebuild
 from agents.logic.days import Calendar
+from streams.brokers import free_port
 from streams.report import retention_triangle
 from streams.settings import Settings
 from streams.state_reader import load_changelog
@@ -115,7 +116,7 @@ def test_two_workers_gauges_equal_the_oracle(
     envs = [
         {
             **base,
-            "ENGAGEMENT_WEB_PORT": str(int(base["ENGAGEMENT_WEB_PORT"]) + i),
+            "ENGAGEMENT_WEB_PORT": str(free_port()),
             "ENGAGEMENT_DATA_DIR": str(tmp_path / f"w{i}"),
         }
         for i in range(2)

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from streams.brokers import KafkaBroker, default_kafka_lib
+from streams.brokers import KafkaBroker, default_kafka_lib, free_port
 from streams.brokers.tls import SaslSsl, generate_tls
 from streams.settings import Settings
 from streams.signals import SignalConsumer
@@ -180,7 +180,7 @@ def test_api_token_guards_users_and_is_forwarded(
 ) -> None:
     base = worker_env(kafka_broker, unique_name("token"), ENGAGEMENT_API_TOKEN=TOKEN)
     envs = [
-        {**base, "ENGAGEMENT_WEB_PORT": str(int(base["ENGAGEMENT_WEB_PORT"]) + i),
+        {**base, "ENGAGEMENT_WEB_PORT": str(free_port()),
          "ENGAGEMENT_DATA_DIR": str(tmp_path / f"w{i}")}
         for i in range(2)
     ]  # fmt: skip
