@@ -1,10 +1,11 @@
 """The worker's moving parts around the pure engine: partitions, delivery, snapshots.
 
 The agents call :meth:`Runtime.on_batch` and :meth:`Runtime.tick`; both run the engine
-synchronously (so no other coroutine sees a half-updated partition), then deliver what it
-produced — signals first, then the changelog — and only return once Kafka has both. Faust
-acknowledges the input record after that, so a committed offset never points past state that
-is not durable, and a crash in between re-emits the same signals (same ids).
+synchronously (so no other coroutine sees a half-updated partition). What it produced is made
+durable in groups — signals first, then the changelog — while the next records are folded.
+Faust acknowledges an input record only once its group is in Kafka, so a committed offset never
+points past state that is not durable, and a crash in between re-emits the same signals (same
+ids).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Runtime:
         self._acks: list[Ack] = []
         self._group_events = 0
         self._group_lock = asyncio.Lock()
+        self._in_flight: asyncio.Task[None] | None = None  # the group being made durable
         self._flusher: asyncio.Task[None] | None = None
         self.processed_until: dict[int, int] = {}  # by_user partition -> next offset
         self._signal_topics = {
@@ -140,7 +142,7 @@ class Runtime:
             self._acks.append(ack)
         self._group_events += len(events)
         if self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
-            await self.commit_group()
+            await self.send_group()
 
     def start_flusher(self, interval: float) -> None:
         """Commit pending groups every ``interval`` seconds from a task of our own: Faust's
@@ -160,48 +162,72 @@ class Runtime:
             await asyncio.sleep(interval)
             if self._acks or self._signals:
                 try:
-                    await self.commit_group()
+                    await self.send_group()
                 except Exception:  # keep flushing; the failure is logged, nothing is acked
                     log.exception("commit of a pending group failed")
 
     async def tick(self) -> None:
         """Fire due deadlines, then make everything pending durable."""
         self._pending(self.engine.tick(int(time.time() * 1000)))
-        await self.commit_group()
+        await self.send_group()
 
     def _pending(self, out: Output) -> None:
         self._signals.extend(out.signals)
         self._count(out)
 
-    async def commit_group(self) -> None:
-        """Deliver the pending signals, then the coalesced changelog of the states that produced
-        them; then write those states to the local store and ack the input records. One round
-        trip per group of records instead of per record; a crash in between re-processes the
-        unacked records against a store that does not have their states yet, so nothing they
-        produced is lost (signals keep their ids)."""
+    async def send_group(self) -> None:
+        """Start making the pending group durable and return while that happens, so the next
+        records are folded meanwhile. The group before it is waited for first: one group is in
+        flight at a time, so signals, changelog records and acks keep their order."""
         async with self._group_lock:
+            await self._settle()
             signals, self._signals = self._signals, []
             acks, self._acks = self._acks, []
             self._group_events = 0
             changes = self.engine.take_changes()
-            if not (signals or changes or acks):
-                return
-            for kind, key, signal in signals:
-                self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
-            if signals:
-                await self.deliverer.flush("signals")
-            topic = self.table.changelog_topic_name
-            for number, key, value in changes:
-                self.deliverer.produce(topic, key, value, number)
-            offsets = await self.deliverer.flush("changelog") if changes else {}
-            self.engine.mark_durable(changes)
-            for (name, number), offset in offsets.items():
-                if name == topic:
-                    self.table.persist_offset(number, offset)
-            for kind, _, _ in signals:
-                self.metrics.signals.labels(kind).inc()
-            for ack in acks:
-                await ack()
+            if signals or changes or acks:
+                deliver = self._deliver(signals, changes, acks)
+                self._in_flight = asyncio.get_running_loop().create_task(deliver)
+
+    async def commit_group(self) -> None:
+        """Make everything pending durable and wait until its input records are acked."""
+        await self.send_group()
+        async with self._group_lock:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _deliver(
+        self,
+        signals: list[tuple[str, bytes, dict[str, Any]]],
+        changes: list[tuple[int, bytes, bytes | None]],
+        acks: list[Ack],
+    ) -> None:
+        """Deliver a group's signals, then the coalesced changelog of the states that produced
+        them; then write those states to the local store and ack the input records. One round
+        trip per group of records instead of per record; a crash in between re-processes the
+        unacked records against a store that does not have their states yet, so nothing they
+        produced is lost (signals keep their ids). Until then the engine reads the group's
+        states from its in-flight overlay."""
+        for kind, key, signal in signals:
+            self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
+        if signals:
+            await self.deliverer.flush("signals")
+        topic = self.table.changelog_topic_name
+        for number, key, value in changes:
+            self.deliverer.produce(topic, key, value, number)
+        offsets = await self.deliverer.flush("changelog") if changes else {}
+        self.engine.mark_durable(changes)
+        for (name, number), offset in offsets.items():
+            if name == topic:
+                self.table.persist_offset(number, offset)
+        for kind, _, _ in signals:
+            self.metrics.signals.labels(kind).inc()
+        for ack in acks:
+            await ack()
 
     def _count(self, out: Output) -> None:
         metrics = self.metrics
