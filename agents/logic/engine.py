@@ -410,17 +410,20 @@ class Engine:
         return changes
 
     def mark_durable(self, changes: list[tuple[int, bytes, bytes | None]]) -> None:
-        """Kafka has ``changes``: write them to the local stores."""
+        """Kafka has ``changes``: write them to the local stores (a store with a
+        ``write_all(items)`` method gets each partition's changes in one call)."""
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for number, key, value in changes:
+            by_partition.setdefault(number, []).append((key, value))
+        for number, items in by_partition.items():
             part = self.partitions.get(number)
             if part is None:
                 continue  # revoked meanwhile; the new owner recovers from the changelog
-            if value is None:
-                part.store.pop(key, None)
-            else:
-                part.store[key] = value
-            if part.flushing.get(key, b"") is value:
-                del part.flushing[key]
+            write_all_to(part.store, items)
+            flushing = part.flushing
+            for key, value in items:
+                if flushing.get(key, b"") is value:
+                    del flushing[key]
 
     @staticmethod
     def _meta_value(meta: Meta) -> bytes:
@@ -459,6 +462,18 @@ class Engine:
             if raw is not None:
                 return decode(raw)
         return None
+
+
+def write_all_to(store: KVStore, items: list[tuple[bytes, bytes | None]]) -> None:
+    write_all = getattr(store, "write_all", None)
+    if write_all is not None:
+        write_all(items)
+        return
+    for key, value in items:
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
 
 
 def _event_time(event: EventLike) -> int:
