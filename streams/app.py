@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agents import activity, lifecycle
 from agents.ingest import IngestService
+from agents.ingest_process import IngestProcess, own_process
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import Router
 from streams import web
@@ -37,7 +38,7 @@ class Worker:
     runtime: Runtime
     metrics: Metrics
     registry: CollectorRegistry
-    ingest: IngestService | None
+    ingest: IngestService | IngestProcess | None
     activity: Any
 
 
@@ -118,6 +119,8 @@ def create_worker(
         help="Per-user engagement state (compact binary, see agents/logic/state.py).",
     )
     app.tables.add(table)
+    # A deliverer injected by a test cannot be shared with a child process: ingest stays here.
+    ingest_apart = deliverer is None and own_process(settings.ingest_process)
     deliverer = deliverer if deliverer is not None else Deliverer(settings, metrics)
     runtime = Runtime(settings, metrics, deliverer, table)
     table.store.on_partitions = runtime.on_partitions
@@ -127,16 +130,19 @@ def create_worker(
             lambda: runtime.published, ("other", *settings.channels), settings.retention_days
         )
     )
-    ingest: IngestService | None = None
+    ingest: IngestService | IngestProcess | None = None
     if settings.input_keyed_by_user:
         source = _raw_topic(app, settings.input_topic, settings.partitions)
         agent = activity.register_direct(app, source, runtime, ingest_limits(settings), metrics)
     else:
         by_user = _raw_topic(app, settings.topic("events.by_user"), settings.partitions)
         agent = activity.register(app, by_user, runtime)
-        ingest = IngestService(
-            settings, metrics, deliverer, Router(settings.partitions, ingest_limits(settings))
-        )
+        if ingest_apart:
+            ingest = IngestProcess(settings, metrics)
+        else:
+            ingest = IngestService(
+                settings, metrics, deliverer, Router(settings.partitions, ingest_limits(settings))
+            )
         _start_with_app(app, ingest)
     lifecycle.register(app, runtime)
     web.register(app, table, runtime, registry)

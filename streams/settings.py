@@ -342,6 +342,13 @@ class Settings:
         _int_range(1, 100_000),
         "Most input messages ingest reads, validates and forwards in one step.",
     )
+    ingest_process: str = setting(
+        "ENGAGEMENT_INGEST_PROCESS",
+        "auto",
+        _choice("auto", "true", "false"),
+        "Run ingest (decode, validation, routing) in a child process of the worker, so it and "
+        "the fold use two cores: true, false, or auto (when the worker may run on 2+ CPUs).",
+    )
     tick_interval: float = setting(
         "ENGAGEMENT_TICK_INTERVAL",
         "200ms",

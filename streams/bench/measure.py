@@ -1,7 +1,8 @@
 """What the benchmark reads from the operating system: CPU time, RSS, bytes on disk, machine.
 
 CPU seconds are ``utime + stime`` of ``/proc/<pid>/stat``: the whole thread group (librdkafka's
-threads, RocksDB's background threads included), the same way for every system measured.
+threads, RocksDB's background threads included), summed over the process and its living
+descendants (a worker's ingest process), the same way for every system measured. RSS likewise.
 """
 
 from __future__ import annotations
@@ -21,13 +22,56 @@ def parse_stat_cpu(stat: str, ticks: int = _TICKS) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # fields 14 and 15 (1-based)
 
 
+def parse_stat_ppid(stat: str) -> int:
+    """The parent pid from the text of ``/proc/<pid>/stat``."""
+    return int(stat.rsplit(")", 1)[1].split()[1])  # field 4 (1-based)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants (a worker's ingest process, say)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = parse_stat_ppid((entry / "stat").read_text())
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def _tree_sum(pid: int, read: Any) -> Any:
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += read(member)
+        except OSError:  # exited meanwhile
+            continue
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the process used so far."""
+    """CPU seconds (user + system, all threads) the process and its living descendants used
+    so far."""
+    return float(_tree_sum(pid, _own_cpu_seconds))
+
+
+def _own_cpu_seconds(pid: int) -> float:
     return parse_stat_cpu(Path(f"/proc/{pid}/stat").read_text())
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident set size of the process (VmRSS)."""
+    """Resident set size (VmRSS) of the process and its living descendants."""
+    return int(_tree_sum(pid, _own_rss_bytes))
+
+
+def _own_rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024

@@ -154,12 +154,19 @@ def wait_processed(
         time.sleep(0.25)
 
 
-def measure_engagement(ctx: Context, phase: str, count: int = 1) -> SystemRun:
-    """``count`` workers over the whole input: from all partitions owned to the last event."""
+def measure_engagement(
+    ctx: Context, phase: str, count: int = 1, ingest_process: str = "true"
+) -> SystemRun:
+    """``count`` workers over the whole input: from all partitions owned to the last event.
+
+    ``ingest_process``: ENGAGEMENT_INGEST_PROCESS of the workers (``true``: ingest in a child
+    process of each worker, whose CPU time is counted with the worker's)."""
     say(
-        f"{phase}: starting {count} worker(s) (rocksdict, event clock, {ctx.partitions} partitions)"
+        f"{phase}: starting {count} worker(s) (rocksdict, event clock, {ctx.partitions} "
+        f"partitions, ingest process {ingest_process})"
     )
-    workers = start_workers(ctx, phase, worker_env(ctx, phase), count)
+    env = worker_env(ctx, phase, ingest_process=ingest_process)
+    workers = start_workers(ctx, phase, env, count)
     try:
         wait_owned(workers, ctx.partitions)
         pids = [pid_of(w) for w in workers]
@@ -168,7 +175,8 @@ def measure_engagement(ctx: Context, phase: str, count: int = 1) -> SystemRun:
         wall, cpu = time.monotonic() - began, sum(map(cpu_seconds, pids)) - cpu0
     finally:
         stop_workers(workers)
-    run = SystemRun(done - done0, wall, cpu, note=f"{count} worker(s)")
+    processes = "2 processes (ingest apart)" if ingest_process == "true" else "1 process"
+    run = SystemRun(done - done0, wall, cpu, note=f"{count} worker(s), {processes} each")
     say(f"{phase}: {run.events:,} events in {wall:.1f}s = {run.events_per_s:,.0f} events/s")
     return run
 

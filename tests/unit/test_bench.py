@@ -11,7 +11,12 @@ import pytest
 
 from streams.bench.cli import add_bench_parser
 from streams.bench.data import quick_event
-from streams.bench.measure import parse_cpuinfo, parse_meminfo_bytes, parse_stat_cpu
+from streams.bench.measure import (
+    parse_cpuinfo,
+    parse_meminfo_bytes,
+    parse_stat_cpu,
+    parse_stat_ppid,
+)
 from streams.bench.naive import NaiveConfig, read_progress
 from streams.bench.profile import frame_name, top_functions
 from streams.bench.raw import fold_batch, fold_config
@@ -108,7 +113,12 @@ def test_targets_not_measured_are_none() -> None:
 
 def test_missing_system_gives_no_ratio() -> None:
     report = _report(systems={"engagement": SystemRun(10, 1.0, 1.0), "naive_faust": None})
-    assert report["ratios"] == {"engagement_vs_raw_limit": None, "engagement_vs_naive": None}
+    assert report["ratios"] == {
+        "engagement_vs_raw_limit": None,
+        "engagement_vs_naive": None,
+        "one_process_vs_raw_limit": None,
+        "one_process_vs_naive": None,
+    }
     assert report["systems"]["naive_faust"] is None
     assert "not run" in render_markdown(report)
 
@@ -122,7 +132,10 @@ def test_markdown_table() -> None:
         ],
     }
     text = render_markdown(_report(profile=profile, notes=["a note"]))
-    assert "| engagement-stream (1 worker, full pipeline) | 100,000 | 12.5 | 2,000,000 |" in text
+    assert (
+        "| engagement-stream (1 worker, full pipeline, ingest in its own process) | 100,000 | 12.5 "
+        "| 2,000,000 |" in text
+    )
     assert "extrapolated from a prefix; prefix" in text
     assert "| scale_out_2_workers | >= 1.7x | 1.50 | FAIL |" in text
     assert "| recovery_s | <= 60 s | 42.00 | pass |" in text
@@ -143,6 +156,7 @@ def test_write_report(tmp_path: Path) -> None:
 def test_proc_parsers() -> None:
     stat = "1234 (python (x) y) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 9"
     assert parse_stat_cpu(stat, ticks=100) == 4.0  # (250 + 150) / 100; ')' in the name
+    assert parse_stat_ppid(stat) == 1
     cpuinfo = "processor\t: 0\nmodel name\t: Some CPU @ 3GHz\nflags\t: x\n"
     assert parse_cpuinfo(cpuinfo) == "Some CPU @ 3GHz"
     assert parse_cpuinfo("") is None
