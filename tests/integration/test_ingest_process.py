@@ -40,6 +40,13 @@ def _children(worker: WorkerProcess) -> list[int]:
     return [pid for pid in process_tree(proc.pid) if pid != proc.pid and _spawned(pid)]
 
 
+def _child(worker: WorkerProcess) -> int:
+    """The ingest process, once the worker started it (readiness comes a moment earlier)."""
+    wait_for(lambda: len(_children(worker)) == 1, timeout=30, what="the ingest process", every=0.1)
+    (child,) = _children(worker)
+    return child
+
+
 def _spawned(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
@@ -63,11 +70,14 @@ def test_counts_are_the_same_with_ingest_apart_or_inside(
     name = unique_name(f"ingest-{mode}")
     env = worker_env(broker, name, ENGAGEMENT_INGEST_PROCESS=mode)
     with running_worker(env) as worker:
-        assert len(_children(worker)) == (1 if mode == "true" else 0)
+        if mode == "true":
+            _child(worker)
         _produce(broker.bootstrap, env["ENGAGEMENT_INPUT_TOPIC"], EVENTS, name)
         wait_metric([worker], "engagement_events_folded_total", EVENTS, timeout=90)
         wait_metric([worker], "engagement_events_dead_lettered_total", 1, timeout=30)
         metrics = worker.metrics()
+        if mode == "false":
+            assert _children(worker) == []
     assert metrics["engagement_events_consumed_total"] == EVENTS + 1
     assert metrics['engagement_events_valid_total{event_type="page_view"}'] == EVENTS
     assert metrics['engagement_events_invalid_total{reason="invalid_json"}'] == 1
@@ -79,13 +89,13 @@ def test_a_dead_ingest_process_stops_the_worker_and_a_dead_worker_its_ingest(
     name = unique_name("ingest-death")
     env = worker_env(broker, name, ENGAGEMENT_INGEST_PROCESS="true")
     with running_worker(env, "first") as worker:
-        (child,) = _children(worker)
+        child = _child(worker)
         os.kill(child, signal.SIGKILL)
         wait_for(lambda: not worker.running, timeout=60, what="the worker to exit")
         assert "the ingest process exited" in worker.log_tail(200)
 
     with running_worker(env, "second") as worker:
-        (child,) = _children(worker)
+        child = _child(worker)
         proc = getattr(worker, "_proc", None)
         assert proc is not None
         os.kill(proc.pid, signal.SIGKILL)  # the worker alone: its child gets no signal of ours
@@ -100,7 +110,7 @@ def test_sigterm_to_the_whole_group_still_drains_ingest(broker: BrokerHandle, un
     worker = WorkerProcess(env, name="term")
     worker.start()
     try:
-        (child,) = _children(worker)
+        child = _child(worker)
         _produce(broker.bootstrap, env["ENGAGEMENT_INPUT_TOPIC"], EVENTS, name)
         wait_metric([worker], "engagement_events_folded_total", EVENTS, timeout=90)
     finally:
