@@ -37,6 +37,7 @@ from agents.ingest import IngestService
 from agents.logic.ingest import limits_from
 from agents.logic.routing import Router
 from streams.delivery import Deliverer
+from streams.gc_tuning import tune_gc
 from streams.metrics import Metrics
 from streams.settings import Settings
 
@@ -106,6 +107,7 @@ def child_main(settings: Settings, conn: Connection, parent: int) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s",
     )
+    tune_gc()
     asyncio.run(_serve(settings, conn))
 
 

@@ -31,6 +31,7 @@ from streams.tools import add_fit_parser, add_retention_parser
 def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams.app import EngagementWorker, create_worker
+    from streams.gc_tuning import tune_gc
     from streams.topics import ensure_topics
 
     settings = Settings.from_env_or_exit()
@@ -40,6 +41,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.makedirs(settings.data_dir, exist_ok=True)
     ensure_topics(settings)
     worker = create_worker(settings)
+    tune_gc()
     EngagementWorker(worker, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
 

@@ -28,6 +28,7 @@ from agents.logic.ingest import IngestLimits, ingest, limits_from
 from agents.logic.state import UserState
 from schemas.records import Event
 from streams.bench.measure import cpu_seconds
+from streams.gc_tuning import tune_gc
 from streams.settings import Settings
 
 BATCH = 2000
@@ -69,6 +70,7 @@ def fold_batch(
 def run(bootstrap: str, topic: str, group: str, expect: int, timeout: float) -> dict[str, Any]:
     settings = Settings.from_env({})
     config = fold_config(settings)
+    tune_gc()  # as the worker does (streams.gc_tuning)
     limits = limits_from(
         settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
     )
