@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from agents.logic.engine import META_KEY
+from agents.logic.meta import META_KEY
 from agents.logic.state import UserState, decode
 from streams.errors import BrokerError, StateDecodeError
 from streams.kafka import consumer_config

@@ -7,18 +7,16 @@ changelog, and only :meth:`Engine.mark_durable`, called once Kafka has them, wri
 local store. So the store never holds a state whose changelog record (or signal) could still be
 lost, and a restart replays from a consistent point. Time is always passed in.
 
-Per partition it also keeps a small meta record (event-time watermark, the current day and the
-win-back counters of that day) under a reserved key of the same store, so it travels through the
-same changelog as the user states and is recovered with them.
+Per partition it also keeps a small meta record (:mod:`agents.logic.meta`: event-time watermark,
+the current day and the win-back counters of that day) under a reserved key of the same store,
+so it travels through the same changelog as the user states and is recovered with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
 from agents.logic.days import Calendar
@@ -31,14 +29,13 @@ from agents.logic.lifecycle import (
     on_activity,
     schedule,
 )
+from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
+from agents.logic.partition import KVStore, Partition, write_all_to
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
 from agents.logic.watermarks import SourceWatermarks
 from schemas.records import EventLike
-
-META_KEY = b"\x00meta"
-KVStore = MutableMapping[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,35 +64,6 @@ class Output:
     late: int = 0
 
 
-@dataclass(slots=True)
-class Meta:
-    watermark_ms: int = 0
-    today: int = 0
-    lapsed: list[int] = field(default_factory=list)
-    reactivated: list[int] = field(default_factory=list)
-    sources: SourceWatermarks | None = None  # in memory only; rebuilt from new records
-
-
-@dataclass(slots=True)
-class Partition:
-    number: int
-    store: KVStore  # durable: written only after the changelog has the value
-    aggregates: Aggregates
-    index: DeadlineIndex
-    meta: Meta
-    meta_changed: bool = False
-    dirty: dict[bytes, bytes | None] = field(default_factory=dict)  # changed, not yet taken
-    flushing: dict[bytes, bytes | None] = field(default_factory=dict)  # taken, in flight
-
-    def get(self, key: bytes) -> bytes | None:
-        """The newest value of ``key``: pending, in flight, or durable."""
-        if key in self.dirty:
-            return self.dirty[key]
-        if key in self.flushing:
-            return self.flushing[key]
-        return self.store.get(key)
-
-
 class Engine:
     """All partitions one worker owns."""
 
@@ -111,7 +79,7 @@ class Engine:
         meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
         for key, raw in store.items():
             if key == META_KEY:
-                meta = _decode_meta(raw, self._n_channels)
+                meta = decode_meta(raw, self._n_channels)
                 continue
             state = decode(raw)
             agg.add(state, calendar)
@@ -402,7 +370,7 @@ class Engine:
         for part in self.partitions.values():
             if not part.dirty and not part.meta_changed:
                 continue
-            part.dirty[META_KEY] = self._meta_value(part.meta)
+            part.dirty[META_KEY] = encode_meta(part.meta)
             part.meta_changed = False
             part.flushing.update(part.dirty)
             changes.extend((part.number, key, value) for key, value in part.dirty.items())
@@ -424,17 +392,6 @@ class Engine:
             for key, value in items:
                 if flushing.get(key, b"") is value:
                     del flushing[key]
-
-    @staticmethod
-    def _meta_value(meta: Meta) -> bytes:
-        return orjson.dumps(
-            {
-                "watermark_ms": meta.watermark_ms,
-                "today": meta.today,
-                "lapsed": meta.lapsed,
-                "reactivated": meta.reactivated,
-            }
-        )
 
     def snapshot(self, wall_ms: int) -> tuple[Snapshot, int]:
         """Gauges summed over the owned partitions, and the day they describe."""
@@ -464,28 +421,5 @@ class Engine:
         return None
 
 
-def write_all_to(store: KVStore, items: list[tuple[bytes, bytes | None]]) -> None:
-    write_all = getattr(store, "write_all", None)
-    if write_all is not None:
-        write_all(items)
-        return
-    for key, value in items:
-        if value is None:
-            store.pop(key, None)
-        else:
-            store[key] = value
-
-
 def _event_time(event: EventLike) -> int:
     return event.timestamp_ms
-
-
-def _decode_meta(raw: bytes, n_channels: int) -> Meta:
-    data = orjson.loads(raw)
-    pad = [0] * n_channels
-    return Meta(
-        int(data.get("watermark_ms", 0)),
-        int(data.get("today", 0)),
-        (list(data.get("lapsed", [])) + pad)[:n_channels],
-        (list(data.get("reactivated", [])) + pad)[:n_channels],
-    )

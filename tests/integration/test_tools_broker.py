@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from agents.logic.engine import META_KEY, Engine
+from agents.logic.engine import Engine
+from agents.logic.meta import META_KEY
 from agents.logic.state import encode
 from streams.errors import BrokerError
 from streams.settings import Settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rocksdict import Options, Rdict
 
-from agents.logic.engine import write_all_to
+from agents.logic.partition import write_all_to
 from streams.store import RdictPartition
 
 

@@ -15,8 +15,9 @@ from confluent_kafka import KafkaError
 from agents.logic.aggregates import rebuild
 from agents.logic.churn import ModelParams
 from agents.logic.days import DAY_MS, Calendar
-from agents.logic.engine import META_KEY, Engine
+from agents.logic.engine import Engine
 from agents.logic.fit import Summary, fit, simulate_mbgnbd, summaries_from_events
+from agents.logic.meta import META_KEY
 from agents.logic.signals import iso_ms
 from agents.logic.state import encode
 from schemas.records import Event
