@@ -220,9 +220,9 @@ class Runtime:
         for number, key, value in changes:
             self.deliverer.produce(topic, key, value, number)
         offsets = await self.deliverer.flush("changelog") if changes else {}
-        self.engine.mark_durable(changes)
+        written = self.engine.mark_durable(changes)
         for (name, number), offset in offsets.items():
-            if name == topic:
+            if name == topic and number in written:
                 self.table.persist_offset(number, offset)
         for kind, _, _ in signals:
             self.metrics.signals.labels(kind).inc()

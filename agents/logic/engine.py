@@ -377,21 +377,26 @@ class Engine:
             part.dirty = {}
         return changes
 
-    def mark_durable(self, changes: list[tuple[int, bytes, bytes | None]]) -> None:
+    def mark_durable(self, changes: list[tuple[int, bytes, bytes | None]]) -> set[int]:
         """Kafka has ``changes``: write them to the local stores (a store with a
-        ``write_all(items)`` method gets each partition's changes in one call)."""
+        ``write_all(items)`` method gets each partition's changes in one call). Returns the
+        partitions written: a partition revoked meanwhile is not, and its store must not be
+        told that it holds the changelog up to these changes."""
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for number, key, value in changes:
             by_partition.setdefault(number, []).append((key, value))
+        written: set[int] = set()
         for number, items in by_partition.items():
             part = self.partitions.get(number)
             if part is None:
                 continue  # revoked meanwhile; the new owner recovers from the changelog
             write_all_to(part.store, items)
+            written.add(number)
             flushing = part.flushing
             for key, value in items:
                 if flushing.get(key, b"") is value:
                     del flushing[key]
+        return written
 
     def snapshot(self, wall_ms: int) -> tuple[Snapshot, int]:
         """Gauges summed over the owned partitions, and the day they describe."""
