@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -44,9 +45,14 @@ class IngestService(Service):
         metrics: Metrics,
         deliverer: Sink,
         router: Router,
+        on_counted: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``on_counted``: called after each step's counters moved and before its output is
+        produced (the ingest process reports its counters to the worker there, so they never
+        lag behind the fold)."""
         super().__init__(**kwargs)
+        self.on_counted = on_counted
         self.settings = settings
         self.metrics = metrics
         self.deliverer = deliverer
@@ -180,8 +186,10 @@ class IngestService(Service):
         for source, ended in at_end.items():
             if ended:
                 self.watermark.reached_end(source)
-        self._produce(routed)
         self._count(routed, len(records))
+        if self.on_counted is not None:
+            self.on_counted()
+        self._produce(routed)
         if not self._unflushed:
             self._unflushed_since = time.monotonic()
         self._unflushed.update(routed.next_offsets)

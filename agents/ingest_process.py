@@ -7,13 +7,14 @@ worker starts the same :class:`~agents.ingest.IngestService` in a child process,
 producer, and keeps only the fold. Nothing else changes: the child commits the input offsets
 once its batches are in Kafka, exactly as it does inside the worker.
 
-The worker and the child talk over a pipe. About every 250 ms the child reports its counter
-totals (mirrored into the worker's own counters, so ``/metrics`` is unchanged) and how far each
-``events.by_user`` partition is delivered (for the drain on shutdown). The worker sends ``stop``
-on shutdown and waits for the child's final report. The child dies with the worker: on a
-closed pipe, and by ``PR_SET_PDEATHSIG`` should the worker be killed outright; it ignores
-SIGTERM and SIGINT, which are the worker's to act on. A child that exits on its own crashes the
-worker, so the orchestrator restarts both.
+The worker and the child talk over a pipe. After each step's counting, before its batches
+are produced, and every 250 ms, the child reports the counter totals that moved (mirrored into
+the worker's own counters as they arrive, so ``/metrics`` is unchanged and never behind the
+fold) and how far each ``events.by_user`` partition is delivered (for the drain on shutdown).
+The worker sends ``stop`` on shutdown and waits for the child's final report. The child dies
+with the worker: on a closed pipe, and by ``PR_SET_PDEATHSIG`` should the worker be killed
+outright; it ignores SIGTERM and SIGINT, which are the worker's to act on. A child that exits
+on its own crashes the worker, so the orchestrator restarts both.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -118,11 +118,20 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     limits = limits_from(
         settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
     )
-    service = IngestService(settings, metrics, deliverer, Router(settings.partitions, limits))
-    await service.start()
+    delivered: dict[int, int] = {}
+    sent: dict[CounterKey, float] = {}
 
     def report() -> None:
-        conn.send((counter_totals(registry), dict(service.delivered_until)))
+        """The counters that moved since the last report (totals), and the delivered offsets."""
+        totals = counter_totals(registry)
+        moved = {key: total for key, total in totals.items() if sent.get(key) != total}
+        sent.update(moved)
+        conn.send((moved, dict(delivered)))
+
+    router = Router(settings.partitions, limits)
+    service = IngestService(settings, metrics, deliverer, router, on_counted=report)
+    delivered = service.delivered_until  # the same dict, updated by the service
+    await service.start()
 
     try:
         while not service.should_stop and not _stop_requested(conn):
@@ -163,6 +172,9 @@ class IngestProcess(Service):
         )
         self._process.start()
         child_conn.close()
+        # reports are applied as they arrive: the counters of a step reach /metrics before
+        # the fold can see its events
+        asyncio.get_running_loop().add_reader(self._conn.fileno(), self._read_reports)
         log.info("ingest runs in process %s", self._process.pid)
 
     @Service.task
@@ -176,17 +188,16 @@ class IngestProcess(Service):
             await self.sleep(REPORT_EVERY_S)
 
     def _read_reports(self) -> None:
-        for totals, delivered in self._reports():
-            self.mirror.apply(totals)
-            self.delivered_until.update(delivered)
-
-    def _reports(self) -> Iterator[Any]:
         conn = self._conn
-        try:
-            while conn is not None and conn.poll():
-                yield conn.recv()
-        except (EOFError, OSError):
+        if conn is None:
             return
+        try:
+            while conn.poll():
+                totals, delivered = conn.recv()
+                self.mirror.apply(totals)
+                self.delivered_until.update(delivered)
+        except (EOFError, OSError):  # the child is gone (_watch crashes the worker)
+            asyncio.get_running_loop().remove_reader(conn.fileno())
 
     async def on_stop(self) -> None:
         process, conn = self._process, self._conn
@@ -195,6 +206,7 @@ class IngestProcess(Service):
         with contextlib.suppress(OSError):  # the child is gone: the join below returns
             conn.send("stop")
         await asyncio.to_thread(process.join, STOP_TIMEOUT_S)
+        asyncio.get_running_loop().remove_reader(conn.fileno())
         self._read_reports()
         if process.is_alive():
             log.warning("ingest process %s did not stop; killing it", process.pid)
