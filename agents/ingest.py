@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from mode import Service
 
+from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark
 from streams.codecs import encode_batch
@@ -36,6 +37,13 @@ FLUSH_EVENTS = 20_000  # input messages per delivery round trip, at most ...
 FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
 
 
+def ingest_limits(settings: Settings) -> IngestLimits:
+    """The validation limits the settings ask for."""
+    return limits_from(
+        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
+    )
+
+
 class IngestService(Service):
     """The confluent-kafka ingest loop, started and stopped with the worker."""
 
@@ -45,14 +53,12 @@ class IngestService(Service):
         metrics: Metrics,
         deliverer: Sink,
         router: Router,
-        on_counted: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        """``on_counted``: called after each step's counters moved and before its output is
-        produced (the ingest process reports its counters to the worker there, so they never
-        lag behind the fold)."""
         super().__init__(**kwargs)
-        self.on_counted = on_counted
+        # called after each step's counters moved and before its output is produced (the
+        # ingest process reports its counters to the worker there, so they never lag the fold)
+        self.on_counted: Callable[[], None] | None = None
         self.settings = settings
         self.metrics = metrics
         self.deliverer = deliverer

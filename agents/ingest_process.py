@@ -33,8 +33,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from agents.ingest import IngestService
-from agents.logic.ingest import limits_from
+from agents.ingest import IngestService, ingest_limits
 from agents.logic.routing import Router
 from streams.delivery import Deliverer
 from streams.gc_tuning import tune_gc
@@ -115,10 +114,8 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.event_types)
     deliverer = Deliverer(settings, metrics)
-    limits = limits_from(
-        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
-    )
-    delivered: dict[int, int] = {}
+    router = Router(settings.partitions, ingest_limits(settings))
+    service = IngestService(settings, metrics, deliverer, router)
     sent: dict[CounterKey, float] = {}
 
     def report() -> None:
@@ -126,11 +123,9 @@ async def _serve(settings: Settings, conn: Connection) -> None:
         totals = counter_totals(registry)
         moved = {key: total for key, total in totals.items() if sent.get(key) != total}
         sent.update(moved)
-        conn.send((moved, dict(delivered)))
+        conn.send((moved, dict(service.delivered_until)))
 
-    router = Router(settings.partitions, limits)
-    service = IngestService(settings, metrics, deliverer, router, on_counted=report)
-    delivered = service.delivered_until  # the same dict, updated by the service
+    service.on_counted = report
     await service.start()
 
     try:
@@ -179,8 +174,7 @@ class IngestProcess(Service):
 
     @Service.task
     async def _watch(self) -> None:
-        while not self.should_stop:
-            self._read_reports()
+        while not self.should_stop:  # reports arrive through the reader added in on_start
             process = self._process
             if process is not None and not process.is_alive() and not self.should_stop:
                 await self.crash(RuntimeError(f"the ingest process exited ({process.exitcode})"))
@@ -214,10 +208,6 @@ class IngestProcess(Service):
             await asyncio.to_thread(process.join, 5.0)
         conn.close()
         self._process = self._conn = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
 
 
 def own_process(choice: str, cpus: int | None = None) -> bool:

@@ -13,9 +13,8 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from agents import activity, lifecycle
-from agents.ingest import IngestService
+from agents.ingest import IngestService, ingest_limits
 from agents.ingest_process import IngestProcess, own_process
-from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import Router
 from streams import web
 from streams.consumer import App as RewindingApp
@@ -40,12 +39,6 @@ class Worker:
     registry: CollectorRegistry
     ingest: IngestService | IngestProcess | None
     activity: Any
-
-
-def ingest_limits(settings: Settings) -> IngestLimits:
-    return limits_from(
-        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
-    )
 
 
 def advertised_url(settings: Settings) -> str:

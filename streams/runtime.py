@@ -167,7 +167,7 @@ class Runtime:
                     log.exception("commit of a pending group failed")
 
     async def tick(self) -> None:
-        """Fire due deadlines, then make everything pending durable."""
+        """Fire due deadlines, then start making everything pending durable."""
         self._pending(self.engine.tick(int(time.time() * 1000)))
         await self.send_group()
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import faust
 
+from agents.ingest import ingest_limits
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig, fold, new_state
-from agents.logic.ingest import ingest, limits_from
+from agents.logic.ingest import ingest
 from agents.logic.state import decode, encode
 from schemas.records import Event
 from streams.bench.measure import cpu_seconds
@@ -73,9 +74,7 @@ def build_app(config: NaiveConfig) -> faust.App:
     fold_config = FoldConfig.build(
         calendar, settings.horizon_days, settings.channels, settings.categories
     )
-    limits = limits_from(
-        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
-    )
+    limits = ingest_limits(settings)
     app = faust.App(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",

@@ -22,9 +22,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer
 
+from agents.ingest import ingest_limits
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig, fold, new_state
-from agents.logic.ingest import IngestLimits, ingest, limits_from
+from agents.logic.ingest import IngestLimits, ingest
 from agents.logic.state import UserState
 from schemas.records import Event
 from streams.bench.measure import cpu_seconds
@@ -71,9 +72,7 @@ def run(bootstrap: str, topic: str, group: str, expect: int, timeout: float) -> 
     settings = Settings.from_env({})
     config = fold_config(settings)
     tune_gc()  # as the worker does (streams.gc_tuning)
-    limits = limits_from(
-        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
-    )
+    limits = ingest_limits(settings)
     client = Consumer(
         {
             "bootstrap.servers": bootstrap,
