@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE ?= $(HOME)/.cache/engagement-stream
-KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' streams/brokers/pom.xml)
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' streams/testbed/brokers/pom.xml)
 KAFKA_LIB := $(CACHE)/kafka-$(KAFKA_VERSION)/lib
 export ENGAGEMENT_KAFKA_LIB ?= $(abspath $(KAFKA_LIB))
 PYTEST_ARGS ?=
@@ -36,9 +36,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed ## create .venv and install the project with all extras
 
-$(KAFKA_LIB)/.complete: streams/brokers/pom.xml
+$(KAFKA_LIB)/.complete: streams/testbed/brokers/pom.xml
 	@command -v mvn >/dev/null || (apt-get update -qq && apt-get install -y -qq maven)
-	mvn -q -B -f streams/brokers/pom.xml dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIB)
+	mvn -q -B -f streams/testbed/brokers/pom.xml dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIB)
 	touch $@
 
 kafka-jars: $(KAFKA_LIB)/.complete ## fetch Apache Kafka's jars from Maven Central (cached outside the repo)

@@ -5,7 +5,7 @@
     user state      user_id -> State   --lifecycle--> signals.{dormant,churn_risk,churned,...}
                                        (on events, and on deadlines from the timer index)
 
-``ingest`` is :class:`agents.ingest.IngestService` (confluent-kafka batches), ``activity`` and
-``lifecycle`` are Faust agents and timers in :mod:`agents.activity` and :mod:`agents.lifecycle`;
-everything they decide lives in :mod:`agents.logic` as plain functions.
+``ingest`` is :class:`streams.worker.ingest.IngestService` (confluent-kafka batches),
+``activity`` and ``lifecycle`` are Faust agents and timers in :mod:`agents.activity` and
+:mod:`agents.lifecycle`; everything they decide lives in :mod:`agents.logic` as plain functions.
 """

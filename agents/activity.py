@@ -2,8 +2,8 @@
 
 Thin: each Faust message is a batch of one partition's events; the runtime folds it through the
 pure engine and acks the message only once the state and signals it produced are durable (in
-groups, see :meth:`streams.runtime.Runtime.commit_group`), so Faust's commit never runs ahead of
-the state it produced.
+groups, see :meth:`streams.worker.runtime.Runtime.commit_group`), so Faust's commit never
+runs ahead of the state it produced.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import faust
 
 from agents.logic.ingest import IngestLimits, dead_letter_headers, ingest
 from schemas.records import Event
-from streams.metrics import Metrics
-from streams.runtime import Runtime
+from streams.worker.metrics import Metrics
+from streams.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from streams.runtime import Runtime
+from streams.worker.runtime import Runtime
 
 SNAPSHOT_EVERY_S = 1.0
 

@@ -20,19 +20,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from streams.bench.cli import add_bench_parser
-from streams.errors import EngagementError
+from schemas.errors import EngagementError
 from streams.settings import Settings, describe, markdown_table
-from streams.signals import add_signals_parser
-from streams.simulate import add_simulate_parser
-from streams.tools import add_fit_parser, add_retention_parser
+from streams.testbed.bench.cli import add_bench_parser
+from streams.tools.fit import add_fit_parser, add_retention_parser
+from streams.tools.signals import add_signals_parser
+from streams.tools.simulate import add_simulate_parser
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
 
-    from streams.app import EngagementWorker, create_worker
-    from streams.gc_tuning import tune_gc
     from streams.topics import ensure_topics
+    from streams.worker.app import EngagementWorker, create_worker
+    from streams.worker.gc_tuning import tune_gc
 
     settings = Settings.from_env_or_exit()
     logging.basicConfig(
@@ -50,7 +50,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from streams.brokers import TansuBroker
+    from streams.testbed.brokers import TansuBroker
 
     broker = TansuBroker(port=args.port)
     broker.start()
@@ -67,7 +67,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from streams.publisher import publish_command
+    from streams.tools.publish import publish_command
 
     settings = Settings.from_env_or_exit()
     return publish_command(
@@ -76,7 +76,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.demo.run import run_demo
 
     return run_demo(
         args.seconds, args.users, args.bootstrap, days=args.days, seed=args.seed, report=args.report

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from streams.errors import BrokerError
+from schemas.errors import BrokerError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

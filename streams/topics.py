@@ -6,7 +6,7 @@ import logging
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.errors import BrokerError
+from schemas.errors import BrokerError
 from streams.kafka import client_config
 from streams.settings import Settings
 

@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from streams.errors import StateDecodeError
+from schemas.errors import StateDecodeError
 
 VERSION = 1
 _HEAD = struct.Struct("<BBBBqqqqiH")

@@ -6,9 +6,9 @@ from collections import defaultdict
 
 import pytest
 
-from streams.app import Worker, create_worker
-from streams.delivery import Headers
 from streams.settings import Settings
+from streams.worker.app import Worker, create_worker
+from streams.worker.delivery import Headers
 
 
 class MemorySink:

@@ -8,7 +8,7 @@ import orjson
 
 from agents.logic.days import DAY_MS
 from schemas.records import Event
-from streams.codecs import encode_batch
+from streams.worker.codecs import encode_batch
 from tests.agents.conftest import MemorySink, make_worker
 
 T0 = 1_767_225_600_000

@@ -1,5 +1,6 @@
-"""Bulk restore of newly active partitions (streams.store) and the choice of stream partitions
-the consumer rewinds (streams.consumer). No broker: the changelog reader is a recorder."""
+"""Bulk restore of newly active partitions (streams.worker.store) and the choice of stream
+partitions the consumer rewinds (streams.worker.consumer). No broker: the changelog reader is a
+recorder."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.consumer import partitions_to_rewind
-from streams.store import BEGINNING, MemoryStore
+from streams.worker.consumer import partitions_to_rewind
+from streams.worker.store import BEGINNING, MemoryStore
 from tests.agents.conftest import MemorySink, make_worker
 
 

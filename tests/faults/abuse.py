@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from streams.faults import Message
+from tests.faults import Message
 from tests.oracle import DAY_MS, RawEvent
 
 HOUR = 3_600_000

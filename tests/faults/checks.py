@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from streams.faults import Row, System, build_ledger, compare, wait_until
+from tests.faults import Row, System, build_ledger, compare, wait_until
 from tests.faults.conftest import ROWS, Workload, expected_gauges
 
 CATCH_UP_S = 240.0

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.brokers import KafkaBroker, default_kafka_lib
-from streams.faults import Message, Row, System, write_report
+from streams.testbed.brokers import KafkaBroker, default_kafka_lib
+from tests.faults import Message, Row, System, write_report
 from tests.integration.conftest import make_unique_name, start_or_skip
 from tests.oracle import DAY_MS, Oracle, RawEvent, disorder, population
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from streams.faults import System, rss_bytes, wait_until
-from streams.workers import WorkerProcess
+from streams.testbed.processes import WorkerProcess
+from tests.faults import System, rss_bytes, wait_until
 from tests.faults.abuse import abusive_input
 from tests.faults.checks import finish, progress
 from tests.faults.conftest import workload

@@ -23,7 +23,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from streams.brokers import (
+from schemas.errors import BrokerError
+from streams.testbed.brokers import (
     BROKER_KINDS,
     KafkaBroker,
     TansuBroker,
@@ -31,7 +32,6 @@ from streams.brokers import (
     fetch_kafka_jars,
     kafka_jars_present,
 )
-from streams.errors import BrokerError
 
 BROKERS_ENV = "ENGAGEMENT_TEST_BROKERS"
 HERE = os.path.dirname(__file__)

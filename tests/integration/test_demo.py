@@ -15,10 +15,10 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.chromium import find_chromium, screenshot
-from streams.demo import run_demo
-from streams.demo_view import SERIES
-from streams.workers import parse_metrics
+from streams.demo.chromium import find_chromium, screenshot
+from streams.demo.run import run_demo
+from streams.demo.view import SERIES
+from streams.testbed.processes import parse_metrics
 from tests.integration.conftest import in_ci
 
 pytestmark = pytest.mark.integration

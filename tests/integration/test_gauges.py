@@ -19,11 +19,11 @@ from confluent_kafka import Producer
 
 from agents.logic.aggregates import rebuild
 from agents.logic.days import Calendar
-from streams.brokers import free_port
-from streams.report import retention_triangle
 from streams.settings import Settings
-from streams.state_reader import load_changelog
-from streams.workers import WorkerProcess
+from streams.testbed.brokers import free_port
+from streams.testbed.processes import WorkerProcess
+from streams.tools.retention_report import retention_triangle
+from streams.worker.changelog import load_changelog
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import ingest_group_settled, running_worker, wait_for, worker_env
 from tests.monitoring import PrometheusServer, assert_all_expressions_evaluate

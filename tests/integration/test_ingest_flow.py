@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from agents.logic.ingest import Reason
 from agents.logic.partitioning import partition_for
-from streams.codecs import decode_batch
+from streams.worker.codecs import decode_batch
 from tests.integration.conftest import BrokerHandle
 from tests.integration.mixed_input import mixed_stream
 from tests.integration.workers import running_worker, wait_metric, worker_env

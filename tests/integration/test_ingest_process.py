@@ -10,8 +10,8 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from streams.bench.measure import process_tree
-from streams.workers import WorkerProcess
+from streams.testbed.bench.measure import process_tree
+from streams.testbed.processes import WorkerProcess
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import running_worker, wait_for, wait_metric, worker_env
 

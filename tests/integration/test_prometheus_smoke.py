@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from agents.logic.aggregates import Snapshot
 from agents.logic.state import Stage
-from streams.metrics import Metrics, Published, SnapshotCollector
+from streams.worker.metrics import Metrics, Published, SnapshotCollector
 from tests.monitoring import PrometheusServer, assert_all_expressions_evaluate, free_port
 
 pytestmark = pytest.mark.integration

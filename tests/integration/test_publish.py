@@ -9,8 +9,8 @@ import time
 import orjson
 import pytest
 
-from streams.publisher import publish_command
 from streams.settings import Settings
+from streams.tools.publish import publish_command
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import running_worker, wait_metric, worker_env
 

@@ -2,8 +2,8 @@
 the API token on /users/{id}, and no user ids or payloads in logs or metric labels.
 
 The SASL_SSL broker is this module's own: a throw-away CA and broker certificate from
-``streams.brokers.tls``, SCRAM users created at format time, PLAIN users in the listener's JAAS
-configuration, the controller on its own loopback listener.
+``streams.testbed.brokers.tls``, SCRAM users created at format time, PLAIN users in the
+listener's JAAS configuration, the controller on its own loopback listener.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from streams.brokers import KafkaBroker, default_kafka_lib, free_port
-from streams.brokers.tls import SaslSsl, generate_tls
 from streams.settings import Settings
-from streams.signals import SignalConsumer
-from streams.workers import WorkerProcess
+from streams.testbed.brokers import KafkaBroker, default_kafka_lib, free_port
+from streams.testbed.brokers.tls import SaslSsl, generate_tls
+from streams.testbed.processes import WorkerProcess
+from streams.tools.signals import SignalConsumer
 from tests.integration.conftest import BrokerHandle, selected_kinds, start_or_skip
 from tests.integration.workers import running_worker, wait_for, wait_metric, worker_env
 

@@ -18,7 +18,7 @@ import pytest
 from agents.logic.churn import ModelParams, risk_deadline_T
 from agents.logic.signals import signal_id
 from streams.settings import Settings
-from streams.signals import SignalConsumer
+from streams.tools.signals import SignalConsumer
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import (
     produce_events,

@@ -14,7 +14,7 @@ from collections import defaultdict
 import pytest
 
 from streams.settings import Settings
-from streams.signals import Signal, SignalConsumer
+from streams.tools.signals import Signal, SignalConsumer
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import (
     produce_events,

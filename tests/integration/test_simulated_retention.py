@@ -8,12 +8,12 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from streams.demo_check import rebuild_from_changelog
+from streams.demo.check import rebuild_from_changelog
+from streams.demo.page import pooled_by_channel, triangle_json
 from streams.kafka import producer_config
-from streams.report import retention_triangle
-from streams.report_page import pooled_by_channel, triangle_json
 from streams.settings import Settings
-from streams.simulate import Channel, SimulationConfig, publish_simulation, simulate
+from streams.tools.retention_report import retention_triangle
+from streams.tools.simulate import Channel, SimulationConfig, publish_simulation, simulate
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import running_worker, wait_for, wait_metric, worker_env
 

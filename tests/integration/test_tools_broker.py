@@ -9,10 +9,10 @@ from confluent_kafka import Producer
 from agents.logic.engine import Engine
 from agents.logic.meta import META_KEY
 from agents.logic.state import encode
-from streams.errors import BrokerError
+from schemas.errors import BrokerError
 from streams.settings import Settings
-from streams.signals import SignalConsumer
-from streams.state_reader import load_changelog, read_states
+from streams.tools.signals import SignalConsumer
+from streams.worker.changelog import load_changelog, read_states
 from tests.integration.conftest import BrokerHandle, create_topics
 from tests.unit.conftest import T0, engine_config, make_event
 from tests.unit.test_signal_schema import scripted_signals

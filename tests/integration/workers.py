@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import orjson
 from confluent_kafka import Producer
 
-from streams.brokers import free_port
 from streams.settings import Settings
-from streams.workers import WorkerProcess
+from streams.testbed.brokers import free_port
+from streams.testbed.processes import WorkerProcess
 from tests.integration.conftest import BrokerHandle
 
 

@@ -9,18 +9,19 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.bench.cli import add_bench_parser
-from streams.bench.data import quick_event
-from streams.bench.measure import (
+from streams.settings import Settings
+from streams.testbed.bench.cli import add_bench_parser
+from streams.testbed.bench.data import quick_event
+from streams.testbed.bench.measure import (
     parse_cpuinfo,
     parse_meminfo_bytes,
     parse_stat_cpu,
     parse_stat_ppid,
 )
-from streams.bench.naive import NaiveConfig, read_progress
-from streams.bench.profile import frame_name, top_functions
-from streams.bench.raw import fold_batch, fold_config
-from streams.bench.report import (
+from streams.testbed.bench.naive import NaiveConfig, read_progress
+from streams.testbed.bench.profile import frame_name, top_functions
+from streams.testbed.bench.raw import fold_batch, fold_config
+from streams.testbed.bench.report import (
     SystemRun,
     build_report,
     evaluate_targets,
@@ -29,7 +30,6 @@ from streams.bench.report import (
     summarize,
     write_report,
 )
-from streams.settings import Settings
 
 
 def test_percentile_interpolates_between_ranks() -> None:

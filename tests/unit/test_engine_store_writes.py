@@ -8,7 +8,7 @@ from rocksdict import Options, Rdict
 
 from agents.logic.engine import Engine
 from agents.logic.partition import write_all_to
-from streams.store import RdictPartition
+from streams.worker.store import RdictPartition
 from tests.unit.conftest import engine_config
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from agents.ingest_process import CounterMirror, counter_totals, own_process
-from streams.metrics import Metrics
+from streams.worker.ingest_process import CounterMirror, counter_totals, own_process
+from streams.worker.metrics import Metrics
 
 EVENT_TYPES = ("session_start", "purchase")
 

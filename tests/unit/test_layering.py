@@ -16,12 +16,12 @@ FORBIDDEN = {
     "confluent_kafka",
     "time",
     "asyncio",
-    "streams.app",
-    "streams.runtime",
+    "streams.worker.app",
+    "streams.worker.runtime",
     "prometheus_client",
     "aiohttp",
 }
-ALLOWED_STREAMS = {"streams.errors"}
+ALLOWED_STREAMS = {"schemas.errors"}
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
 

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents.logic.aggregates import Snapshot
-from streams.metrics import Metrics, Published, SnapshotCollector
+from streams.worker.metrics import Metrics, Published, SnapshotCollector
 from tests.monitoring import (
     DASHBOARD_FILE,
     RULE_TESTS_FILE,

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from schemas.errors import InvalidEvent
 from schemas.records import Event
-from streams.errors import InvalidEvent
-from streams.publisher import EventPublisher, guess_format, publish_command, read_events
 from streams.settings import Settings
+from streams.tools.publish import EventPublisher, guess_format, publish_command, read_events
 
 SETTINGS = Settings()
 CANONICAL = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.errors import SettingsError
+from schemas.errors import SettingsError
 from streams.settings import Settings, describe, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def test_readme_lists_every_metric() -> None:
     from prometheus_client import CollectorRegistry
 
     from agents.logic.aggregates import Snapshot
-    from streams.metrics import Metrics, Published, SnapshotCollector
+    from streams.worker.metrics import Metrics, Published, SnapshotCollector
 
     registry = CollectorRegistry()
     Metrics(registry, ["page_view"])

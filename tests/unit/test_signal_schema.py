@@ -14,7 +14,7 @@ from agents.logic.engine import Engine
 from agents.logic.lifecycle import SIGNAL_KINDS
 from agents.logic.state import Stage
 from schemas import EXAMPLES_DIR, load_schema
-from streams.signals import Signal
+from streams.tools.signals import Signal
 from tests.unit.conftest import T0, engine_config, make_event
 
 HOUR = 3_600_000

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from agents.logic.partitioning import partition_for
-from streams.simulate import (
+from streams.tools.simulate import (
     Channel,
     SimulationConfig,
     plan_users,

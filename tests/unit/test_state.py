@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.logic.state import Deadline, Stage, UserState, decode, encode
-from streams.errors import StateDecodeError
+from schemas.errors import StateDecodeError
 
 states = st.builds(
     UserState,

@@ -21,11 +21,8 @@ from agents.logic.meta import META_KEY
 from agents.logic.signals import iso_ms
 from agents.logic.state import encode
 from schemas.records import Event
-from streams.report import render_html, render_text, retention_triangle
 from streams.settings import Settings
-from streams.signals import Signal, SignalConsumer, add_signals_parser, signals_command
-from streams.state_reader import ChangelogSnapshot, changelog_topic
-from streams.tools import (
+from streams.tools.fit import (
     add_fit_parser,
     add_retention_parser,
     fit_command,
@@ -34,6 +31,9 @@ from streams.tools import (
     retention_command,
     summaries_from_states,
 )
+from streams.tools.retention_report import render_html, render_text, retention_triangle
+from streams.tools.signals import Signal, SignalConsumer, add_signals_parser, signals_command
+from streams.worker.changelog import ChangelogSnapshot, changelog_topic
 from tests.unit.conftest import CHANNELS, T0, engine_config, make_event
 
 CAL = Calendar("UTC")

@@ -1,0 +1,54 @@
+"""``engagement bench``: engagement-stream side by side with the raw limit and naive Faust.
+
+engagement bench [--events N] [--users N] [--partitions P] [--users-large N] [--skip-large]
+                 [--naive-events N] [--naive-seconds S] [--profile] [--out DIR]
+
+Starts Apache Kafka (as the tests do), produces the simulated data set once, then measures in
+turn: one engagement worker, the raw confluent-kafka loop, the naive Faust agent (on a prefix),
+two engagement workers, latency to a signal, and (unless --skip-large) deadline delay, memory
+and recovery with --users-large tracked users. Writes bench/results/<UTC time>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path("bench/results")
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``engagement bench`` on an ``add_subparsers()`` object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "bench",
+        help="benchmark against the raw-client limit and a naive Faust agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--events", type=int, default=2_000_000, help="events in the data set")
+    add("--users", type=int, default=200_000, help="users in the data set")
+    add("--partitions", type=int, default=8)
+    add("--users-large", type=int, default=1_000_000, help="tracked users for the large phase")
+    add("--skip-large", action="store_true", help="no deadline-delay / memory / recovery phase")
+    add("--skip-scale-out", action="store_true", help="no two-worker run")
+    add("--naive-events", type=int, default=100_000, help="prefix the naive agent is timed on")
+    add("--naive-seconds", type=float, default=60.0, help="or at most this long")
+    add("--latency-users", type=int, default=10_000)
+    add("--latency-rate", type=float, default=2_000.0, help="return events per second")
+    add("--deadline-users", type=int, default=20_000, help="users whose deadlines are timed")
+    add("--deadline-rate", type=float, default=1_000.0, help="their arrivals per second")
+    add("--profile", action="store_true", help="sample a worker with py-spy; top functions")
+    add("--profile-seconds", type=float, default=20.0)
+    add("--out", type=Path, default=DEFAULT_OUT, help="folder of the reports")
+    add("--kafka-lib", type=Path, default=None, help="Apache Kafka jars (default: as the tests)")
+    parser.set_defaults(func=bench_command)
+    return parser
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """Run the benchmark (heavy imports here, so that ``engagement --help`` stays fast)."""
+    from streams.testbed.bench.run import run_bench
+
+    return run_bench(args)

@@ -1,0 +1,226 @@
+"""Wall-clock phases: latency to a signal, deadline delay, memory and recovery at scale.
+
+* latency: users are made dormant quickly (``ENGAGEMENT_DORMANT_AFTER=2s``), then their return
+  events are produced at a steady rate; latency = time the reactivated signal is consumed here
+  minus the time its event was produced (same clock, this process).
+* large: ``users_large`` users are loaded with one event each, stamped 12 h ahead (accepted:
+  ``ENGAGEMENT_MAX_FUTURE_SKEW=20h``), so they are tracked but none is due during the test; then
+  ``deadline_users`` more users arrive at a steady rate with events stamped now, and the delay
+  of their dormant signals is ``processed_at_ms - event_time_ms`` (event_time_ms is the
+  deadline). Then RSS and the RocksDB bytes per user, and the time a fresh worker takes to
+  recover every user from the changelog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+from streams.testbed.bench.data import consumer as make_consumer
+from streams.testbed.bench.data import (
+    create_topics,
+    produce_all,
+    producer,
+    quick_event,
+    quick_events,
+    say,
+)
+from streams.testbed.bench.measure import dir_bytes, rss_bytes
+from streams.testbed.bench.phases import (
+    Context,
+    pid_of,
+    processed,
+    start_workers,
+    stop_workers,
+    wait_owned,
+    wait_processed,
+    worker_env,
+)
+from streams.testbed.bench.report import summarize
+
+HOUR_MS = 3_600_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def live_env(ctx: Context, phase: str, topic: str) -> dict[str, str]:
+    return worker_env(
+        ctx, phase, input_topic=topic, clock="wall", dormant_after="2s", churned_after="1h",
+        max_future_skew="20h", tick_interval="100ms",
+    )  # fmt: skip
+
+
+def paced(
+    client: Producer, topic: str, events: Iterator[dict[str, Any]], rate: float,
+    wait: Callable[[float], None],
+) -> dict[str, float]:  # fmt: skip
+    """Produce ``events`` at ``rate`` per second (``wait(seconds)`` blocks until the next
+    send is due, consuming meanwhile); the produce time (unix seconds) per user."""
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for index, event in enumerate(events):
+        while (due := started + index / rate - time.monotonic()) > 0:
+            wait(min(due, 0.01))
+        client.produce(topic, orjson.dumps(event), event["user_id"].encode())
+        sent[event["user_id"]] = time.time()
+        client.poll(0)
+    client.flush(30)
+    return sent
+
+
+@dataclass
+class SignalLog:
+    """Signals of some kinds, with the time each was consumed here."""
+
+    client: Consumer
+    kinds: set[str]
+    prefix: str
+
+    def __post_init__(self) -> None:
+        self.seen: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+    def poll(self, timeout: float = 0.002) -> None:
+        for msg in self.client.consume(2000, timeout=timeout):
+            if msg.error() is not None:
+                continue
+            signal = orjson.loads(msg.value() or b"{}")
+            if not signal:
+                continue
+            if signal["kind"] in self.kinds and signal["user_id"].startswith(self.prefix):
+                self.seen.setdefault((signal["kind"], signal["user_id"]), (time.time(), signal))
+
+    def count(self, kind: str) -> int:
+        return sum(1 for k, _ in self.seen if k == kind)
+
+    def wait(self, kind: str, expect: int, timeout: float, label: str) -> None:
+        deadline, last_say = time.monotonic() + timeout, time.monotonic()
+        while self.count(kind) < expect and time.monotonic() < deadline:
+            self.poll(0.2)
+            if time.monotonic() - last_say >= 5:
+                say(f"  {label}: {self.count(kind):,} / {expect:,} {kind} signals")
+                last_say = time.monotonic()
+
+
+def signal_log(ctx: Context, phase: str, kinds: set[str], prefix: str) -> SignalLog:
+    topics = [f"{ctx.name(phase)}.signals.{kind}" for kind in sorted(kinds)]
+    client = make_consumer(ctx.bootstrap, f"{ctx.name(phase)}-bench", topics)
+    return SignalLog(client, kinds, prefix)
+
+
+def measure_latency(ctx: Context, users: int, rate: float) -> dict[str, Any]:
+    """Produce -> reactivated signal consumed, for ``users`` users returning at ``rate``/s."""
+    phase, topic = "latency", f"{ctx.name('latency')}-input"
+    create_topics(ctx.bootstrap, [topic], ctx.partitions)
+    say(f"latency: {users:,} users made dormant (2s), then returning at {rate:,.0f} events/s")
+    workers = start_workers(ctx, phase, live_env(ctx, phase, topic), 1)
+    try:
+        wait_owned(workers, ctx.partitions)
+        log = signal_log(ctx, phase, {"dormant", "reactivated"}, "lat")
+        client = producer(ctx.bootstrap, **{"linger.ms": 0})
+        produce_all(client, topic, quick_events("lat", users, now_ms))
+        log.wait("dormant", users, 120, "latency")
+        returns = (quick_event(f"lat{i:07d}", now_ms(), 1) for i in range(users))
+        sent = paced(client, topic, returns, rate, log.poll)
+        log.wait("reactivated", users, 60, "latency")
+    finally:
+        stop_workers(workers)
+    end_to_end, engine = [], []
+    for (kind, user), (seen_at, signal) in log.seen.items():
+        if kind == "reactivated" and user in sent:
+            end_to_end.append((seen_at - sent[user]) * 1000)
+            engine.append(signal["processed_at_ms"] - sent[user] * 1000)
+    log.client.close()
+    result: dict[str, Any] = summarize(end_to_end)
+    result.update(
+        rate_per_s=rate, users=users, processed_at=summarize(engine),
+        measured="signal consumed by the bench minus event produced (same clock)",
+    )  # fmt: skip
+    say(f"latency: p50 {result['p50']} ms, p99 {result['p99']} ms ({len(end_to_end):,} signals)")
+    return result
+
+
+@dataclass
+class LargeResult:
+    deadline_delay_ms: dict[str, Any]
+    bytes_per_user: dict[str, Any]
+    recovery_s: float | None
+    load_events_per_s: float
+
+
+def measure_large(ctx: Context, users: int, deadline_users: int, rate: float) -> LargeResult:
+    """Deadline delay, memory and recovery with ``users`` (+ ``deadline_users``) tracked."""
+    phase, topic = "large", f"{ctx.name('large')}-input"
+    create_topics(ctx.bootstrap, [topic], ctx.partitions)
+    env = live_env(ctx, phase, topic)
+    say(f"large: loading {users:,} users (one event each, deadlines 12h ahead)")
+    workers = start_workers(ctx, phase, env, 1)
+    try:
+        wait_owned(workers, ctx.partitions)
+        pid = pid_of(workers[0])
+        rss_empty = rss_bytes(pid)
+        ahead = lambda: now_ms() + 12 * HOUR_MS  # noqa: E731
+        began = time.monotonic()
+        produce_all(producer(ctx.bootstrap), topic, quick_events("big", users, ahead))
+        wait_processed(workers, users, "large load")
+        load_rate = users / (time.monotonic() - began)
+        say(f"large: {users:,} users loaded ({load_rate:,.0f} events/s incl. producing)")
+        delays = _deadline_delays(ctx, phase, topic, deadline_users, rate, worker=workers[0])
+        tracked = processed(workers)
+        rss = rss_bytes(pid)
+    finally:
+        stop_workers(workers, remove=False)
+    data_dir = workers[0].workdir / "data"
+    disk = dir_bytes(data_dir)
+    per_user = {
+        "users": tracked, "rss": round(rss / tracked, 1),
+        "rss_growth": round((rss - rss_empty) / tracked, 1), "disk": round(disk / tracked, 1),
+        "rss_bytes": rss, "disk_bytes": disk,
+    }  # fmt: skip
+    say(f"large: {per_user['rss']} RSS bytes/user, {per_user['disk']} disk bytes/user")
+    stop_workers(workers)
+    recovery = _recovery(ctx, phase, env, tracked)
+    return LargeResult(delays, per_user, recovery, load_rate)
+
+
+def _deadline_delays(
+    ctx: Context, phase: str, topic: str, users: int, rate: float, *, worker: Any
+) -> dict[str, Any]:
+    say(f"large: {users:,} more users at {rate:,.0f}/s; their dormancy deadlines come 2s later")
+    log = signal_log(ctx, phase, {"dormant"}, "dl")
+    client = producer(ctx.bootstrap, **{"linger.ms": 0})
+    paced(client, topic, quick_events("dl", users, now_ms), rate, log.poll)
+    log.wait("dormant", users, 120, "large deadlines")
+    log.client.close()
+    delays = [
+        float(signal["processed_at_ms"] - signal["event_time_ms"])
+        for (_, _), (_, signal) in log.seen.items()
+    ]
+    result: dict[str, Any] = summarize(delays)
+    result.update(tracked_users=processed([worker]), rate_per_s=rate, expected=users)
+    say(f"large: deadline delay p50 {result['p50']} ms, p99 {result['p99']} ms")
+    return result
+
+
+def _recovery(ctx: Context, phase: str, env: dict[str, str], users: int) -> float | None:
+    """A fresh worker (empty data dir, same app id): seconds from start to all partitions
+    owned and ready."""
+    say(f"recovery: fresh worker restoring {users:,} users from the changelog")
+    began = time.monotonic()
+    workers = start_workers(ctx, f"{phase}-recovery", env, 1)
+    try:
+        wait_owned(workers, ctx.partitions, timeout=900)
+        took = time.monotonic() - began
+        tracked = workers[0].metrics().get("engagement_users_tracked", 0.0)
+    finally:
+        stop_workers(workers)
+    say(f"recovery: ready with all partitions after {took:.1f}s ({tracked:,.0f} users tracked)")
+    if tracked < users:
+        ctx.notes.append(f"recovery: only {tracked:,.0f} of {users:,} users tracked when ready")
+    return took

@@ -1,0 +1,199 @@
+"""Assembling a worker: the Faust app, its table, agents, timers, services and web pages."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from agents import activity, lifecycle
+from agents.logic.routing import Router
+from streams.settings import Settings
+from streams.worker import web
+from streams.worker.changelog import read_partitions
+from streams.worker.consumer import App as RewindingApp
+from streams.worker.delivery import Deliverer, Sink
+from streams.worker.ingest import IngestService, ingest_limits
+from streams.worker.ingest_process import IngestProcess, own_process
+from streams.worker.metrics import Metrics, SnapshotCollector
+from streams.worker.runtime import Runtime
+from streams.worker.store import StateTable
+
+STATE_TABLE = "users"
+
+
+@dataclass
+class Worker:
+    """Everything one worker process runs, for the CLI and the tests."""
+
+    settings: Settings
+    app: faust.App
+    runtime: Runtime
+    metrics: Metrics
+    registry: CollectorRegistry
+    ingest: IngestService | IngestProcess | None
+    activity: Any
+
+
+def advertised_url(settings: Settings) -> str:
+    if settings.advertised_url:
+        return settings.advertised_url
+    host = settings.web_host if settings.web_host not in {"0.0.0.0", "::"} else socket.gethostname()
+    return f"http://{host}:{settings.web_port}"
+
+
+def faust_app(settings: Settings) -> faust.App:
+    return RewindingApp(
+        settings.app_id,
+        broker=list(settings.broker),
+        store="memory://" if settings.store == "memory://" else "rocksdb://",
+        autodiscover=False,
+        datadir=settings.data_dir,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=advertised_url(settings),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.1, settings.session_timeout / 5),
+        broker_request_timeout=max(40.0, settings.session_timeout + 10),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_buffer_maxsize=64,
+        table_cleanup_interval=3600.0,
+        table_standby_replicas=0,  # a partition taking over restores in bulk (streams.worker.store)
+        logging_config=None,
+        **faust_security(settings),
+    )
+
+
+def faust_security(settings: Settings) -> dict[str, Any]:
+    """Faust's (aiokafka's) side of ENGAGEMENT_SECURITY_PROTOCOL, SASL_* and SSL_*."""
+    protocol = settings.security_protocol
+    context: ssl.SSLContext | None = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_ca_file or None)
+        if settings.ssl_cert_file:
+            context.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file)
+    if protocol.startswith("SASL_"):
+        credentials = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+        return {"broker_credentials": credentials}
+    if context is not None:
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    return {}
+
+
+def create_worker(
+    settings: Settings, registry: CollectorRegistry | None = None, deliverer: Sink | None = None
+) -> Worker:
+    """Build (not start) a worker for ``settings`` (``deliverer``: tests inject a fake)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry, settings.event_types)
+    app = faust_app(settings)
+    table = StateTable(
+        app,
+        name=STATE_TABLE,
+        beacon=app.tables.beacon,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="Per-user engagement state (compact binary, see agents/logic/state.py).",
+    )
+    app.tables.add(table)
+    # A deliverer injected by a test cannot be shared with a child process: ingest stays here.
+    ingest_apart = deliverer is None and own_process(settings.ingest_process)
+    deliverer = deliverer if deliverer is not None else Deliverer(settings, metrics)
+    runtime = Runtime(settings, metrics, deliverer, table)
+    table.store.on_partitions = runtime.on_partitions
+    table.store.restorer = functools.partial(read_partitions, settings)
+    registry.register(
+        SnapshotCollector(
+            lambda: runtime.published, ("other", *settings.channels), settings.retention_days
+        )
+    )
+    ingest: IngestService | IngestProcess | None = None
+    if settings.input_keyed_by_user:
+        source = _raw_topic(app, settings.input_topic, settings.partitions)
+        agent = activity.register_direct(app, source, runtime, ingest_limits(settings), metrics)
+    else:
+        by_user = _raw_topic(app, settings.topic("events.by_user"), settings.partitions)
+        agent = activity.register(app, by_user, runtime)
+        if ingest_apart:
+            ingest = IngestProcess(settings, metrics)
+        else:
+            ingest = IngestService(
+                settings, metrics, deliverer, Router(settings.partitions, ingest_limits(settings))
+            )
+        _start_with_app(app, ingest)
+    lifecycle.register(app, runtime)
+    web.register(app, table, runtime, registry)
+    return Worker(settings, app, runtime, metrics, registry, ingest, agent)
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def _start_with_app(app: faust.App, service: Any) -> None:
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_service() -> None:
+        await app.add_runtime_dependency(service)
+
+
+class EngagementWorker(faust.Worker):
+    """A Faust worker whose shutdown drains the pipeline first.
+
+    Faust stops its consumer before the app's own services, so ingest would flush batches that
+    no agent processes any more. Here ingest stops first (flushing and committing), the
+    activity agent then folds what ingest delivered to the partitions this worker owns
+    (bounded by ``drain_timeout``), the pending group is committed, and only then Faust stops.
+    """
+
+    def __init__(
+        self, engagement: Worker, *args: Any, drain_timeout: float = 15.0, **kwargs: Any
+    ) -> None:
+        super().__init__(engagement.app, *args, **kwargs)
+        self.engagement = engagement
+        self.drain_timeout = drain_timeout
+
+    async def on_stop(self) -> None:
+        await drain(self.engagement, self.drain_timeout)
+        await super().on_stop()
+
+
+async def drain(worker: Worker, timeout: float) -> None:
+    """Stop ingest, then wait until its delivered by_user records on owned partitions are
+    folded and made durable."""
+    runtime, ingest = worker.runtime, worker.ingest
+    if ingest is not None:
+        await ingest.stop()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while ingest is not None and asyncio.get_running_loop().time() < deadline:
+        behind = [
+            p
+            for p, end in ingest.delivered_until.items()
+            if p in runtime.engine.partitions and runtime.processed_until.get(p, 0) < end
+        ]
+        if not behind:
+            break
+        await asyncio.sleep(0.05)
+    await runtime.commit_group()

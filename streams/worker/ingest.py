@@ -1,0 +1,240 @@
+"""ingest: ``user.events`` (raw bytes) -> ``events.by_user`` batches | ``dead_letter``.
+
+A service inside the worker that reads the input topic with confluent-kafka in batches (Faust's
+per-message path would cost ~150 µs an event), hands each batch to the pure router, produces one
+batch record per ``events.by_user`` partition plus the dead letters, waits until Kafka has them,
+and only then commits the input offsets: at-least-once, and the fold downstream is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from mode import Service
+
+from agents.logic.ingest import IngestLimits, limits_from
+from agents.logic.routing import RawRecord, Routed, Router
+from agents.logic.watermarks import InputWatermark
+from streams.kafka import consumer_config
+from streams.settings import Settings
+from streams.worker.codecs import encode_batch
+from streams.worker.delivery import Sink
+from streams.worker.metrics import Metrics
+
+log = logging.getLogger(__name__)
+WATERMARK_EVERY_S = 1.0
+# Rows per by_user record: ids are bounded by the schema (200 + 200 + 100 + channel), so a
+# record stays far below Kafka's 1 MB default message size (~300 KB at worst).
+MAX_BATCH_ROWS = 500
+FLUSH_EVENTS = 20_000  # input messages per delivery round trip, at most ...
+FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
+
+
+def ingest_limits(settings: Settings) -> IngestLimits:
+    """The validation limits the settings ask for."""
+    return limits_from(
+        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
+    )
+
+
+class IngestService(Service):
+    """The confluent-kafka ingest loop, started and stopped with the worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        deliverer: Sink,
+        router: Router,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # called after each step's counters moved and before its output is produced (the
+        # ingest process reports its counters to the worker there, so they never lag the fold)
+        self.on_counted: Callable[[], None] | None = None
+        self.settings = settings
+        self.metrics = metrics
+        self.deliverer = deliverer
+        self.router = router
+        self.by_user = settings.topic("events.by_user")
+        self.dead_letter = settings.topic("dead_letter")
+        self._consumer: Consumer | None = None
+        self._positions: dict[tuple[str, int], int] = {}  # delivered, to commit
+        self._unflushed: dict[tuple[str, int], int] = {}  # produced, not yet delivered
+        self._unflushed_events = 0
+        self._unflushed_since = 0.0
+        self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
+        self._flush_lock = asyncio.Lock()
+        self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
+        self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
+        self._broadcast_at = 0.0
+
+    async def on_start(self) -> None:
+        group = f"{self.settings.app_id}-ingest"
+        config = consumer_config(self.settings, group, on_commit=self._on_commit)
+        config["enable.partition.eof"] = True  # idle partitions must not hold the watermark
+        self._consumer = Consumer(config)
+        self._consumer.subscribe(
+            [self.settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    async def on_stop(self) -> None:
+        # The consume loop may be waiting on a flush right now: take the lock so that its
+        # positions are committed too, before the consumer closes.
+        async with self._flush_lock:
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                if self._unflushed:
+                    await self._flush(consumer)
+                self._commit(consumer, asynchronous=False)  # everything delivered so far
+                consumer.close()
+
+    def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            log.warning("input offset commit failed (%s); it is retried with the next one", err)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.watermark.assign((tp.topic, tp.partition) for tp in partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit(consumer, asynchronous=False)
+        self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
+        for tp in partitions:  # unflushed output is re-read by the next owner: idempotent
+            self._positions.pop((tp.topic, tp.partition), None)
+            self._unflushed.pop((tp.topic, tp.partition), None)
+
+    def _commit(self, consumer: Consumer, asynchronous: bool) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # rebalanced meanwhile: the next owner re-reads
+            log.info("input offset commit skipped: %s", exc)
+
+    @Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop:
+            consumer = self._consumer
+            if consumer is None:
+                await self.sleep(0.05)
+                continue
+            try:
+                messages = consumer.consume(self.settings.ingest_batch, timeout=0)
+            except RuntimeError:  # closed by on_stop meanwhile
+                break
+            if messages:
+                self.step(messages)
+            self._broadcast_watermark()
+            if self._unflushed and (
+                not messages
+                or self._unflushed_events >= FLUSH_EVENTS
+                or time.monotonic() - self._unflushed_since >= FLUSH_EVERY_S
+            ):
+                await self._flush_and_commit(consumer)
+            if not messages:
+                await self.sleep(0.01)
+
+    async def _flush_and_commit(self, consumer: Consumer) -> None:
+        """Wait until Kafka has every batch and dead letter produced so far, then commit the
+        input offsets they stand for (one round trip per group of steps, not per step)."""
+        async with self._flush_lock:
+            if self._consumer is not consumer:
+                return  # stopped meanwhile: on_stop flushed and committed
+            await self._flush(consumer)
+            self._commit(consumer, asynchronous=True)
+
+    async def _flush(self, consumer: Consumer) -> None:
+        positions, self._unflushed = self._unflushed, {}
+        self._unflushed_events = 0
+        offsets = await self.deliverer.flush("by_user")
+        for (topic, partition), offset in offsets.items():
+            if topic == self.by_user:
+                self.delivered_until[partition] = offset + 1
+        self._positions.update(positions)
+
+    def step(self, messages: list[Any]) -> None:
+        """Route one batch of input messages and produce its output (not yet awaited)."""
+        records = []
+        at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end[(msg.topic(), msg.partition())] = True
+                else:
+                    log.warning("input consumer error: %s", error)
+                continue
+            at_end[(msg.topic(), msg.partition())] = False
+            records.append(
+                RawRecord(
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    msg.key(),
+                    msg.value(),
+                    msg.headers(),
+                )
+            )
+        routed = self.router.route(records, int(time.time() * 1000))
+        for source, newest in routed.newest_ms.items():
+            self.watermark.observe(source, newest)
+        for source, ended in at_end.items():
+            if ended:
+                self.watermark.reached_end(source)
+        self._count(routed, len(records))
+        if self.on_counted is not None:
+            self.on_counted()
+        self._produce(routed)
+        if not self._unflushed:
+            self._unflushed_since = time.monotonic()
+        self._unflushed.update(routed.next_offsets)
+        self._unflushed_events += len(records)
+
+    def _produce(self, routed: Routed) -> None:
+        watermark = self.watermark.value
+        for partition, events in routed.batches.items():
+            for start in range(0, len(events), MAX_BATCH_ROWS):
+                rows = events[start : start + MAX_BATCH_ROWS]
+                self.deliverer.produce(
+                    self.by_user,
+                    rows[0].user_id.encode(),
+                    encode_batch(watermark, rows, self.source),
+                    partition,
+                )
+        for dead in routed.dead:
+            self.deliverer.produce(self.dead_letter, dead.key, dead.value, -1, dead.headers)
+
+    def _count(self, routed: Routed, consumed: int) -> None:
+        metrics = self.metrics
+        metrics.consumed.inc(consumed)
+        types = Counter(event.event_type for events in routed.batches.values() for event in events)
+        for event_type, n in types.items():  # one labelled increment per type, not per event
+            metrics.count_valid(event_type, n)
+        for dead in routed.dead:
+            metrics.invalid.labels(dead.rejection.reason.value).inc()
+        metrics.dead_lettered.inc(len(routed.dead))
+
+    def _broadcast_watermark(self) -> None:
+        """Every second, tell every partition how far event time got (and that this source is
+        alive), so partitions without events of their own do not stall."""
+        now = time.monotonic()
+        if now - self._broadcast_at < WATERMARK_EVERY_S:
+            return
+        self._broadcast_at = now
+        watermark = self.watermark.value
+        if watermark <= 0:
+            return
+        value = encode_batch(watermark, [], self.source)
+        for partition in range(self.settings.partitions):
+            self.deliverer.produce(self.by_user, None, value, partition)

@@ -1,0 +1,259 @@
+"""The worker's moving parts around the pure engine: partitions, delivery, snapshots.
+
+The agents call :meth:`Runtime.on_batch` and :meth:`Runtime.tick`; both run the engine
+synchronously (so no other coroutine sees a half-updated partition). What it produced is made
+durable in groups — signals first, then the changelog — while the next records are folded.
+Faust acknowledges an input record only once its group is in Kafka, so a committed offset never
+points past state that is not durable, and a crash in between re-emits the same signals (same
+ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from agents.logic.churn import ModelParams
+from agents.logic.days import Calendar
+from agents.logic.engine import Engine, EngineConfig, Output
+from agents.logic.fold import FoldConfig
+from agents.logic.lifecycle import LifecycleConfig
+from agents.logic.signals import SignalContext
+from schemas.records import EventLike
+from streams.settings import Settings
+from streams.worker.codecs import decode_batch
+from streams.worker.delivery import Sink
+from streams.worker.metrics import Metrics, Published
+from streams.worker.store import StateTable
+
+log = logging.getLogger(__name__)
+Ack = Callable[[], Awaitable[Any]]
+GROUP_EVENTS = 20_000  # a group is made durable at this many events ...
+GROUP_RECORDS = 64  # ... or input records, or on the next tick (ENGAGEMENT_TICK_INTERVAL)
+
+
+def model_params(settings: Settings) -> ModelParams:
+    """Population parameters: the parameters file if one is set, else the settings."""
+    if settings.model_file:
+        return ModelParams.load(settings.model_file)
+    return ModelParams(settings.model_r, settings.model_alpha, settings.model_a, settings.model_b)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    calendar = Calendar(settings.timezone)
+    return EngineConfig(
+        fold=FoldConfig.build(
+            calendar, settings.horizon_days, settings.channels, settings.categories
+        ),
+        lifecycle=LifecycleConfig(
+            calendar,
+            int(settings.dormant_after * 1000),
+            int(settings.churned_after * 1000),
+            int(settings.discard_after * 1000),
+            settings.alive_threshold,
+            model_params(settings),
+        ),
+        signals=SignalContext(
+            settings.clock,
+            ("other", *settings.channels),
+            tuple(name for name, _ in settings.categories),
+        ),
+        clock=settings.clock,
+        lateness_ms=int(settings.allowed_lateness * 1000),
+        aggregate_days=settings.aggregate_days,
+        retention_days=settings.retention_days,
+    )
+
+
+class Runtime:
+    """Owns the engine's partitions and makes its output durable."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, deliverer: Sink, table: StateTable
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.deliverer = deliverer
+        self.table = table
+        self.engine = Engine(engine_config(settings))
+        self.ready = asyncio.Event()
+        self.published: Published | None = None
+        self._newest_ms = 0
+        self._signals: list[tuple[str, bytes, dict[str, Any]]] = []
+        self._acks: list[Ack] = []
+        self._group_events = 0
+        self._group_lock = asyncio.Lock()
+        self._in_flight: asyncio.Task[None] | None = None  # the group being made durable
+        self._flusher: asyncio.Task[None] | None = None
+        self.processed_until: dict[int, int] = {}  # by_user partition -> next offset
+        self._signal_topics = {
+            kind: settings.topic(f"signals.{kind}")
+            for kind in ("dormant", "churn_risk", "churned", "reactivated")
+        }
+
+    # -- partitions (called by the store after recovery) ---------------------------------------
+    def on_partitions(self, active: set[int], standby: set[int]) -> None:
+        owned = set(self.engine.partitions)
+        for number in sorted(owned - active):
+            self.engine.revoke(number)
+        started = time.monotonic()
+        for number in sorted(active - owned):
+            self.engine.assign(number, self.table.partition_store(number))
+        if active - owned:
+            log.info(
+                "assigned partitions %s (rebuilt in %.2fs)",
+                sorted(active - owned),
+                time.monotonic() - started,
+            )
+        self.ready.set()
+        self.refresh_snapshot()
+
+    # -- work --------------------------------------------------------------------------------
+    async def on_batch(
+        self, partition: int, value: bytes, ack: Ack | None = None, offset: int = -1
+    ) -> None:
+        watermark, source, events = decode_batch(value)
+        await self.on_events(partition, events, watermark, source, ack)
+        if offset >= 0:
+            self.processed_until[partition] = offset + 1
+
+    async def on_events(
+        self,
+        partition: int,
+        events: Sequence[EventLike],
+        watermark: int = 0,
+        source: str = "",
+        ack: Ack | None = None,
+    ) -> None:
+        """Fold one input record's events; its ``ack`` runs once what it produced is durable."""
+        if partition in self.engine.partitions:
+            wall = int(time.time() * 1000)
+            out = self.engine.process(partition, events, wall, watermark, source)
+            self._observe(events, wall)
+            self._pending(out)
+        else:
+            log.warning("record for unowned partition %d skipped", partition)
+        if ack is not None:
+            self._acks.append(ack)
+        self._group_events += len(events)
+        if self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
+            await self.send_group()
+
+    def start_flusher(self, interval: float) -> None:
+        """Commit pending groups every ``interval`` seconds from a task of our own: Faust's
+        timers end as soon as shutdown starts, but its consumer then waits for every record in
+        flight to be acked, which only a group commit does."""
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_every(interval))
+
+    async def stop_flusher(self, *args: Any, **kwargs: Any) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+        await self.commit_group()
+
+    async def _flush_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self._acks or self._signals:
+                try:
+                    await self.send_group()
+                except Exception:  # keep flushing; the failure is logged, nothing is acked
+                    log.exception("commit of a pending group failed")
+
+    async def tick(self) -> None:
+        """Fire due deadlines, then start making everything pending durable."""
+        self._pending(self.engine.tick(int(time.time() * 1000)))
+        await self.send_group()
+
+    def _pending(self, out: Output) -> None:
+        self._signals.extend(out.signals)
+        self._count(out)
+
+    async def send_group(self) -> None:
+        """Start making the pending group durable and return while that happens, so the next
+        records are folded meanwhile. The group before it is waited for first: one group is in
+        flight at a time, so signals, changelog records and acks keep their order."""
+        async with self._group_lock:
+            await self._settle()
+            signals, self._signals = self._signals, []
+            acks, self._acks = self._acks, []
+            self._group_events = 0
+            changes = self.engine.take_changes()
+            if signals or changes or acks:
+                deliver = self._deliver(signals, changes, acks)
+                self._in_flight = asyncio.get_running_loop().create_task(deliver)
+
+    async def commit_group(self) -> None:
+        """Make everything pending durable and wait until its input records are acked."""
+        await self.send_group()
+        async with self._group_lock:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _deliver(
+        self,
+        signals: list[tuple[str, bytes, dict[str, Any]]],
+        changes: list[tuple[int, bytes, bytes | None]],
+        acks: list[Ack],
+    ) -> None:
+        """Deliver a group's signals, then the coalesced changelog of the states that produced
+        them; then write those states to the local store and ack the input records. One round
+        trip per group of records instead of per record; a crash in between re-processes the
+        unacked records against a store that does not have their states yet, so nothing they
+        produced is lost (signals keep their ids). Until then the engine reads the group's
+        states from its in-flight overlay."""
+        for kind, key, signal in signals:
+            self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
+        if signals:
+            await self.deliverer.flush("signals")
+        topic = self.table.changelog_topic_name
+        for number, key, value in changes:
+            self.deliverer.produce(topic, key, value, number)
+        offsets = await self.deliverer.flush("changelog") if changes else {}
+        written = self.engine.mark_durable(changes)
+        for (name, number), offset in offsets.items():
+            if name == topic and number in written:
+                self.table.persist_offset(number, offset)
+        for kind, _, _ in signals:
+            self.metrics.signals.labels(kind).inc()
+        for ack in acks:
+            await ack()
+
+    def _count(self, out: Output) -> None:
+        metrics = self.metrics
+        if out.events:
+            metrics.folded.inc(out.events - out.duplicates)
+        if out.duplicates:
+            metrics.duplicate.inc(out.duplicates)
+        if out.late:
+            metrics.late.inc(out.late)
+
+    def _observe(self, events: Sequence[EventLike], wall_ms: int) -> None:
+        if not events:
+            return
+        newest = max(event.timestamp_ms for event in events)
+        self.metrics.lag.observe(max(0.0, (wall_ms - newest) / 1000))
+        if newest > self._newest_ms:
+            self._newest_ms = newest
+            self.metrics.last_event.set(newest / 1000)
+
+    def refresh_snapshot(self) -> None:
+        wall = int(time.time() * 1000)
+        snap, _ = self.engine.snapshot(wall)
+        self.published = Published(
+            snapshot=snap,
+            taken_at_s=wall / 1000,
+            partitions=len(self.engine.partitions),
+            pending_deadlines=sum(len(p.index) for p in self.engine.partitions.values()),
+            watermark_s=self.engine.now_ms(wall) / 1000,
+        )

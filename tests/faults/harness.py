@@ -1,0 +1,185 @@
+"""A system under test for fault scenarios: a Kafka broker, N worker processes, an input log.
+
+:class:`System` starts and kills real ``engagement worker`` processes, publishes input while
+remembering where each message landed (partition, offset) and what it should become, and
+answers the questions a scenario asks of Kafka rather than of metrics (which reset when a
+process dies): how far ingest committed, where the topics end, how much memory a worker holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+from schemas.errors import BrokerError
+from streams.kafka import client_config, consumer_config
+from streams.settings import Settings
+from streams.testbed.brokers import free_port
+from streams.testbed.processes import WorkerProcess
+from streams.worker.codecs import decode_batch
+from tests.faults.ledger import Offset
+
+Ident = tuple[str, str] | None  # what an input message should become: (user, event id) or None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One input record and what it should become."""
+
+    key: bytes | None
+    value: bytes | None
+    ident: Ident
+    partition: int = -1  # -1: murmur2 of the key
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> float:
+    """Seconds until ``check()`` held; AssertionError naming ``what`` after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BrokerError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class System:
+    """Workers of one app (own topics and groups) on one broker."""
+
+    env: dict[str, str]
+    workdir: Path
+    workers: dict[str, WorkerProcess] = field(default_factory=dict)
+    inputs: dict[Offset, Ident] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    # -- workers ---------------------------------------------------------------------------
+    def start(self, name: str, wait_ready: float = 90.0) -> WorkerProcess:
+        worker = self.workers.get(name)
+        if worker is None:
+            env = {**self.env, "ENGAGEMENT_WEB_PORT": str(free_port())}
+            (self.workdir / name).mkdir(parents=True, exist_ok=True)
+            worker = WorkerProcess(env, workdir=self.workdir / name, name=name)
+            self.workers[name] = worker
+        worker.start(wait_ready=wait_ready)
+        return worker
+
+    def live(self) -> list[WorkerProcess]:
+        return [w for w in self.workers.values() if w.running]
+
+    def summed(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for worker in self.live():
+            for name, value in worker.metrics().items():
+                total[name] = total.get(name, 0.0) + value
+        return total
+
+    def stop_all(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    # -- input -----------------------------------------------------------------------------
+    def publish(self, messages: Sequence[Message]) -> None:
+        """Publish and remember each message's (partition, offset) -> ident."""
+        settings = self.settings
+        producer = Producer(
+            client_config(settings, **{"partitioner": "murmur2_random", "linger.ms": 20,
+                                        "message.max.bytes": 2_000_000, "acks": "all"})
+        )  # fmt: skip
+        failures: list[str] = []
+
+        def on_delivery(ident: Ident) -> Callable[[Any, Any], None]:
+            def delivered(err: Any, msg: Any) -> None:
+                if err is not None:
+                    failures.append(str(err))
+                else:
+                    self.inputs[(msg.partition(), msg.offset())] = ident
+
+            return delivered
+
+        for m in messages:
+            extra: dict[str, Any] = {"partition": m.partition} if m.partition >= 0 else {}
+            extra["on_delivery"] = on_delivery(m.ident)
+            while True:
+                try:
+                    producer.produce(settings.input_topic, m.value, m.key, **extra)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+        if producer.flush(60) != 0 or failures:
+            raise BrokerError(f"input not delivered: {failures[:3]}")
+
+    # -- what Kafka says -------------------------------------------------------------------
+    def _consumer(self, group: str) -> Consumer:
+        return Consumer(consumer_config(self.settings, group))
+
+    def committed_and_end(self, group: str, topic: str) -> tuple[int, int]:
+        """(sum of ``group``'s committed offsets, sum of end offsets) over ``topic``."""
+        consumer = self._consumer(group)
+        try:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10))
+            end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+            return committed, end
+        finally:
+            consumer.close()
+
+    def ingest_position(self) -> tuple[int, int]:
+        """(committed, end) of the ingest group on the input topic."""
+        settings = self.settings
+        return self.committed_and_end(f"{settings.app_id}-ingest", settings.input_topic)
+
+    def ingest_caught_up(self) -> bool:
+        try:
+            committed, end = self.ingest_position()
+        except KafkaException:  # the coordinator moves while a broker restarts: ask again
+            return False
+        return committed == end
+
+    def uncommitted_events(self, group: str, topic: str) -> tuple[int, int]:
+        """(records, events) of ``events.by_user`` batches after ``group``'s committed offsets:
+        what a restart re-reads (watermark-only batches carry no events)."""
+        consumer = self._consumer(f"{group}-probe")
+        try:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            probe = self._consumer(group)
+            tps = probe.committed([TopicPartition(topic, p) for p in sorted(parts)], timeout=10)
+            probe.close()
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+            start = [TopicPartition(topic, tp.partition, max(tp.offset, 0)) for tp in tps]
+            consumer.assign(start)
+            records = events = 0
+            left = sum(ends[tp.partition] - max(tp.offset, 0) for tp in tps)
+            while records < left:
+                for msg in consumer.consume(1000, timeout=2.0):
+                    value = msg.value()
+                    if msg.error() is None and value is not None:
+                        records += 1
+                        events += len(decode_batch(value)[2])
+            return records, events
+        finally:
+            consumer.close()
+
+    def set_topic_config(self, topic: str, name: str, value: str) -> None:
+        admin = AdminClient(client_config(self.settings))
+        resource = ConfigResource("topic", topic, set_config={name: value})
+        for future in admin.alter_configs([resource]).values():
+            future.result(30)

@@ -1,0 +1,149 @@
+"""What the topics say happened: every input message accounted for, every signal expected.
+
+After a fault scenario the metrics of killed processes are gone, so the books are kept from
+the topics themselves:
+
+* input messages are known by (partition, offset) from the producer's delivery reports;
+* a valid message is one whose (user id, event id) appears in an ``events.by_user`` batch;
+  a dead-lettered one is one whose source offset the ``engagement.error.*`` headers name;
+  re-deliveries after a crash show up as extra copies and are counted apart;
+* the expected signals come from a fresh pure :class:`Engine` fed the ``events.by_user``
+  stream exactly as the activity agent reads it (per partition, in offset order, with each
+  batch's watermark and source, and its record timestamp as wall time).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from agents.logic.engine import Engine
+from agents.logic.lifecycle import SIGNAL_KINDS
+from streams.kafka import consumer_config
+from streams.settings import Settings
+from streams.tools.signals import Signal
+from streams.worker.codecs import decode_batch
+from streams.worker.runtime import engine_config
+
+Offset = tuple[int, int]  # (partition, offset) of an input message
+
+
+@dataclass
+class Ledger:
+    """The books of one scenario run."""
+
+    valid_ids: set[tuple[str, str]] = field(default_factory=set)  # (user, event id) in by_user
+    by_user_copies: int = 0  # events in by_user batches, re-deliveries included
+    dead: set[Offset] = field(default_factory=set)  # input offsets dead-lettered
+    dead_copies: int = 0
+    headerless: int = 0  # dead letters without engagement.error.* headers (contract broken)
+    signals: list[Signal] = field(default_factory=list)
+    expected: dict[str, str] = field(default_factory=dict)  # signal id -> kind
+
+    def account(self, inputs: dict[Offset, tuple[str, str] | None]) -> Accounts:
+        """``inputs``: offset -> the (user, event id) it should become, or None (invalid)."""
+        valid = {o for o, ident in inputs.items() if ident is not None and ident in self.valid_ids}
+        dead = self.dead & set(inputs)
+        lost = set(inputs) - valid - dead
+        wrong = {o for o in dead if inputs[o] is not None} | {o for o in valid if o in self.dead}
+        return Accounts(len(inputs), len(valid), len(dead), sorted(lost)[:10], len(wrong))
+
+    def signal_check(self) -> SignalCheck:
+        counts = Counter(s.signal_id for s in self.signals)
+        by_id: dict[str, set[tuple[str, str, int]]] = {}
+        for s in self.signals:
+            by_id.setdefault(s.signal_id, set()).add((s.user_id, s.kind, s.event_time_ms))
+        missing = sorted(set(self.expected) - set(counts))
+        unexpected = [s for s in self.signals if s.signal_id not in self.expected]
+        inconsistent = sorted(i for i, variants in by_id.items() if len(variants) > 1)
+        return SignalCheck(
+            expected=len(self.expected),
+            delivered=len(counts),
+            duplicated=sum(n - 1 for n in counts.values()),
+            missing=missing,
+            inconsistent=inconsistent,
+            unexpected=sorted({(s.user_id, s.kind, s.event_time_ms) for s in unexpected}),
+        )
+
+
+@dataclass(frozen=True)
+class Accounts:
+    events_in: int
+    valid: int
+    dead_lettered: int
+    lost: list[Offset]
+    misrouted: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.events_in == self.valid + self.dead_lettered and not self.misrouted
+
+
+@dataclass(frozen=True)
+class SignalCheck:
+    expected: int
+    delivered: int
+    duplicated: int
+    missing: list[str]
+    inconsistent: list[str]  # one signal id, different contents: ids are not deterministic
+    unexpected: list[tuple[str, str, int]]  # delivered, not in the replay: (user, kind, time)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.inconsistent
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> Iterator[Any]:
+    """Every record of ``topic`` from the beginning to its current end, partition by partition
+    in offset order (a fresh consumer group, nothing committed)."""
+    config = consumer_config(
+        settings, f"{settings.app_id}-ledger", **{"enable.partition.eof": True}
+    )
+    consumer = Consumer(config)
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        parts = sorted(metadata.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        pending, records = set(parts), []
+        while pending:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                error = msg.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                elif error is None:
+                    records.append(msg)
+        records.sort(key=lambda m: (m.partition(), m.offset()))
+        yield from records
+    finally:
+        consumer.close()
+
+
+def build_ledger(settings: Settings) -> Ledger:
+    """Read by_user, dead_letter and the signal topics; replay by_user through an Engine."""
+    ledger = Ledger()
+    engine = Engine(engine_config(settings))
+    for number in range(settings.partitions):
+        engine.assign(number, {})
+    for msg in read_topic(settings, settings.topic("events.by_user")):
+        watermark, source, events = decode_batch(msg.value())
+        ledger.by_user_copies += len(events)
+        ledger.valid_ids.update((e.user_id, e.event_id) for e in events)
+        out = engine.process(msg.partition(), events, msg.timestamp()[1], watermark, source)
+        ledger.expected.update((sig["signal_id"], kind) for kind, _, sig in out.signals)
+    for msg in read_topic(settings, settings.topic("dead_letter")):
+        headers = dict(msg.headers() or [])
+        ledger.dead_copies += 1
+        partition = headers.get("engagement.error.partition")
+        offset = headers.get("engagement.error.offset")
+        if partition is not None and offset is not None:
+            ledger.dead.add((int(partition), int(offset)))
+        else:
+            ledger.headerless += 1
+    for kind in SIGNAL_KINDS:
+        for msg in read_topic(settings, settings.topic(f"signals.{kind}")):
+            ledger.signals.append(Signal.from_json(msg.value()))
+    return ledger
