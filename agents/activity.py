@@ -51,7 +51,7 @@ def register_direct(
 ) -> Any:
     """ENGAGEMENT_INPUT_KEYED_BY_USER: ingest and fold straight from the input topic, one
     event per Faust message (no re-keying hop)."""
-    dead_letter = runtime.settings.topic("dead_letter")
+    dead_letter = runtime.topics.dead_letter
 
     @app.agent(topic, name="activity_direct", concurrency=1)
     async def activity_direct(stream: Any) -> None:

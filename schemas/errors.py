@@ -4,8 +4,7 @@
     ├── SettingsError (+ ValueError)      a bad ENGAGEMENT_* value; names the variable
     ├── InvalidEvent (+ ValueError)       input that cannot become a canonical event
     ├── StateDecodeError (+ ValueError)   stored state bytes of an unknown version or shape
-    ├── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
-    └── DeliveryError (+ RuntimeError)    Kafka refused or timed out a delivery we must not lose
+    └── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
 
 Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
 """
@@ -39,7 +38,3 @@ class StateDecodeError(EngagementError, ValueError):
 
 class BrokerError(EngagementError, RuntimeError):
     """A broker process we manage failed to start, answer or stop."""
-
-
-class DeliveryError(EngagementError, RuntimeError):
-    """A record we must not lose could not be delivered to Kafka."""

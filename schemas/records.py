@@ -1,4 +1,5 @@
-"""Typed records for the contracts in this folder: the canonical event and the signal.
+"""Typed records for the contracts in this folder: the canonical event, the activity row of
+``events.by_user``, the signal kinds, the channel labels and Kafka headers.
 
 Plain dataclasses with ``slots``: cheap to build on the hot path, and each converts to and from
 exactly the documented JSON (no framework metadata on the wire).
@@ -6,10 +7,28 @@ exactly the documented JSON (no framework metadata on the wire).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+
+from schemas.timestamps import iso_ms
+
+# The signal kinds, in the order of the signal schema's ``kind`` enum (one topic each).
+SIGNAL_KINDS = ("dormant", "churn_risk", "churned", "reactivated")
+# Where an acquisition channel outside the allowlist (or none) is counted: label index 0.
+OTHER_CHANNEL = "other"
+
+SIGNAL_SCHEMA_VERSION = 1  # ``schema_version`` of ``signal.schema.json``
+
+Header = tuple[str, bytes | None]
+Headers = Sequence[Header]  # Kafka record headers as the clients hand them over
+
+
+def channel_labels(allowlist: Sequence[str]) -> tuple[str, ...]:
+    """The channel labels by index: ``other`` first, then the allowlist in its order."""
+    return (OTHER_CHANNEL, *allowlist)
 
 
 @dataclass(slots=True)
@@ -90,3 +109,84 @@ class Activity(NamedTuple):
 
 
 EventLike = Event | Activity
+
+
+_SIGNAL_FIELDS = (
+    "signal_id",
+    "kind",
+    "user_id",
+    "stage_before",
+    "stage_after",
+    "event_time_ms",
+    "processed_at_ms",
+    "clock",
+    "trigger",
+    "channel",
+    "reasons",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Typed view of one signal (``schemas/signal.schema.json``)."""
+
+    signal_id: str
+    kind: str
+    user_id: str
+    stage_before: str
+    stage_after: str
+    event_time_ms: int
+    processed_at_ms: int
+    clock: str
+    trigger: str
+    channel: str
+    reasons: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Signal:
+        """From the parsed JSON object; ValueError if a field is missing or mistyped."""
+        if not isinstance(obj, dict):
+            raise ValueError("a signal must be a JSON object")
+        missing = [name for name in _SIGNAL_FIELDS if name not in obj]
+        if missing:
+            raise ValueError(f"signal without {', '.join(missing)}")
+        if not isinstance(obj["reasons"], dict):
+            raise ValueError("signal reasons must be an object")
+        for name in ("event_time_ms", "processed_at_ms"):
+            if not isinstance(obj[name], int) or isinstance(obj[name], bool):
+                raise ValueError(f"signal {name} must be an integer")
+        return cls(
+            **{name: obj[name] for name in _SIGNAL_FIELDS if name != "reasons"},
+            reasons=dict(obj["reasons"]),
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Signal:
+        """Parse a signal record's value; ValueError if it is not a signal."""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"signal is not JSON: {exc}") from None
+        return cls.from_dict(obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full JSON object of the signal schema (ISO stamps derived from the ms)."""
+        return {
+            "schema_version": SIGNAL_SCHEMA_VERSION,
+            "signal_id": self.signal_id,
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "stage_before": self.stage_before,
+            "stage_after": self.stage_after,
+            "event_time": iso_ms(self.event_time_ms),
+            "event_time_ms": self.event_time_ms,
+            "processed_at": iso_ms(self.processed_at_ms),
+            "processed_at_ms": self.processed_at_ms,
+            "clock": self.clock,
+            "trigger": self.trigger,
+            "channel": self.channel,
+            "reasons": self.reasons,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())

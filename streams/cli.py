@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from schemas.errors import EngagementError
 from streams.settings import Settings, describe, markdown_table
 from streams.testbed.bench.cli import add_bench_parser
-from streams.tools.fit import add_fit_parser, add_retention_parser
+from streams.tools.fit import add_fit_parser
+from streams.tools.retention import add_retention_parser
 from streams.tools.signals import add_signals_parser
 from streams.tools.simulate import add_simulate_parser
 

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.errors import SettingsError
+from schemas.records import channel_labels
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -467,9 +468,10 @@ class Settings:
         """A copy with ``changes`` applied and checked again (for tests and tools)."""
         return dataclasses.replace(self, **changes)._checked()
 
-    def topic(self, stage: str) -> str:
-        """Name of a topic engagement-stream owns, e.g. ``topic("dead_letter")``."""
-        return f"{self.topic_prefix}.{stage}"
+    @property
+    def channel_labels(self) -> tuple[str, ...]:
+        """The acquisition channel labels by index: ``other`` first, then the allowlist."""
+        return channel_labels(self.channels)
 
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, for starting child processes."""

@@ -1,33 +1,71 @@
-"""The topics engagement-stream owns, and creating them before the worker starts."""
+"""Every topic and consumer-group name engagement-stream uses, built here and nowhere else,
+and creating the topics before the worker starts."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas.errors import BrokerError
+from schemas.records import SIGNAL_KINDS
 from streams.kafka import client_config
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-SIGNAL_KINDS = ("dormant", "churn_risk", "churned", "reactivated")
+STATE_TABLE = "users"  # the Faust table of user states; its changelog is named after it
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The names for one deployment (``ENGAGEMENT_APP_ID``, ``ENGAGEMENT_TOPIC_PREFIX``)."""
+
+    input: str
+    by_user: str
+    dead_letter: str
+    signals: Mapping[str, str]  # signal kind -> topic
+    changelog: str  # the state table's: ``<app id>-users-changelog``
+    ingest_group: str  # ingest's consumer group on the input topic
+
+    @classmethod
+    def of(cls, settings: Settings) -> Topics:
+        prefix, app_id = settings.topic_prefix, settings.app_id
+        return cls(
+            input=settings.input_topic,
+            by_user=f"{prefix}.events.by_user",
+            dead_letter=f"{prefix}.dead_letter",
+            signals={kind: f"{prefix}.signals.{kind}" for kind in SIGNAL_KINDS},
+            changelog=f"{app_id}-{STATE_TABLE}-changelog",
+            ingest_group=f"{app_id}-ingest",
+        )
+
+    def signal_topics(self, kinds: Iterable[str] = SIGNAL_KINDS) -> list[str]:
+        """The topic of each kind, in the order given (unknown kinds raise ValueError)."""
+        kinds = list(dict.fromkeys(kinds))
+        unknown = sorted(set(kinds) - set(SIGNAL_KINDS))
+        if unknown:
+            raise ValueError(f"unknown signal kind(s) {unknown}; known: {', '.join(SIGNAL_KINDS)}")
+        return [self.signals[kind] for kind in kinds]
+
+    @property
+    def owned(self) -> list[str]:
+        """events.by_user, dead_letter and the signal topics (the changelog is Faust's)."""
+        return [self.by_user, self.dead_letter, *self.signals.values()]
 
 
 def owned_topics(settings: Settings) -> list[str]:
-    """events.by_user, dead_letter and the four signal topics (prefixed)."""
-    return [
-        settings.topic("events.by_user"),
-        settings.topic("dead_letter"),
-        *(settings.topic(f"signals.{kind}") for kind in SIGNAL_KINDS),
-    ]
+    """events.by_user, dead_letter and the signal topics (prefixed)."""
+    return Topics.of(settings).owned
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the input topic (if missing) and every owned topic; returns those created."""
     admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [settings.input_topic, *owned_topics(settings)]
+    topics = Topics.of(settings)
+    wanted = [topics.input, *topics.owned]
     missing = [name for name in wanted if name not in existing]
     if not missing:
         return []

@@ -57,8 +57,3 @@ class Calendar:
     def iso(day: int) -> str:
         """``YYYY-MM-DD`` of a day number."""
         return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
-
-    @staticmethod
-    def from_iso(text: str) -> int:
-        """Day number of ``YYYY-MM-DD``."""
-        return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL

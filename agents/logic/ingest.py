@@ -14,9 +14,8 @@ so the contract is written once. Shapes other than canonical produce ``schema_ve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastjsonschema
@@ -24,14 +23,16 @@ import orjson
 
 from agents.logic.shapes import Reason, Rejection, normalise
 from schemas import load_schema
-from schemas.records import Event
+from schemas.records import Event, Headers
+from schemas.timestamps import TIMESTAMP_RULE, event_time_ms
 
-Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None]
+# Kafka headers as a list of pairs, or a mapping (as some clients hand them over)
+HeaderPairs = Headers | Mapping[str, bytes | None]
 """Kafka headers as confluent-kafka gives them (a list of pairs) or as a mapping."""
 
 __all__ = [
     "ERROR_HEADER_PREFIX",
-    "Headers",
+    "HeaderPairs",
     "IngestLimits",
     "Reason",
     "Rejection",
@@ -61,23 +62,15 @@ def limits_from(
 
 
 MAX_DEPTH = 64  # JSON nesting kept well under orjson.dumps' own limit (254) for re-serialising
-MIN_TIMESTAMP_MS = 100_000_000_000  # 1973-03-03: smaller values are epoch seconds by mistake
-MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 ERROR_HEADER_PREFIX = "engagement.error."
 
 _SCHEMA = load_schema("user_event")
 _REQUIRED: tuple[str, ...] = tuple(_SCHEMA["required"])
 _VALIDATE = fastjsonschema.compile(_SCHEMA)  # once, at import: a bad schema fails the start
-_TIMESTAMP_RULE = (
-    "timestamp must be an RFC 3339 date-time with Z or an offset, or integer epoch "
-    "milliseconds, between 1973-03-03T09:46:40Z and 9999-12-31T23:59:59.999Z"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
 
 
 def ingest(
-    value: bytes | None, headers: Headers | None, now_ms: int, limits: IngestLimits
+    value: bytes | None, headers: HeaderPairs | None, now_ms: int, limits: IngestLimits
 ) -> Event | Rejection:
     """Turn one input message into a canonical Event, or say why not. Never raises."""
     if value is not None and len(value) > limits.max_message_bytes:
@@ -105,7 +98,7 @@ def ingest(
     return _finish(normalised[0], normalised[1], now_ms, limits)
 
 
-def extract_user_id(obj: Any, headers: Headers | None = None) -> str | None:
+def extract_user_id(obj: Any, headers: HeaderPairs | None = None) -> str | None:
     """The user id a payload of any shape carries (``obj`` is the decoded value, or ``data``
     for a binary-mode CloudEvent), by the same rules as :func:`ingest`; None if it has none."""
     meta = _read_headers(headers) if headers else None
@@ -117,7 +110,7 @@ def extract_user_id(obj: Any, headers: Headers | None = None) -> str | None:
 
 
 def dead_letter_headers(  # noqa: PLR0917 (positional signature shared with the agent)
-    original: Headers | None,
+    original: HeaderPairs | None,
     rejection: Rejection,
     topic: str,
     partition: int,
@@ -146,7 +139,7 @@ def dead_letter_headers(  # noqa: PLR0917 (positional signature shared with the 
 # -- decoding ------------------------------------------------------------------------------
 
 
-def _pairs(headers: Headers | None) -> Iterator[tuple[str, Any]]:
+def _pairs(headers: HeaderPairs | None) -> Iterator[tuple[str, Any]]:
     """(name, value) pairs of well-formed headers; anything else is skipped, not raised on."""
     items = headers.items() if isinstance(headers, Mapping) else headers or ()
     for item in items:
@@ -154,7 +147,7 @@ def _pairs(headers: Headers | None) -> Iterator[tuple[str, Any]]:
             yield item
 
 
-def _read_headers(headers: Headers) -> dict[str, str] | Rejection:
+def _read_headers(headers: HeaderPairs) -> dict[str, str] | Rejection:
     """The headers that decide the shape (``ce_*``, ``content-type``), lower-cased and decoded;
     the last of repeated headers wins. Other headers are not looked at."""
     meta: dict[str, str] = {}
@@ -233,9 +226,9 @@ def _finish(
         _VALIDATE(event)
     except fastjsonschema.JsonSchemaValueException as exc:
         return _schema_rejection(exc, event)
-    timestamp_ms = _timestamp_ms(event["timestamp"])
+    timestamp_ms = event_time_ms(event["timestamp"])
     if timestamp_ms is None:
-        return Rejection(Reason.INVALID_TIMESTAMP, _TIMESTAMP_RULE)
+        return Rejection(Reason.INVALID_TIMESTAMP, TIMESTAMP_RULE)
     if timestamp_ms > now_ms + limits.max_future_skew_ms:
         return Rejection(
             Reason.FUTURE_TIMESTAMP,
@@ -264,33 +257,6 @@ def _schema_rejection(
         missing = ", ".join(key for key in _REQUIRED if key not in event)
         return Rejection(Reason.SCHEMA_VIOLATION, f"required field(s) missing: {missing}")
     if name.startswith("data.timestamp"):
-        return Rejection(Reason.INVALID_TIMESTAMP, _TIMESTAMP_RULE)
+        return Rejection(Reason.INVALID_TIMESTAMP, TIMESTAMP_RULE)
     # fastjsonschema names the event "data"; its messages name fields and rules, not values.
     return Rejection(Reason.SCHEMA_VIOLATION, exc.message.replace("data.", "", 1))
-
-
-def _timestamp_ms(value: Any) -> int | None:
-    """Epoch ms of an RFC 3339 string (already matched by the schema) or an integer (ms)."""
-    if isinstance(value, str):
-        milliseconds = _parse_rfc3339(value)
-        if milliseconds is None:
-            return None
-    else:
-        milliseconds = int(value)
-    return milliseconds if MIN_TIMESTAMP_MS <= milliseconds <= MAX_TIMESTAMP_MS else None
-
-
-def _parse_rfc3339(text: str) -> int | None:
-    text = text.upper()  # RFC 3339 allows "t" and "z"; fromisoformat does not
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        if text[17:19] != "60":
-            return None
-        try:  # a leap second: the instant after hh:mm:59
-            moment = datetime.fromisoformat(text[:17] + "59" + text[19:]) + timedelta(seconds=1)
-        except (ValueError, OverflowError):
-            return None
-    if moment.tzinfo is None:
-        return None
-    return (moment - _EPOCH) // _ONE_MS

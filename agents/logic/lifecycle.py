@@ -20,7 +20,6 @@ from agents.logic.churn import ModelParams, risk_deadline_T
 from agents.logic.days import DAY_MS, Calendar
 from agents.logic.state import Deadline, Stage, UserState
 
-SIGNAL_KINDS = ("dormant", "churn_risk", "churned", "reactivated")
 _SIGNAL_OF = {
     Stage.AT_RISK: "churn_risk",
     Stage.DORMANT: "dormant",

@@ -7,15 +7,14 @@ murmur2), invalid ones become dead letters that keep the original key, value and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
 from agents.logic.partitioning import partition_for
-from schemas.records import Event
+from schemas.records import Event, Headers
 
-Headers = Sequence[tuple[str, bytes | None]] | None
 _CACHE_LIMIT = 500_000
 
 
@@ -27,7 +26,7 @@ class RawRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Headers
+    headers: Headers | None
 
 
 @dataclass(frozen=True, slots=True)

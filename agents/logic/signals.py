@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from hashlib import blake2b
 from itertools import pairwise
 from typing import Any
@@ -20,8 +19,8 @@ from agents.logic.days import DAY_MS
 from agents.logic.fold import active_day_numbers
 from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
 from agents.logic.state import UserState
+from schemas.records import OTHER_CHANNEL, Signal
 
-SCHEMA_VERSION = 1
 RECENT_WINDOW_DAYS = 28
 
 
@@ -30,22 +29,13 @@ class SignalContext:
     """Names for the indexes kept in state, and which clock this worker runs on."""
 
     clock: str
-    channels: Sequence[str]  # index 0 is "other"
+    channels: Sequence[str]  # schemas.records.channel_labels: index 0 is "other"
     categories: Sequence[str]
 
 
 def signal_id(user_id: str, kind: str, trigger_ms: int) -> str:
     """Same user, same kind, same trigger -> same id (32 hex digits)."""
     return blake2b(f"{user_id}\x1f{kind}\x1f{trigger_ms}".encode(), digest_size=16).hexdigest()
-
-
-def iso_ms(ms: int) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def usual_gap_days(state: UserState) -> float | None:
@@ -113,21 +103,18 @@ def build_signal(
     processed_ms: int,
 ) -> dict[str, Any]:
     """The signal JSON object for ``transition``."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "signal_id": signal_id(user_id, transition.kind, transition.trigger_ms),
-        "kind": transition.kind,
-        "user_id": user_id,
-        "stage_before": transition.before.label,
-        "stage_after": transition.after.label,
-        "event_time": iso_ms(transition.at_ms),
-        "event_time_ms": transition.at_ms,
-        "processed_at": iso_ms(processed_ms),
-        "processed_at_ms": processed_ms,
-        "clock": context.clock,
-        "trigger": "activity" if transition.kind == "reactivated" else "deadline",
-        "channel": context.channels[state.channel]
+    return Signal(
+        signal_id=signal_id(user_id, transition.kind, transition.trigger_ms),
+        kind=transition.kind,
+        user_id=user_id,
+        stage_before=transition.before.label,
+        stage_after=transition.after.label,
+        event_time_ms=transition.at_ms,
+        processed_at_ms=processed_ms,
+        clock=context.clock,
+        trigger="activity" if transition.kind == "reactivated" else "deadline",
+        channel=context.channels[state.channel]
         if state.channel < len(context.channels)
-        else "other",
-        "reasons": reasons(state, transition, config, context.categories, horizon),
-    }
+        else OTHER_CHANNEL,
+        reasons=reasons(state, transition, config, context.categories, horizon),
+    ).to_dict()

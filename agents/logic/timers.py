@@ -37,10 +37,6 @@ class DeadlineIndex:
             bucket.append(key)
         self._size += 1
 
-    def next_due_ms(self) -> int | None:
-        """The earliest slot's time, or None when empty."""
-        return self._heap[0] * self._resolution if self._heap else None
-
     def pop_due(self, now_ms: int, limit: int = 1_000_000) -> list[bytes]:
         """Remove and return keys whose slot is <= ``now_ms`` (at most about ``limit``)."""
         due: list[bytes] = []

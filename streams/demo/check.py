@@ -18,7 +18,7 @@ from agents.logic.days import Calendar
 from agents.logic.state import Stage
 from streams.demo.view import labels
 from streams.settings import Settings
-from streams.tools.retention_report import retention_triangle
+from streams.tools.retention import retention_triangle
 from streams.worker.changelog import load_changelog
 
 
@@ -37,7 +37,7 @@ def rebuild_from_changelog(settings: Settings, timeout: float = 30.0) -> Rebuilt
     changelog = load_changelog(settings, timeout=timeout)
     today = calendar.day_of(changelog.newest_watermark_ms())
     agg = rebuild((state for _, state in changelog.users()), calendar)
-    channels = ("other", *settings.channels)
+    channels = settings.channel_labels
     gauges = snapshot(agg, today, today - 1, settings.retention_days, len(channels))
     return Rebuilt(agg, gauges, today, channels)
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from agents.logic.lifecycle import SIGNAL_KINDS
+from schemas.records import SIGNAL_KINDS
 from streams.demo.charts import bar_chart, heatmap, line_chart
 from streams.demo.chromium import find_chromium, screenshot
 from streams.demo.view import STAGES
-from streams.tools.retention_report import Triangle
+from streams.tools.retention import Triangle
 
 log = logging.getLogger(__name__)
 

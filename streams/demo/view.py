@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from agents.logic.days import Calendar
-from agents.logic.lifecycle import SIGNAL_KINDS
 from agents.logic.state import Stage
+from schemas.records import SIGNAL_KINDS, Signal
 from streams.settings import Settings
-from streams.tools.signals import Signal, SignalConsumer
+from streams.tools.signals import SignalConsumer
 
 log = logging.getLogger(__name__)
 

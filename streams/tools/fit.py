@@ -1,11 +1,9 @@
-"""Analyst tools: ``engagement fit`` (MBG/NBD parameters) and ``engagement retention`` (the
-cohort triangle), both over every partition of a running system via the state changelog.
+"""``engagement fit``: the MBG/NBD parameters from canonical events or from every user's state
+in the changelog of a running system.
 
 engagement fit (--events FILE.jsonl | --from-state) [--now TIME] [--out params.json]
-engagement retention [--cohorts 14] [--by-channel] [--html FILE] [--now TIME]
 
-TIME is RFC 3339 (``2026-02-01T12:00:00Z``), a local date or datetime in ENGAGEMENT_TIMEZONE
-(``2026-02-01`` means the end of that day), or epoch milliseconds.
+TIME: see :mod:`streams.tools.args`.
 """
 
 from __future__ import annotations
@@ -13,68 +11,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import orjson
 
-from agents.logic.aggregates import rebuild
 from agents.logic.days import Calendar
 from agents.logic.fit import FitResult, Summary, fit, summaries_from_events
-from agents.logic.signals import iso_ms
 from agents.logic.state import UserState
+from schemas.timestamps import TIMESTAMP_RULE, event_time_ms, iso_ms
 from streams.settings import Settings
-from streams.tools.retention_report import render_html, render_text, retention_triangle
-from streams.worker.changelog import ChangelogSnapshot, changelog_topic, load_changelog
+from streams.tools.args import Loader, default_loader, now_arg, positive
+from streams.worker.changelog import changelog_topic
 
 MIN_USERS = 50
 DEFAULT_PARAMS_FILE = "engagement-params.json"
-
-Loader = Callable[[Settings], ChangelogSnapshot]
-
-
-def _default_loader(settings: Settings) -> ChangelogSnapshot:
-    return load_changelog(settings)
-
-
-# -- time ----------------------------------------------------------------------------------------
-def parse_time(text: str, timezone: str = "UTC") -> int:
-    """Epoch ms of RFC 3339, epoch ms digits, or a local date/datetime in ``timezone``.
-
-    A bare date means the last millisecond of that local day. ValueError otherwise.
-    """
-    text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    calendar = Calendar(timezone)
-    if len(text) == 10:
-        day = date.fromisoformat(text).toordinal() - date(1970, 1, 1).toordinal()
-        return calendar.start_of(day + 1) - 1
-    moment = datetime.fromisoformat(text.upper().replace(" ", "T"))
-    if moment.tzinfo is None:
-        moment = moment.replace(
-            tzinfo=UTC if timezone in {"UTC", "Etc/UTC"} else ZoneInfo(timezone)
-        )
-    return int(moment.timestamp() * 1000)
-
-
-def event_time_ms(value: Any) -> int:
-    """An event's ``timestamp``: integer epoch ms, or RFC 3339 with Z or an offset."""
-    if isinstance(value, bool):
-        raise ValueError("timestamp must be epoch ms or RFC 3339")
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str):
-        if value.isdigit():
-            return int(value)
-        moment = datetime.fromisoformat(value.upper())
-        if moment.tzinfo is None:
-            raise ValueError("RFC 3339 timestamp needs Z or an offset")
-        return int(moment.timestamp() * 1000)
-    raise ValueError("timestamp must be epoch ms or RFC 3339")
 
 
 # -- fit -----------------------------------------------------------------------------------------
@@ -92,7 +44,10 @@ def read_event_pairs(path: str | Path, errors: list[str]) -> Iterator[tuple[str,
                 user = obj["user_id"]
                 if not isinstance(user, str) or not user:
                     raise ValueError("user_id must be a non-empty string")
-                yield user, event_time_ms(obj["timestamp"])
+                stamp = event_time_ms(obj["timestamp"])
+                if stamp is None:
+                    raise ValueError(TIMESTAMP_RULE)
+                yield user, stamp
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 errors.append(f"line {number}: {type(exc).__name__}: {exc}")
 
@@ -139,7 +94,7 @@ def fit_command(
     out_path: str = DEFAULT_PARAMS_FILE,
     min_users: int = MIN_USERS,
     out: TextIO = sys.stdout,
-    loader: Loader = _default_loader,
+    loader: Loader = default_loader,
 ) -> int:
     """Fit from an events file or (``events=None``) the changelog states; write the params file."""
     if events is not None:
@@ -189,83 +144,16 @@ def _report_fit(result: FitResult, source: str, now_ms: int, out: TextIO) -> Non
         print(f"  warning: the optimiser did not converge ({result.message})", file=out)
 
 
-# -- retention -----------------------------------------------------------------------------------
-def retention_today(settings: Settings, snapshot: ChangelogSnapshot, now_ms: int | None) -> int:
-    """Today's day number: ``--now``, else the newest watermark (event clock), else wall clock."""
-    calendar = Calendar(settings.timezone)
-    if now_ms is None and settings.clock == "event":
-        now_ms = snapshot.newest_watermark_ms() or None
-        if now_ms is None:
-            print(
-                "engagement retention: no watermark in the changelog; using the wall clock",
-                file=sys.stderr,
-            )
-    if now_ms is None:
-        now_ms = int(time.time() * 1000)
-    return calendar.day_of(now_ms)
-
-
-def retention_command(
-    settings: Settings,
-    *,
-    cohorts: int = 14,
-    by_channel: bool = False,
-    html_path: str | None = None,
-    now_ms: int | None = None,
-    out: TextIO = sys.stdout,
-    loader: Loader = _default_loader,
-) -> int:
-    """Print the retention triangle of the last ``cohorts`` cohorts; optionally write HTML."""
-    calendar = Calendar(settings.timezone)
-    snapshot = loader(settings)
-    today = retention_today(settings, snapshot, now_ms)
-    agg = rebuild((state for _, state in snapshot.users()), calendar)
-    channels = ("other", *settings.channels)
-    triangle = retention_triangle(agg, today, cohorts, channels, by_channel=by_channel)
-    out.write(render_text(triangle, calendar))
-    if html_path:
-        Path(html_path).write_text(render_html(triangle, calendar), encoding="utf-8")
-        print(f"wrote {html_path}", file=out)
-    return 0
-
-
 # -- command line --------------------------------------------------------------------------------
-def _now_arg(settings: Settings, text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text, settings.timezone)
-    except ValueError as exc:
-        raise SystemExit(f"engagement: --now {text!r}: {exc}") from None
-
-
 def _run_fit(args: argparse.Namespace) -> int:
     settings = Settings.from_env_or_exit()
     return fit_command(
         settings,
         events=args.events,
-        now_ms=_now_arg(settings, args.now),
+        now_ms=now_arg(settings, args.now),
         out_path=args.out,
         min_users=args.min_users,
     )
-
-
-def _run_retention(args: argparse.Namespace) -> int:
-    settings = Settings.from_env_or_exit()
-    return retention_command(
-        settings,
-        cohorts=args.cohorts,
-        by_channel=args.by_channel,
-        html_path=args.html,
-        now_ms=_now_arg(settings, args.now),
-    )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -284,35 +172,14 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the observation end (default: the newest event with --events, else the wall clock)",
     )
     parser.add_argument("--out", default=DEFAULT_PARAMS_FILE, help="parameters file to write")
-    parser.add_argument("--min-users", type=_positive, default=MIN_USERS, help=argparse.SUPPRESS)
+    parser.add_argument("--min-users", type=positive, default=MIN_USERS, help=argparse.SUPPRESS)
     parser.set_defaults(func=_run_fit)
-    return parser
-
-
-def add_retention_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``engagement retention``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "retention", help="the cohort retention triangle from the state changelog"
-    )
-    parser.add_argument("--cohorts", type=_positive, default=14, help="cohorts (and day columns)")
-    parser.add_argument("--by-channel", action="store_true", help="one row per cohort and channel")
-    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML heatmap")
-    parser.add_argument(
-        "--now",
-        metavar="TIME",
-        help="today's date (default: newest watermark on the event clock, else the wall clock)",
-    )
-    parser.set_defaults(func=_run_retention)
     return parser
 
 
 __all__ = [
     "add_fit_parser",
-    "add_retention_parser",
     "fit_command",
-    "parse_time",
     "read_event_pairs",
-    "retention_command",
-    "retention_today",
     "summaries_from_states",
 ]

@@ -26,11 +26,10 @@ from confluent_kafka import KafkaException, Producer
 
 from agents.logic.ingest import extract_user_id
 from schemas.errors import InvalidEvent
-from schemas.records import Event
+from schemas.records import Event, Headers
 from streams.kafka import producer_config
 from streams.settings import Settings
 
-Headers = list[tuple[str, bytes | None]]
 ErrorHandler = Callable[[int, str], None]
 MAX_ERRORS_KEPT = 5
 CSV_INTEGER_COLUMNS = ("timestamp", "schema_version")

@@ -18,107 +18,22 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
-import orjson
-
-from agents.logic.lifecycle import SIGNAL_KINDS
-from agents.logic.signals import SCHEMA_VERSION, iso_ms
 from schemas.errors import BrokerError
+from schemas.records import SIGNAL_KINDS, Signal
 from streams.kafka import consumer_config
 from streams.settings import Settings
+from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
 _DEDUPE_LIMIT = 1_000_000  # ids remembered; the oldest are forgotten first
-_REQUIRED = (
-    "signal_id",
-    "kind",
-    "user_id",
-    "stage_before",
-    "stage_after",
-    "event_time_ms",
-    "processed_at_ms",
-    "clock",
-    "trigger",
-    "channel",
-    "reasons",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """Typed view of one signal (``schemas/signal.schema.json``)."""
-
-    signal_id: str
-    kind: str
-    user_id: str
-    stage_before: str
-    stage_after: str
-    event_time_ms: int
-    processed_at_ms: int
-    clock: str
-    trigger: str
-    channel: str
-    reasons: dict[str, Any]
-
-    @classmethod
-    def from_dict(cls, obj: Any) -> Signal:
-        """From the parsed JSON object; ValueError if a field is missing or mistyped."""
-        if not isinstance(obj, dict):
-            raise ValueError("a signal must be a JSON object")
-        missing = [name for name in _REQUIRED if name not in obj]
-        if missing:
-            raise ValueError(f"signal without {', '.join(missing)}")
-        if not isinstance(obj["reasons"], dict):
-            raise ValueError("signal reasons must be an object")
-        for name in ("event_time_ms", "processed_at_ms"):
-            if not isinstance(obj[name], int) or isinstance(obj[name], bool):
-                raise ValueError(f"signal {name} must be an integer")
-        return cls(
-            **{name: obj[name] for name in _REQUIRED if name != "reasons"},
-            reasons=dict(obj["reasons"]),
-        )
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Signal:
-        """Parse a signal record's value; ValueError if it is not a signal."""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"signal is not JSON: {exc}") from None
-        return cls.from_dict(obj)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The full JSON object, as ``build_signal`` made it (ISO stamps derived from the ms)."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "signal_id": self.signal_id,
-            "kind": self.kind,
-            "user_id": self.user_id,
-            "stage_before": self.stage_before,
-            "stage_after": self.stage_after,
-            "event_time": iso_ms(self.event_time_ms),
-            "event_time_ms": self.event_time_ms,
-            "processed_at": iso_ms(self.processed_at_ms),
-            "processed_at_ms": self.processed_at_ms,
-            "clock": self.clock,
-            "trigger": self.trigger,
-            "channel": self.channel,
-            "reasons": self.reasons,
-        }
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
 
 
 def signal_topics(settings: Settings, kinds: Sequence[str] = SIGNAL_KINDS) -> list[str]:
     """The topic of each kind, in the order given (unknown kinds raise ValueError)."""
-    unknown = sorted(set(kinds) - set(SIGNAL_KINDS))
-    if unknown:
-        raise ValueError(f"unknown signal kind(s) {unknown}; known: {', '.join(SIGNAL_KINDS)}")
-    return [settings.topic(f"signals.{kind}") for kind in dict.fromkeys(kinds)]
+    return Topics.of(settings).signal_topics(kinds)
 
 
 ConsumerFactory = Callable[[dict[str, Any]], Any]

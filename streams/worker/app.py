@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import ssl
 from dataclasses import dataclass
@@ -15,17 +14,14 @@ from prometheus_client import CollectorRegistry
 from agents import activity, lifecycle
 from agents.logic.routing import Router
 from streams.settings import Settings
+from streams.topics import Topics
 from streams.worker import web
-from streams.worker.changelog import read_partitions
-from streams.worker.consumer import App as RewindingApp
+from streams.worker.consumer import RewindingApp
 from streams.worker.delivery import Deliverer, Sink
 from streams.worker.ingest import IngestService, ingest_limits
 from streams.worker.ingest_process import IngestProcess, own_process
 from streams.worker.metrics import Metrics, SnapshotCollector
 from streams.worker.runtime import Runtime
-from streams.worker.store import StateTable
-
-STATE_TABLE = "users"
 
 
 @dataclass
@@ -102,25 +98,14 @@ def create_worker(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, settings.event_types)
     app = faust_app(settings)
-    table = StateTable(
-        app,
-        name=STATE_TABLE,
-        beacon=app.tables.beacon,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Per-user engagement state (compact binary, see agents/logic/state.py).",
-    )
-    app.tables.add(table)
     # A deliverer injected by a test cannot be shared with a child process: ingest stays here.
     ingest_apart = deliverer is None and own_process(settings.ingest_process)
     deliverer = deliverer if deliverer is not None else Deliverer(settings, metrics)
-    runtime = Runtime(settings, metrics, deliverer, table)
-    table.store.on_partitions = runtime.on_partitions
-    table.store.restorer = functools.partial(read_partitions, settings)
+    runtime = Runtime(settings, metrics, deliverer, app)
+    table = runtime.table
     registry.register(
         SnapshotCollector(
-            lambda: runtime.published, ("other", *settings.channels), settings.retention_days
+            lambda: runtime.published, settings.channel_labels, settings.retention_days
         )
     )
     ingest: IngestService | IngestProcess | None = None
@@ -128,7 +113,7 @@ def create_worker(
         source = _raw_topic(app, settings.input_topic, settings.partitions)
         agent = activity.register_direct(app, source, runtime, ingest_limits(settings), metrics)
     else:
-        by_user = _raw_topic(app, settings.topic("events.by_user"), settings.partitions)
+        by_user = _raw_topic(app, Topics.of(settings).by_user, settings.partitions)
         agent = activity.register(app, by_user, runtime)
         if ingest_apart:
             ingest = IngestProcess(settings, metrics)

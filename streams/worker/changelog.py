@@ -24,10 +24,10 @@ from agents.logic.state import UserState, decode
 from schemas.errors import BrokerError, StateDecodeError
 from streams.kafka import consumer_config
 from streams.settings import Settings
+from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
-STATE_TABLE = "users"  # streams.worker.app.STATE_TABLE (not imported: that pulls in Faust)
 _BATCH = 5_000
 
 ConsumerFactory = Callable[[dict[str, Any]], Any]
@@ -35,7 +35,7 @@ ConsumerFactory = Callable[[dict[str, Any]], Any]
 
 def changelog_topic(settings: Settings) -> str:
     """The state table's changelog topic: ``<app id>-users-changelog``."""
-    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+    return Topics.of(settings).changelog
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ def partitions_to_rewind(
     return sorted(tp for tp in assigned if tp.topic not in changelogs and not committed.get(tp))
 
 
-class Consumer(faust_aiokafka.Consumer):
+class RewindingConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer whose :meth:`perform_seek` never leaves a stream partition ahead."""
 
     async def perform_seek(self) -> None:
@@ -39,11 +39,11 @@ class Consumer(faust_aiokafka.Consumer):
             await self.seek(tp, 0)  # also forgets the read offset: the records are not "seen"
 
 
-class App(faust.App):
-    """A Faust app that uses :class:`Consumer` on the ``kafka://`` transport."""
+class RewindingApp(faust.App):
+    """A Faust app that uses :class:`RewindingConsumer` on the ``kafka://`` transport."""
 
     def _new_consumer(self) -> ConsumerT:
-        return Consumer(
+        return RewindingConsumer(
             self.transport,
             callback=self.topics.on_message,
             on_partitions_revoked=self._on_partitions_revoked,

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from schemas.records import Headers
 from streams.kafka import producer_config
 from streams.settings import Settings
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
-Headers = Sequence[tuple[str, bytes | None]] | None
 
 
 class Sink(Protocol):
@@ -34,7 +33,7 @@ class Sink(Protocol):
         key: bytes | None,
         value: bytes | None,
         partition: int = -1,
-        headers: Headers = None,
+        headers: Headers | None = None,
     ) -> None: ...
 
     async def flush(self, role: str) -> dict[tuple[str, int], int]: ...
@@ -44,7 +43,7 @@ class Sink(Protocol):
 class _Round:
     """Delivery reports since the last completed flush."""
 
-    failed: list[tuple[Message, KafkaError, Headers]] = field(default_factory=list)
+    failed: list[tuple[Message, KafkaError, Headers | None]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(lambda: -1))
 
 
@@ -70,7 +69,7 @@ class Deliverer:
         key: bytes | None,
         value: bytes | None,
         partition: int = -1,
-        headers: Headers = None,
+        headers: Headers | None = None,
     ) -> None:
         """Queue one record (a few µs: one shared delivery callback, no objects per record).
 
@@ -90,11 +89,13 @@ class Deliverer:
 
     def _keeping(self, headers: list[tuple[str, str | bytes | None]]) -> Any:
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            self._delivered(err, msg, cast(Headers, headers))
+            self._delivered(err, msg, cast(Headers | None, headers))
 
         return delivered
 
-    def _delivered(self, err: KafkaError | None, msg: Message, headers: Headers = None) -> None:
+    def _delivered(
+        self, err: KafkaError | None, msg: Message, headers: Headers | None = None
+    ) -> None:
         round_ = self._round
         if err is not None:
             round_.failed.append((msg, err, headers))
@@ -126,7 +127,7 @@ class Deliverer:
                 backoff = min(backoff * 2, self._max_backoff)
 
     def _retry(
-        self, role: str, failed: list[tuple[Message, KafkaError, Headers]], backoff: float
+        self, role: str, failed: list[tuple[Message, KafkaError, Headers | None]], backoff: float
     ) -> None:
         log.warning(
             "%d record(s) not delivered (%s); retrying in %.1fs",

@@ -24,6 +24,7 @@ from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark
 from streams.kafka import consumer_config
 from streams.settings import Settings
+from streams.topics import Topics
 from streams.worker.codecs import encode_batch
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics
@@ -53,18 +54,20 @@ class IngestService(Service):
         metrics: Metrics,
         deliverer: Sink,
         router: Router,
+        on_counted: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # called after each step's counters moved and before its output is produced (the
         # ingest process reports its counters to the worker there, so they never lag the fold)
-        self.on_counted: Callable[[], None] | None = None
+        self.on_counted = on_counted
         self.settings = settings
         self.metrics = metrics
         self.deliverer = deliverer
         self.router = router
-        self.by_user = settings.topic("events.by_user")
-        self.dead_letter = settings.topic("dead_letter")
+        self.topics = Topics.of(settings)
+        self.by_user = self.topics.by_user
+        self.dead_letter = self.topics.dead_letter
         self._consumer: Consumer | None = None
         self._positions: dict[tuple[str, int], int] = {}  # delivered, to commit
         self._unflushed: dict[tuple[str, int], int] = {}  # produced, not yet delivered
@@ -77,7 +80,7 @@ class IngestService(Service):
         self._broadcast_at = 0.0
 
     async def on_start(self) -> None:
-        group = f"{self.settings.app_id}-ingest"
+        group = self.topics.ingest_group
         config = consumer_config(self.settings, group, on_commit=self._on_commit)
         config["enable.partition.eof"] = True  # idle partitions must not hold the watermark
         self._consumer = Consumer(config)

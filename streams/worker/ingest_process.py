@@ -115,7 +115,6 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     metrics = Metrics(registry, settings.event_types)
     deliverer = Deliverer(settings, metrics)
     router = Router(settings.partitions, ingest_limits(settings))
-    service = IngestService(settings, metrics, deliverer, router)
     sent: dict[CounterKey, float] = {}
 
     def report() -> None:
@@ -125,7 +124,7 @@ async def _serve(settings: Settings, conn: Connection) -> None:
         sent.update(moved)
         conn.send((moved, dict(service.delivered_until)))
 
-    service.on_counted = report
+    service = IngestService(settings, metrics, deliverer, router, on_counted=report)
     await service.start()
 
     try:

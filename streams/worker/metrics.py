@@ -23,8 +23,8 @@ from prometheus_client.registry import Collector
 
 from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
 from agents.logic.ingest import Reason
-from agents.logic.lifecycle import SIGNAL_KINDS
 from agents.logic.state import Stage
+from schemas.records import SIGNAL_KINDS
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)

@@ -11,11 +11,13 @@ ids).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import faust
 import orjson
 
 from agents.logic.churn import ModelParams
@@ -26,6 +28,8 @@ from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext
 from schemas.records import EventLike
 from streams.settings import Settings
+from streams.topics import STATE_TABLE, Topics
+from streams.worker.changelog import read_partitions
 from streams.worker.codecs import decode_batch
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics, Published
@@ -60,7 +64,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         ),
         signals=SignalContext(
             settings.clock,
-            ("other", *settings.channels),
+            settings.channel_labels,
             tuple(name for name, _ in settings.categories),
         ),
         clock=settings.clock,
@@ -74,12 +78,23 @@ class Runtime:
     """Owns the engine's partitions and makes its output durable."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, deliverer: Sink, table: StateTable
+        self, settings: Settings, metrics: Metrics, deliverer: Sink, app: faust.App
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.deliverer = deliverer
-        self.table = table
+        self.table = StateTable(
+            app,
+            name=STATE_TABLE,
+            beacon=app.tables.beacon,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            help="Per-user engagement state (compact binary, see agents/logic/state.py).",
+            on_partitions=self.on_partitions,
+            restorer=functools.partial(read_partitions, settings),
+        )
+        app.tables.add(self.table)
         self.engine = Engine(engine_config(settings))
         self.ready = asyncio.Event()
         self.published: Published | None = None
@@ -91,10 +106,8 @@ class Runtime:
         self._in_flight: asyncio.Task[None] | None = None  # the group being made durable
         self._flusher: asyncio.Task[None] | None = None
         self.processed_until: dict[int, int] = {}  # by_user partition -> next offset
-        self._signal_topics = {
-            kind: settings.topic(f"signals.{kind}")
-            for kind in ("dormant", "churn_risk", "churned", "reactivated")
-        }
+        self.topics = Topics.of(settings)
+        self._signal_topics = self.topics.signals
 
     # -- partitions (called by the store after recovery) ---------------------------------------
     def on_partitions(self, active: set[int], standby: set[int]) -> None:

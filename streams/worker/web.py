@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from agents.logic.churn import p_alive
 from agents.logic.days import DAY_MS
 from agents.logic.lifecycle import model_inputs, risk_deadline_ms
-from agents.logic.signals import iso_ms
+from schemas.timestamps import iso_ms
 from streams.worker.runtime import Runtime
 from streams.worker.store import StateTable
 

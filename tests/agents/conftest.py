@@ -6,16 +6,16 @@ from collections import defaultdict
 
 import pytest
 
+from schemas.records import Headers
 from streams.settings import Settings
 from streams.worker.app import Worker, create_worker
-from streams.worker.delivery import Headers
 
 
 class MemorySink:
     """Records what the stages would deliver; ``flush`` always succeeds."""
 
     def __init__(self) -> None:
-        self.records: dict[str, list[tuple[bytes | None, bytes | None, int, Headers]]] = (
+        self.records: dict[str, list[tuple[bytes | None, bytes | None, int, Headers | None]]] = (
             defaultdict(list)
         )
         self.flushes: list[str] = []
@@ -26,7 +26,7 @@ class MemorySink:
         key: bytes | None,
         value: bytes | None,
         partition: int = -1,
-        headers: Headers = None,
+        headers: Headers | None = None,
     ) -> None:
         self.records[topic].append((key, value, partition, headers))
 

@@ -22,10 +22,10 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from agents.logic.engine import Engine
-from agents.logic.lifecycle import SIGNAL_KINDS
+from schemas.records import SIGNAL_KINDS, Signal
 from streams.kafka import consumer_config
 from streams.settings import Settings
-from streams.tools.signals import Signal
+from streams.topics import Topics
 from streams.worker.codecs import decode_batch
 from streams.worker.runtime import engine_config
 
@@ -128,13 +128,13 @@ def build_ledger(settings: Settings) -> Ledger:
     engine = Engine(engine_config(settings))
     for number in range(settings.partitions):
         engine.assign(number, {})
-    for msg in read_topic(settings, settings.topic("events.by_user")):
+    for msg in read_topic(settings, Topics.of(settings).by_user):
         watermark, source, events = decode_batch(msg.value())
         ledger.by_user_copies += len(events)
         ledger.valid_ids.update((e.user_id, e.event_id) for e in events)
         out = engine.process(msg.partition(), events, msg.timestamp()[1], watermark, source)
         ledger.expected.update((sig["signal_id"], kind) for kind, _, sig in out.signals)
-    for msg in read_topic(settings, settings.topic("dead_letter")):
+    for msg in read_topic(settings, Topics.of(settings).dead_letter):
         headers = dict(msg.headers() or [])
         ledger.dead_copies += 1
         partition = headers.get("engagement.error.partition")
@@ -144,6 +144,6 @@ def build_ledger(settings: Settings) -> Ledger:
         else:
             ledger.headerless += 1
     for kind in SIGNAL_KINDS:
-        for msg in read_topic(settings, settings.topic(f"signals.{kind}")):
+        for msg in read_topic(settings, Topics.of(settings).signals[kind]):
             ledger.signals.append(Signal.from_json(msg.value()))
     return ledger

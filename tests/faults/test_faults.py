@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from streams.testbed.processes import WorkerProcess
+from streams.topics import Topics
 from tests.faults import System, rss_bytes, wait_until
 from tests.faults.abuse import abusive_input
 from tests.faults.checks import finish, progress
@@ -90,7 +91,7 @@ def test_sigterm_is_a_clean_shutdown(make_system) -> None:
     assert shutdown < GRACE_S
     settings = system.settings
     assert system.ingest_caught_up(), "input offsets not committed at shutdown"
-    records, events = system.uncommitted_events(settings.app_id, settings.topic("events.by_user"))
+    records, events = system.uncommitted_events(settings.app_id, Topics.of(settings).by_user)
     assert events == 0, f"{events} events in {records} by_user records left uncommitted"
     system.publish(load.second)
     restarted = time.monotonic()
@@ -112,7 +113,7 @@ def test_dead_letter_topic_unwritable_for_a_while(make_system) -> None:
     load = workload(505)
     bad = abusive_input(int(time.time() * 1000), scale=1)[0]
     worker = system.start("w0")
-    topic = system.settings.topic("dead_letter")
+    topic = Topics.of(system.settings).dead_letter
     system.set_topic_config(topic, "max.message.bytes", "1")
     system.publish(load.first + bad)
     wait_until(lambda: retries(worker) > 0, 60, "dead-letter deliveries retried")

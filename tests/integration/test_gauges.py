@@ -22,7 +22,7 @@ from agents.logic.days import Calendar
 from streams.settings import Settings
 from streams.testbed.brokers import free_port
 from streams.testbed.processes import WorkerProcess
-from streams.tools.retention_report import retention_triangle
+from streams.tools.retention import retention_triangle
 from streams.worker.changelog import load_changelog
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import ingest_group_settled, running_worker, wait_for, worker_env

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from agents.logic.signals import iso_ms
+from schemas.timestamps import iso_ms
 from tests.integration.conftest import BROKERS_ENV, BrokerHandle, BrokerPool, selected_kinds
 from tests.integration.workers import running_worker, wait_metric, worker_env
 

@@ -13,8 +13,9 @@ from collections import defaultdict
 
 import pytest
 
+from schemas.records import Signal
 from streams.settings import Settings
-from streams.tools.signals import Signal, SignalConsumer
+from streams.tools.signals import SignalConsumer
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import (
     produce_events,

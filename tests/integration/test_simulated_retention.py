@@ -12,7 +12,7 @@ from streams.demo.check import rebuild_from_changelog
 from streams.demo.page import pooled_by_channel, triangle_json
 from streams.kafka import producer_config
 from streams.settings import Settings
-from streams.tools.retention_report import retention_triangle
+from streams.tools.retention import retention_triangle
 from streams.tools.simulate import Channel, SimulationConfig, publish_simulation, simulate
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import running_worker, wait_for, wait_metric, worker_env

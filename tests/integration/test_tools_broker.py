@@ -12,6 +12,7 @@ from agents.logic.state import encode
 from schemas.errors import BrokerError
 from streams.settings import Settings
 from streams.tools.signals import SignalConsumer
+from streams.topics import Topics
 from streams.worker.changelog import load_changelog, read_states
 from tests.integration.conftest import BrokerHandle, create_topics
 from tests.unit.conftest import T0, engine_config, make_event
@@ -83,7 +84,10 @@ def test_signal_consumer_reads_two_signals(broker: BrokerHandle, unique_name) ->
 
     prefix = unique_name("sig")
     settings = settings_for(broker, prefix)
-    dormant, churned = settings.topic("signals.dormant"), settings.topic("signals.churned")
+    dormant, churned = (
+        Topics.of(settings).signals["dormant"],
+        Topics.of(settings).signals["churned"],
+    )
     create_topics(broker.bootstrap, {dormant: 2, churned: 1})
     signals = scripted_signals("event")
     first = next(s for s in signals if s["kind"] == "dormant")

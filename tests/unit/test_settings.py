@@ -8,6 +8,7 @@ import pytest
 
 from schemas.errors import SettingsError
 from streams.settings import Settings, describe, parse_duration
+from streams.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +19,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.web_port == 6066
     assert settings.clock == "wall"
     assert settings.dormant_after == 7 * 86400
-    assert settings.topic("dead_letter") == "engagement.dead_letter"
+    assert Topics.of(settings).dead_letter == "engagement.dead_letter"
 
 
 @pytest.mark.parametrize(

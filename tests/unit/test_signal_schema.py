@@ -11,10 +11,9 @@ import pytest
 
 from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
-from agents.logic.lifecycle import SIGNAL_KINDS
 from agents.logic.state import Stage
 from schemas import EXAMPLES_DIR, load_schema
-from streams.tools.signals import Signal
+from schemas.records import SIGNAL_KINDS, Signal
 from tests.unit.conftest import T0, engine_config, make_event
 
 HOUR = 3_600_000

@@ -18,21 +18,21 @@ from agents.logic.days import DAY_MS, Calendar
 from agents.logic.engine import Engine
 from agents.logic.fit import Summary, fit, simulate_mbgnbd, summaries_from_events
 from agents.logic.meta import META_KEY
-from agents.logic.signals import iso_ms
 from agents.logic.state import encode
-from schemas.records import Event
+from schemas.records import Event, Signal
+from schemas.timestamps import iso_ms
 from streams.settings import Settings
-from streams.tools.fit import (
-    add_fit_parser,
+from streams.tools.args import parse_time
+from streams.tools.fit import add_fit_parser, fit_command, read_event_pairs, summaries_from_states
+from streams.tools.retention import (
     add_retention_parser,
-    fit_command,
-    parse_time,
-    read_event_pairs,
+    render_html,
+    render_text,
     retention_command,
-    summaries_from_states,
+    retention_triangle,
 )
-from streams.tools.retention_report import render_html, render_text, retention_triangle
-from streams.tools.signals import Signal, SignalConsumer, add_signals_parser, signals_command
+from streams.tools.signals import SignalConsumer, add_signals_parser, signals_command
+from streams.topics import Topics
 from streams.worker.changelog import ChangelogSnapshot, changelog_topic
 from tests.unit.conftest import CHANNELS, T0, engine_config, make_event
 
@@ -411,8 +411,8 @@ def fake_records() -> tuple[dict[str, list[list[bytes]]], list[dict[str, Any]]]:
     dormant = [orjson.dumps(s) for s in sigs if s["kind"] == "dormant"]
     churned = [orjson.dumps(s) for s in sigs if s["kind"] == "churned"]
     records = {
-        SETTINGS.topic("signals.dormant"): [dormant[:2], [dormant[0], b"junk", *dormant[2:]]],
-        SETTINGS.topic("signals.churned"): [churned],
+        Topics.of(SETTINGS).signals["dormant"]: [dormant[:2], [dormant[0], b"junk", *dormant[2:]]],
+        Topics.of(SETTINGS).signals["churned"]: [churned],
     }
     return records, sigs
 
@@ -453,6 +453,6 @@ def test_named_group_commits_and_command_prints_json_lines() -> None:
     fake = made[0]
     assert fake.config["group.id"] == "analysts" and fake.committed
     lines = out.getvalue().splitlines()
-    assert len(lines) == len(records[SETTINGS.topic("signals.churned")][0])
+    assert len(lines) == len(records[Topics.of(SETTINGS).signals["churned"]][0])
     assert fake.stored == list(range(len(lines)))
     assert all(Signal.from_json(line).kind == "churned" for line in lines)

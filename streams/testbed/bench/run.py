@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.testbed.bench.data import create_topics, produce_dataset, say
-from streams.testbed.bench.live import LargeResult, measure_large, measure_latency
+from streams.testbed.bench.live import measure_large, measure_latency
 from streams.testbed.bench.measure import load_average, machine_description
 from streams.testbed.bench.phases import (
     Context,
@@ -133,19 +133,6 @@ def run_phases(
         extra=extra,
         notes=[*_notes(naive, args), *ctx.notes],
     )
-
-
-def _dataset(
-    events: int, users: int, days: int, partitions: int, large: LargeResult | None
-) -> dict[str, Any]:
-    tracked = None if large is None else large.bytes_per_user["users"]
-    return {
-        "events": events,
-        "users": users,
-        "days_simulated": days,
-        "partitions": partitions,
-        "users_large": tracked,
-    }
 
 
 def _notes(naive: SystemRun, args: argparse.Namespace) -> list[str]:

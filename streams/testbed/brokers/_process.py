@@ -32,16 +32,6 @@ def free_port(host: str = LOOPBACK) -> int:
         return port
 
 
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """True when ``port`` can be bound on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def tail(path: Path, lines: int = 40) -> str:
     """The last ``lines`` lines of a text file ('' when it does not exist)."""
     try:

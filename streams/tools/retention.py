@@ -1,5 +1,7 @@
-"""The cohort retention triangle and its text and HTML renderings (pure; used by
-``engagement retention``).
+"""``engagement retention``: the cohort retention triangle of every partition of a running
+system (read from the state changelog), as text and as an HTML heatmap.
+
+engagement retention [--cohorts 14] [--by-channel] [--html FILE] [--now TIME]
 
 The triangle is read off :class:`agents.logic.aggregates.Aggregates` (cohort counters keyed
 ``(first active day, channel index, k)``, k = 0 being the cohort size), so it counts exactly what
@@ -8,12 +10,20 @@ the live retention gauges count.
 
 from __future__ import annotations
 
+import argparse
 import html
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
-from agents.logic.aggregates import Aggregates
+from agents.logic.aggregates import Aggregates, rebuild
 from agents.logic.days import Calendar
+from streams.settings import Settings
+from streams.tools.args import Loader, default_loader, now_arg, positive
+from streams.worker.changelog import ChangelogSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,3 +178,71 @@ def render_html(triangle: Triangle, calendar: Calendar, title: str = "Cohort ret
         + "\n".join(body)
         + "\n</tbody>\n</table>\n</body>\n</html>\n"
     )
+
+
+# -- the command ------------------------------------------------------------------------------
+def retention_today(settings: Settings, snapshot: ChangelogSnapshot, now_ms: int | None) -> int:
+    """Today's day number: ``--now``, else the newest watermark (event clock), else wall clock."""
+    calendar = Calendar(settings.timezone)
+    if now_ms is None and settings.clock == "event":
+        now_ms = snapshot.newest_watermark_ms() or None
+        if now_ms is None:
+            print(
+                "engagement retention: no watermark in the changelog; using the wall clock",
+                file=sys.stderr,
+            )
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    return calendar.day_of(now_ms)
+
+
+def retention_command(
+    settings: Settings,
+    *,
+    cohorts: int = 14,
+    by_channel: bool = False,
+    html_path: str | None = None,
+    now_ms: int | None = None,
+    out: TextIO = sys.stdout,
+    loader: Loader = default_loader,
+) -> int:
+    """Print the retention triangle of the last ``cohorts`` cohorts; optionally write HTML."""
+    calendar = Calendar(settings.timezone)
+    snapshot = loader(settings)
+    today = retention_today(settings, snapshot, now_ms)
+    agg = rebuild((state for _, state in snapshot.users()), calendar)
+    channels = settings.channel_labels
+    triangle = retention_triangle(agg, today, cohorts, channels, by_channel=by_channel)
+    out.write(render_text(triangle, calendar))
+    if html_path:
+        Path(html_path).write_text(render_html(triangle, calendar), encoding="utf-8")
+        print(f"wrote {html_path}", file=out)
+    return 0
+
+
+def _run_retention(args: argparse.Namespace) -> int:
+    settings = Settings.from_env_or_exit()
+    return retention_command(
+        settings,
+        cohorts=args.cohorts,
+        by_channel=args.by_channel,
+        html_path=args.html,
+        now_ms=now_arg(settings, args.now),
+    )
+
+
+def add_retention_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``engagement retention``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "retention", help="the cohort retention triangle from the state changelog"
+    )
+    parser.add_argument("--cohorts", type=positive, default=14, help="cohorts (and day columns)")
+    parser.add_argument("--by-channel", action="store_true", help="one row per cohort and channel")
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML heatmap")
+    parser.add_argument(
+        "--now",
+        metavar="TIME",
+        help="today's date (default: newest watermark on the event clock, else the wall clock)",
+    )
+    parser.set_defaults(func=_run_retention)
+    return parser
