@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from schemas.errors import EngagementError
+from schemas.errors import EngagementError, SettingsError
 from streams.settings import Settings, describe, markdown_table
 from streams.testbed.bench.cli import add_bench_parser
 from streams.tools.fit import add_fit_parser
@@ -34,12 +34,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
     from streams.worker.app import EngagementWorker, create_worker
     from streams.worker.gc_tuning import tune_gc
+    from streams.worker.store import require_store
 
     settings = Settings.from_env_or_exit()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.makedirs(settings.data_dir, exist_ok=True)
+    try:
+        require_store(settings.store)
+    except SettingsError as exc:
+        raise SystemExit(f"engagement: {exc}") from None
     ensure_topics(settings)
     worker = create_worker(settings)
     tune_gc()

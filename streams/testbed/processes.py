@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,15 @@ class WorkerProcess:
     """One ``engagement worker`` child process."""
 
     def __init__(
-        self, env: Mapping[str, str], *, workdir: Path | None = None, name: str = "worker"
+        self,
+        env: Mapping[str, str],
+        *,
+        workdir: Path | None = None,
+        name: str = "worker",
+        command: Sequence[str] = (sys.executable, "-m", "streams.cli"),
     ) -> None:
         self.name = name
+        self.command = list(command)  # ``engagement``, as installed somewhere
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"engagement-{name}-"))
         self.env = {**os.environ, "ENGAGEMENT_DATA_DIR": str(self.workdir / "data"), **env}
         self.port = int(self.env.get("ENGAGEMENT_WEB_PORT", "6066"))
@@ -61,7 +67,7 @@ class WorkerProcess:
     def start(self, wait_ready: float | None = 90.0) -> WorkerProcess:
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [*self.command, "worker"],
             env=self.env,
             cwd=self.workdir,
             stdout=self._log,

@@ -22,6 +22,9 @@ from streams.worker.ingest import IngestService, ingest_limits
 from streams.worker.ingest_process import IngestProcess, own_process
 from streams.worker.metrics import Metrics, SnapshotCollector
 from streams.worker.runtime import Runtime
+from streams.worker.store import require_store
+
+SNAPSHOT_EVERY_S = 1.0  # how often the gauges' snapshot is refreshed
 
 
 @dataclass
@@ -95,6 +98,7 @@ def create_worker(
     settings: Settings, registry: CollectorRegistry | None = None, deliverer: Sink | None = None
 ) -> Worker:
     """Build (not start) a worker for ``settings`` (``deliverer``: tests inject a fake)."""
+    require_store(settings.store)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, settings.event_types)
     app = faust_app(settings)
@@ -123,8 +127,25 @@ def create_worker(
             )
         _start_with_app(app, ingest)
     lifecycle.register(app, runtime)
+    _register_housekeeping(app, runtime)
     web.register(app, table, runtime, registry)
     return Worker(settings, app, runtime, metrics, registry, ingest, agent)
+
+
+def _register_housekeeping(app: faust.App, runtime: Runtime) -> None:
+    """The timer that refreshes the snapshot the metrics collector reads (so scrapes never
+    scan state), and the flusher that makes pending groups durable when input pauses (a task
+    of the runtime's own: Faust's timers end as soon as shutdown starts)."""
+
+    @app.timer(SNAPSHOT_EVERY_S, name="snapshot")  # type: ignore[untyped-decorator]
+    async def snapshot() -> None:
+        runtime.refresh_snapshot()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_flusher() -> None:
+        runtime.start_flusher(runtime.settings.tick_interval)
+
+    app.on_before_shutdown.connect(runtime.stop_flusher)
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:

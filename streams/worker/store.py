@@ -21,6 +21,7 @@ is not read again either.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -38,6 +39,7 @@ PartitionsChanged = Callable[[set[int], set[int]], None]  # (active, standby)
 Apply = Callable[[Any], None]  # one confluent-kafka message
 #: (topic, partition -> first offset, apply) -> partition -> offset of the last record read
 Restorer = Callable[[str, Mapping[int, int], Apply], dict[int, int]]
+ROCKSDICT = "rocksdict://"
 BEGINNING = -2  # confluent_kafka.OFFSET_BEGINNING
 
 
@@ -212,14 +214,7 @@ class RocksStore(_Restoring, faust_rocksdb.Store):
     """``rocksdict://``: Faust's RocksDB store on the rocksdict driver, one DB per partition."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            import rocksdict  # noqa: F401 (the optional extra; Faust would fail later, vaguely)
-        except ImportError as exc:
-            raise SettingsError(
-                "ENGAGEMENT_STORE",
-                "rocksdict:// needs the rocksdb extra: pip install 'engagement-stream[rocksdb]' "
-                "(or ENGAGEMENT_STORE=memory://)",
-            ) from exc
+        require_store(ROCKSDICT)
         kwargs["driver"] = "rocksdict"
         super().__init__(*args, **kwargs)
 
@@ -234,6 +229,17 @@ class RocksStore(_Restoring, faust_rocksdb.Store):
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         self._notify(active_tps, standby_tps)
+
+
+def require_store(url: str) -> None:
+    """Stop start-up, naming the setting and the extra, when the store's driver is missing
+    (Faust would fail later, and vaguely, inside its recovery)."""
+    if url.startswith(ROCKSDICT) and importlib.util.find_spec("rocksdict") is None:
+        raise SettingsError(
+            "ENGAGEMENT_STORE",
+            "rocksdict:// needs the rocksdb extra: pip install 'engagement-stream[rocksdb]' "
+            "(or ENGAGEMENT_STORE=memory://)",
+        )
 
 
 class StateTable(faust.Table):  # type: ignore[type-arg]

@@ -1,5 +1,6 @@
-"""Layering: pure logic imports no Faust, no Kafka client, no clock; our generic top-level
-package names resolve to this repository."""
+"""Layering: pure logic and the contracts import no Faust, no Kafka client, no clock and nothing
+of ``streams``; the worker imports nothing of the tools, the demo or the test bed; nothing
+installed imports ``tests``; our generic top-level package names resolve to this repository."""
 
 from __future__ import annotations
 
@@ -46,8 +47,7 @@ def test_pure_layers_import_no_runtime(path: Path) -> None:
     for name in _imports(path):
         top = name.split(".")[0]
         assert name not in FORBIDDEN and top not in FORBIDDEN, f"{path.name} imports {name}"
-        if top == "streams":
-            assert name in ALLOWED_STREAMS, f"{path.name} imports {name}"
+        assert top != "streams", f"{path.name} imports {name}"
         assert top != "agents" or name.startswith("agents.logic"), f"{path.name} imports {name}"
 
 
@@ -58,6 +58,29 @@ def test_pure_logic_reads_no_clock(path: Path) -> None:
             owner = node.func.value
             if isinstance(owner, ast.Name) and owner.id in {"datetime", "date", "time"}:
                 assert node.func.attr not in CLOCK_CALLS, f"{path.name} calls {owner.id}.now()"
+
+
+@pytest.mark.parametrize("path", _modules("schemas"), ids=lambda p: p.name)
+def test_contracts_import_only_contracts(path: Path) -> None:
+    for name in _imports(path):
+        assert name.split(".")[0] not in {"agents", "streams"}, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", _modules("streams/worker"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_worker_imports_no_tools_demo_or_testbed(path: Path) -> None:
+    for name in _imports(path):
+        for room in ("streams.tools", "streams.demo", "streams.testbed"):
+            assert not (name == room or name.startswith(room + ".")), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    _modules("agents") + _modules("schemas") + _modules("streams"),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_installed_code_imports_no_tests(path: Path) -> None:
+    for name in _imports(path):
+        assert name.split(".")[0] != "tests", f"{path} imports {name}"
 
 
 @pytest.mark.parametrize("package", ["agents", "schemas", "streams"])
