@@ -2,7 +2,7 @@
 
 Thin: each Faust message is a batch of one partition's events; the runtime folds it through the
 pure engine and acks the message only once the state and signals it produced are durable (in
-groups, see :meth:`streams.worker.runtime.Runtime.commit_group`), so Faust's commit never
+groups, see :meth:`streams.worker.runtime.Runtime.finish_groups`), so Faust's commit never
 runs ahead of the state it produced.
 """
 

@@ -202,4 +202,4 @@ async def drain(worker: Worker, timeout: float) -> None:
         if not behind:
             break
         await asyncio.sleep(0.05)
-    await runtime.commit_group()
+    await runtime.finish_groups()

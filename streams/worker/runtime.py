@@ -155,7 +155,7 @@ class Runtime:
             self._acks.append(ack)
         self._group_events += len(events)
         if self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
-            await self.send_group()
+            await self.start_group()
 
     def start_flusher(self, interval: float) -> None:
         """Commit pending groups every ``interval`` seconds from a task of our own: Faust's
@@ -168,52 +168,52 @@ class Runtime:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.cancel()
-        await self.commit_group()
+        await self.finish_groups()
 
     async def _flush_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             if self._acks or self._signals:
                 try:
-                    await self.send_group()
+                    await self.start_group()
                 except Exception:  # keep flushing; the failure is logged, nothing is acked
                     log.exception("commit of a pending group failed")
 
     async def tick(self) -> None:
         """Fire due deadlines, then start making everything pending durable."""
         self._pending(self.engine.tick(int(time.time() * 1000)))
-        await self.send_group()
+        await self.start_group()
 
     def _pending(self, out: Output) -> None:
         self._signals.extend(out.signals)
         self._count(out)
 
-    async def send_group(self) -> None:
+    async def start_group(self) -> None:
         """Start making the pending group durable and return while that happens, so the next
         records are folded meanwhile. The group before it is waited for first: one group is in
         flight at a time, so signals, changelog records and acks keep their order."""
         async with self._group_lock:
-            await self._settle()
+            await self._await_in_flight()
             signals, self._signals = self._signals, []
             acks, self._acks = self._acks, []
             self._group_events = 0
             changes = self.engine.take_changes()
             if signals or changes or acks:
-                deliver = self._deliver(signals, changes, acks)
+                deliver = self._make_durable(signals, changes, acks)
                 self._in_flight = asyncio.get_running_loop().create_task(deliver)
 
-    async def commit_group(self) -> None:
+    async def finish_groups(self) -> None:
         """Make everything pending durable and wait until its input records are acked."""
-        await self.send_group()
+        await self.start_group()
         async with self._group_lock:
-            await self._settle()
+            await self._await_in_flight()
 
-    async def _settle(self) -> None:
+    async def _await_in_flight(self) -> None:
         task, self._in_flight = self._in_flight, None
         if task is not None:
             await task
 
-    async def _deliver(
+    async def _make_durable(
         self,
         signals: list[tuple[str, bytes, dict[str, Any]]],
         changes: list[tuple[int, bytes, bytes | None]],

@@ -25,7 +25,7 @@ def test_a_batch_record_is_folded_and_made_durable(sink: MemorySink) -> None:
     async def scenario() -> None:
         async with worker.activity.test_context() as agent:
             await agent.put(encode_batch(0, events), key=b"user-0", partition=0)
-        await worker.runtime.commit_group()  # what the next tick does
+        await worker.runtime.finish_groups()  # what the next tick does
 
     run(scenario())
     state = worker.runtime.engine.user("user-1")
@@ -46,7 +46,7 @@ def test_a_lapsed_user_returning_emits_one_reactivated_signal(sink: MemorySink) 
         async with worker.activity.test_context() as agent:
             for batch in (first, silence, back, back):
                 await agent.put(encode_batch(0, batch), key=b"u", partition=0)
-        await worker.runtime.commit_group()
+        await worker.runtime.finish_groups()
 
     run(scenario())
     signals = [
@@ -87,7 +87,7 @@ def test_the_store_gets_a_state_only_after_its_changelog_is_delivered(sink: Memo
     assert engine.user("u1") is not None
 
     async def commit() -> None:
-        await worker.runtime.commit_group()
+        await worker.runtime.finish_groups()
 
     run(commit())
     assert b"u1" in store
