@@ -243,6 +243,14 @@ class Settings:
         "How far the event-clock watermark trails the newest event time, and how long after its "
         "end a day counts as incomplete. Must be under one day.",
     )
+    idle_timeout: float = setting(
+        "ENGAGEMENT_IDLE_TIMEOUT",
+        "30s",
+        _positive_duration,
+        "Event clock: how long an input partition must have had nothing to read before the "
+        "watermark stops waiting for it (reaching its end alone is not enough), and how long a "
+        "by_user partition waits for an ingest instance it no longer hears from.",
+    )
     max_future_skew: float = setting(
         "ENGAGEMENT_MAX_FUTURE_SKEW",
         "10m",

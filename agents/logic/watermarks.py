@@ -4,9 +4,12 @@ Two levels, both pure (wall time passed in):
 
 * :class:`InputWatermark` — one ingest instance over the input partitions it reads. Its
   watermark is the *minimum* over its non-idle partitions of the newest event time seen there,
-  minus the allowed lateness; a partition that reached its end (end-of-partition event) is idle
-  and does not hold the others back. Taking the maximum instead would let one partition's
-  future jump the clock while another partition's older events are still unread.
+  minus the allowed lateness. Idleness is decided by time, as Flink's ``withIdleness``: a
+  partition is idle once it has been at its end (nothing unread) for ``idle_ms`` of wall time.
+  Reaching the end alone is not enough: a fast producer's partitions are read unevenly, and a
+  partition that is momentarily caught up still has events to come whose times may lie behind
+  the other partitions'. A partition with unread records is never idle. Only when every
+  partition is idle does the newest of them set the clock (nothing is left to wait for).
 * :class:`SourceWatermarks` — one ``events.by_user`` partition over the ingest instances
   (sources) writing to it: the minimum over sources heard from recently, so several workers'
   ingests advance the clock together; a source silent for ``timeout_ms`` (its worker is gone,
@@ -23,12 +26,13 @@ from collections.abc import Hashable, Iterable
 class InputWatermark:
     """The watermark of one ingest instance."""
 
-    __slots__ = ("_assigned", "_idle", "_lateness", "_newest", "_value")
+    __slots__ = ("_assigned", "_at_end_since", "_idle_ms", "_lateness", "_newest", "_value")
 
-    def __init__(self, lateness_ms: int) -> None:
+    def __init__(self, lateness_ms: int, idle_ms: int) -> None:
         self._lateness = lateness_ms
+        self._idle_ms = idle_ms
         self._assigned: set[Hashable] = set()
-        self._idle: set[Hashable] = set()
+        self._at_end_since: dict[Hashable, int] = {}  # partition -> wall ms it reached its end
         self._newest: dict[Hashable, int] = {}
         self._value = 0
 
@@ -38,21 +42,31 @@ class InputWatermark:
     def revoke(self, partitions: Iterable[Hashable]) -> None:
         for partition in partitions:
             self._assigned.discard(partition)
-            self._idle.discard(partition)
+            self._at_end_since.pop(partition, None)
 
     def observe(self, partition: Hashable, newest_ms: int) -> None:
         """Events up to ``newest_ms`` were read from ``partition``."""
-        self._idle.discard(partition)
+        self._at_end_since.pop(partition, None)
         if newest_ms > self._newest.get(partition, 0):
             self._newest[partition] = newest_ms
 
-    def reached_end(self, partition: Hashable) -> None:
-        """``partition`` has nothing more to read for now."""
-        self._idle.add(partition)
+    def reached_end(self, partition: Hashable, wall_ms: int) -> None:
+        """``partition`` has nothing more to read for now (its end-of-partition event)."""
+        self._at_end_since.setdefault(partition, wall_ms)
 
-    @property
-    def value(self) -> int:
-        active = self._assigned - self._idle
+    def has_unread(self, partition: Hashable) -> None:
+        """``partition`` has records not read yet (its high watermark is past our position):
+        it is not at its end, whatever end-of-partition event came before."""
+        self._at_end_since.pop(partition, None)
+
+    def at_end(self) -> list[Hashable]:
+        """The partitions currently taken to be at their end."""
+        return list(self._at_end_since)
+
+    def value(self, wall_ms: int) -> int:
+        """The watermark at ``wall_ms``: it only moves forward."""
+        idle = {p for p, since in self._at_end_since.items() if wall_ms - since >= self._idle_ms}
+        active = self._assigned - idle
         if active:
             frontier = min(self._newest.get(p, 0) for p in active)
         else:

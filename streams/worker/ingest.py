@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from mode import Service
@@ -76,13 +76,16 @@ class IngestService(Service):
         self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
         self._flush_lock = asyncio.Lock()
         self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
-        self.watermark = InputWatermark(int(settings.allowed_lateness * 1000))
+        self.watermark = InputWatermark(
+            int(settings.allowed_lateness * 1000), int(settings.idle_timeout * 1000)
+        )
         self._broadcast_at = 0.0
 
     async def on_start(self) -> None:
         group = self.topics.ingest_group
         config = consumer_config(self.settings, group, on_commit=self._on_commit)
         config["enable.partition.eof"] = True  # idle partitions must not hold the watermark
+        # Idleness is decided by time: at its end for ENGAGEMENT_IDLE_TIMEOUT
         self._consumer = Consumer(config)
         self._consumer.subscribe(
             [self.settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -138,7 +141,7 @@ class IngestService(Service):
                 break
             if messages:
                 self.step(messages)
-            self._broadcast_watermark()
+            self._broadcast_watermark(consumer)
             if self._unflushed and (
                 not messages
                 or self._unflushed_events >= FLUSH_EVENTS
@@ -189,12 +192,13 @@ class IngestService(Service):
                     msg.headers(),
                 )
             )
-        routed = self.router.route(records, int(time.time() * 1000))
+        wall_ms = int(time.time() * 1000)
+        routed = self.router.route(records, wall_ms)
         for source, newest in routed.newest_ms.items():
             self.watermark.observe(source, newest)
         for source, ended in at_end.items():
             if ended:
-                self.watermark.reached_end(source)
+                self.watermark.reached_end(source, wall_ms)
         self._count(routed, len(records))
         if self.on_counted is not None:
             self.on_counted()
@@ -205,7 +209,7 @@ class IngestService(Service):
         self._unflushed_events += len(records)
 
     def _produce(self, routed: Routed) -> None:
-        watermark = self.watermark.value
+        watermark = self.watermark.value(int(time.time() * 1000))
         for partition, events in routed.batches.items():
             for start in range(0, len(events), MAX_BATCH_ROWS):
                 rows = events[start : start + MAX_BATCH_ROWS]
@@ -228,16 +232,34 @@ class IngestService(Service):
             metrics.invalid.labels(dead.rejection.reason.value).inc()
         metrics.dead_lettered.inc(len(routed.dead))
 
-    def _broadcast_watermark(self) -> None:
+    def _broadcast_watermark(self, consumer: Consumer) -> None:
         """Every second, tell every partition how far event time got (and that this source is
         alive), so partitions without events of their own do not stall."""
         now = time.monotonic()
         if now - self._broadcast_at < WATERMARK_EVERY_S:
             return
         self._broadcast_at = now
-        watermark = self.watermark.value
+        self._reopen_unread(consumer)
+        watermark = self.watermark.value(int(time.time() * 1000))
         if watermark <= 0:
             return
         value = encode_batch(watermark, [], self.source)
         for partition in range(self.settings.partitions):
             self.deliverer.produce(self.by_user, None, value, partition)
+
+    def _reopen_unread(self, consumer: Consumer) -> None:
+        """A partition taken to be at its end whose high watermark (as the last fetch saw it)
+        is past our position has records still to read: it must hold the watermark."""
+        ended = self.watermark.at_end()
+        if not ended:
+            return
+        try:
+            positions = consumer.position(
+                [TopicPartition(*cast("tuple[str, int]", k)) for k in ended]
+            )
+            for tp in positions:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high > tp.offset:
+                    self.watermark.has_unread((tp.topic, tp.partition))
+        except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
+            log.debug("unread check skipped: %s", exc)

@@ -71,6 +71,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         lateness_ms=int(settings.allowed_lateness * 1000),
         aggregate_days=settings.aggregate_days,
         retention_days=settings.retention_days,
+        source_timeout_ms=int(settings.idle_timeout * 1000),
     )
 
 

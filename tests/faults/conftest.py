@@ -145,6 +145,8 @@ def make_system(fault_broker: KafkaBroker, tmp_path: Path) -> Iterator[type[Syst
             "ENGAGEMENT_WEB_HOST": "127.0.0.1",
             "ENGAGEMENT_LOG_LEVEL": "info",
             "ENGAGEMENT_CLOCK": "event",
+            # the end of the input is idleness after 10 s, not 30 s: scenarios end sooner
+            "ENGAGEMENT_IDLE_TIMEOUT": "10s",
             "ENGAGEMENT_CHANNELS": ",".join(CHANNELS),
             **overrides,
         }

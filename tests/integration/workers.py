@@ -27,6 +27,7 @@ def worker_env(broker: BrokerHandle, name: str, **overrides: str) -> dict[str, s
         "ENGAGEMENT_WEB_HOST": "127.0.0.1",
         "ENGAGEMENT_WEB_PORT": str(free_port()),
         "ENGAGEMENT_LOG_LEVEL": "info",
+        "ENGAGEMENT_IDLE_TIMEOUT": "5s",  # event clock: the end of a test's input, sooner
     }
     env.update(overrides)
     Settings.from_env(env)  # fail early on a bad override

@@ -5,27 +5,57 @@ from agents.logic.watermarks import InputWatermark, SourceWatermarks
 H = 3_600_000
 
 
+IDLE = 30_000
+
+
 def test_the_slowest_active_partition_holds_the_watermark() -> None:
-    wm = InputWatermark(lateness_ms=H)
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
     wm.assign(["p0", "p1"])
     wm.observe("p0", 100 * H)
-    assert wm.value == 0  # p1 has shown nothing yet: it may still hold old events
+    assert wm.value(0) == 0  # p1 has shown nothing yet: it may still hold old events
     wm.observe("p1", 10 * H)
-    assert wm.value == 9 * H
+    assert wm.value(0) == 9 * H
     wm.observe("p0", 200 * H)
-    assert wm.value == 9 * H
+    assert wm.value(0) == 9 * H
 
 
 def test_an_idle_partition_does_not_hold_the_others_back() -> None:
-    wm = InputWatermark(lateness_ms=H)
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
     wm.assign(["p0", "p1"])
     wm.observe("p0", 50 * H)
-    wm.reached_end("p1")
-    assert wm.value == 49 * H
-    wm.reached_end("p0")
-    assert wm.value == 49 * H
+    wm.reached_end("p1", wall_ms=1_000)
+    assert wm.value(1_000 + IDLE) == 49 * H  # p1 at its end for the idle timeout
+    wm.reached_end("p0", wall_ms=40_000)
+    assert wm.value(40_000 + IDLE) == 49 * H
     wm.observe("p1", 20 * H)  # new data on p1 (older): the watermark never goes back
-    assert wm.value == 49 * H
+    assert wm.value(80_000) == 49 * H
+
+
+def test_reaching_the_end_is_not_idleness() -> None:
+    """A fast producer's partitions are read unevenly: one that is momentarily caught up still
+    has events to come, which may be older than the partitions read further."""
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 10 * H)
+    wm.observe("p1", 90 * H)
+    wm.reached_end("p0", wall_ms=0)
+    wm.reached_end("p1", wall_ms=0)
+    assert wm.value(IDLE - 1) == 9 * H  # both at their end, neither idle yet: the minimum
+    wm.observe("p0", 12 * H)  # p0's producer was only behind
+    assert wm.value(IDLE + 5_000) == 11 * H
+    wm.reached_end("p0", wall_ms=IDLE + 5_000)
+    assert wm.value(2 * IDLE + 5_000) == 89 * H  # both idle now: nothing left to wait for
+
+
+def test_a_partition_with_unread_records_is_never_idle() -> None:
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 10 * H)
+    wm.observe("p1", 90 * H)
+    wm.reached_end("p0", wall_ms=0)
+    wm.has_unread("p0")  # its high watermark moved past our position since
+    assert wm.value(10 * IDLE) == 9 * H
+    assert wm.at_end() == []
 
 
 def test_sources_advance_together_and_silent_ones_expire() -> None:
