@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
@@ -180,7 +181,9 @@ class Engine:
 
         Before each event, the user's deadlines up to ``event time - lateness`` fire: the event
         shows the watermark got that far, so a replay read in large batches yields the same
-        signals (dormant, churned, then reactivated) as the same events arriving live.
+        signals (dormant, churned, then reactivated) as the same events arriving live. They are
+        the deadlines of the state as folded so far (rescheduled when stale): a return, or any
+        new active day, can move the deadline earlier (churned back to dormant, or at risk).
         """
         cfg = self.config
         key = user_id.encode()
@@ -191,12 +194,12 @@ class Engine:
         changed = stale = False  # stale: folded since the deadline was last scheduled
         lateness = cfg.lateness_ms
         if len(events) > 1:
-            events.sort(key=_event_time)
+            events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
             ts = event.timestamp_ms
             if ts < late_before:
                 out.late += 1
-            if state is not None and state.deadline_ms <= ts - lateness:
+            if state is not None:
                 if stale:
                     schedule(state, cfg.lifecycle)
                     stale = False
@@ -424,7 +427,3 @@ class Engine:
             if raw is not None:
                 return decode(raw)
         return None
-
-
-def _event_time(event: EventLike) -> int:
-    return event.timestamp_ms
