@@ -335,10 +335,10 @@ class Engine:
         deadline; otherwise only a deadline that moved earlier needs a new entry.
         """
         cfg = self.config
-        discard = False
+        # a discarded state has no deadline left; one re-created by a later event has one
+        discard = state.deadline is Deadline.NONE
         for transition in transitions:
             if transition.kind == "discard":
-                discard = True
                 continue
             signal = build_signal(
                 user_id,

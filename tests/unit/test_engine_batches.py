@@ -79,3 +79,25 @@ def test_a_return_inside_a_batch_reschedules_before_the_next_event(split) -> Non
     assert [sid for _, _, sid in got] == [
         signal_id("u", kind, at(trigger)) for kind, _, trigger in EXPECTED
     ]
+
+
+def test_a_user_back_after_the_state_was_discarded_starts_afresh() -> None:
+    """Day 0, then back on day 500 (the state is discarded after 400 days): the deadline fires
+    the discard before the event, which re-creates the state; that state must be kept (it was
+    deleted with the old one, so the return was forgotten and day 500 fired nothing)."""
+    eng = Engine(engine_config())
+    part = eng.assign(0, {})
+    kinds = []
+    for day in (0, 500, 600):  # one per batch; the user on day 600 only moves the clock
+        user = "u" if day < 600 else "clock"
+        for _, _, signal in eng.process(0, [make_event(user, at(day))], 0).signals:
+            kinds.append((signal["kind"], (signal["event_time_ms"] - T0) / DAY_MS))
+        if day == 500:  # the counters moved from the old state to the new one
+            state = eng.user("u")
+            assert state is not None and state.first_ms == at(500)
+            eng.mark_durable(eng.take_changes())
+            rebuilt = Engine(eng.config).assign(0, part.store).aggregates
+            kept = part.meta.today - eng.config.aggregate_days
+            assert {d: n for d, n in rebuilt.active.items() if d >= kept} == +part.aggregates.active
+            assert +rebuilt.stages == +part.aggregates.stages
+    assert kinds == [("dormant", 7), ("churned", 30), ("dormant", 507), ("churned", 530)]
