@@ -179,11 +179,10 @@ class Engine:
     ) -> None:
         """Fold one user's events of a batch in event-time order.
 
-        Before each event, the user's deadlines up to ``event time - lateness`` fire: the event
-        shows the watermark got that far, so a replay read in large batches yields the same
-        signals (dormant, churned, then reactivated) as the same events arriving live. They are
-        the deadlines of the state as folded so far (rescheduled when stale): a return, or any
-        new active day, can move the deadline earlier (churned back to dormant, or at risk).
+        Before each event, the user's deadlines up to ``event time - lateness`` fire (the event
+        shows the watermark got that far; a return or new active day earlier in the batch may
+        have moved the deadline earlier), so a replay read in large batches yields the same
+        signals (dormant, churned, then reactivated) as the same events arriving live.
         """
         cfg = self.config
         key = user_id.encode()
