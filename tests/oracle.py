@@ -1,15 +1,20 @@
-"""An independent oracle: engagement numbers computed straight from raw events.
+"""An independent oracle: engagement numbers and signals computed straight from raw events.
 
-Plain Python over (user, event id, timestamp, channel) tuples, sharing no code with the engine,
-so tests can check the live gauges against the definitions in ARCHITECTURE.md.
+Plain Python over (user, event id, timestamp, channel) tuples, sharing no code with the engine
+(standard library only: nothing from ``agents``, ``streams`` or ``schemas``), so tests can check
+the live gauges and the pushed signals against the definitions in ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from hashlib import blake2b
+from zoneinfo import ZoneInfo
 
 DAY_MS = 86_400_000
 
@@ -115,3 +120,175 @@ def disorder(events: list[RawEvent], seed: int, lateness_ms: int) -> list[RawEve
         keyed.append((event.timestamp_ms + rnd.randrange(10 * DAY_MS), event))
     keyed.sort(key=lambda pair: pair[0])
     return [event for _, event in keyed]
+
+
+# -- signals -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignalRules:
+    """The settings the signal definitions depend on (ARCHITECTURE.md, "Definitions")."""
+
+    dormant_days: float = 7.0  # D
+    churned_days: float = 30.0  # C
+    discard_days: float = 400.0  # a churned user's state is forgotten after this long
+    alive_threshold: float = 0.5  # p*
+    lateness_ms: int = 3_600_000
+    timezone: str = "UTC"
+    r: float = 0.8
+    alpha: float = 4.0
+    a: float = 0.3
+    b: float = 3.0
+
+
+@dataclass(frozen=True)
+class ExpectedSignal:
+    """``trigger_ms`` identifies the signal; ``at_ms`` is when it became true: the deadline,
+    or for ``reactivated`` the first event after the silence (whose trigger is the last event
+    before it, so that reordered returns share one id)."""
+
+    user_id: str
+    kind: str
+    trigger_ms: int
+    at_ms: int
+
+    @property
+    def signal_id(self) -> str:
+        return signal_id(self.user_id, self.kind, self.trigger_ms)
+
+
+@dataclass
+class ExpectedSignals:
+    """What :func:`expected_signals` finds, in time order per user."""
+
+    signals: list[ExpectedSignal] = field(default_factory=list)
+    # Users with a deadline d and a next event e where e - lateness < d <= e: the definition says
+    # the deadline fired (no activity for the whole delay), but on the event clock it fires only
+    # if the watermark passed d before e was read, which the arrival order decides.
+    undecided: set[str] = field(default_factory=set)
+
+    def identities(self, exclude: Iterable[str] = ()) -> set[tuple[str, str, int]]:
+        skip = set(exclude)
+        return {(s.user_id, s.kind, s.trigger_ms) for s in self.signals if s.user_id not in skip}
+
+
+def signal_id(user_id: str, kind: str, trigger_ms: int) -> str:
+    """blake2b-128 (hex) of user id, kind and trigger instant, joined by the unit separator
+    (signal.schema.json; its examples pin the exact bytes)."""
+    return blake2b(f"{user_id}\x1f{kind}\x1f{trigger_ms}".encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class _Life:
+    """One user's facts since their first event (or since their state was forgotten)."""
+
+    last_ms: int
+    days: set[int]  # local calendar days (date ordinals) with activity
+    stage: str = "live"  # live (new, active, reactivated) | at_risk | dormant | churned
+
+
+class _SignalOracle:
+    def __init__(self, rules: SignalRules, now_ms: int) -> None:
+        self.rules = rules
+        self.now_ms = now_ms
+        self.tz = ZoneInfo(rules.timezone)
+        self.result = ExpectedSignals()
+
+    def day(self, ms: int) -> int:
+        return datetime.fromtimestamp(ms // 1000, self.tz).date().toordinal()
+
+    def midnight_ms(self, day: int) -> int:
+        start = date.fromordinal(day)
+        local = datetime(start.year, start.month, start.day, tzinfo=self.tz)
+        return round(local.astimezone(UTC).timestamp() * 1000)
+
+    def risk_ms(self, life: _Life) -> float:
+        """When P(alive) falls to p* with no further activity, from the closed form
+        T* = (alpha + t_x) * ((1/p* - 1) * (b + x) / a) ** (1 / (r + x)) - alpha, T in days
+        from the start of the first active day; inf if it never comes. If T* lies before the
+        last event, P(alive) is below p* from that activity on: it is the crossing."""
+        rules = self.rules
+        x = len(life.days) - 1
+        t_x = max(life.days) - min(life.days)
+        odds = (1 / rules.alive_threshold - 1) * (rules.b + x) / rules.a
+        try:
+            t_star = (rules.alpha + t_x) * math.pow(odds, 1 / (rules.r + x)) - rules.alpha
+        except OverflowError:
+            return math.inf
+        if not math.isfinite(t_star):
+            return math.inf
+        return max(self.midnight_ms(min(life.days)) + math.ceil(t_star * DAY_MS), life.last_ms)
+
+    def next_deadline(self, life: _Life) -> tuple[str, float]:
+        """The user's next stage change if they stay away: at risk only while live and only
+        if P(alive) crosses p* before the dormant delay is up; then dormant, churned, forgotten."""
+        rules, last = self.rules, life.last_ms
+        if life.stage == "live":
+            dormant = last + round(rules.dormant_days * DAY_MS)
+            risk = self.risk_ms(life)
+            return ("churn_risk", risk) if risk < dormant else ("dormant", dormant)
+        if life.stage == "at_risk":
+            return "dormant", last + round(rules.dormant_days * DAY_MS)
+        if life.stage == "dormant":
+            return "churned", last + round(rules.churned_days * DAY_MS)
+        return "discard", last + round(rules.discard_days * DAY_MS)
+
+    def silence(self, user: str, life: _Life, next_ms: int | None) -> _Life | None:
+        """Every deadline due before the next event (inclusive; or up to now): their signals,
+        and None if the user's state is forgotten."""
+        until = self.now_ms if next_ms is None else min(next_ms, self.now_ms)
+        while True:
+            kind, due = self.next_deadline(life)
+            if due > until:
+                return life
+            due = int(due)
+            if next_ms is not None and due > next_ms - self.rules.lateness_ms:
+                self.result.undecided.add(user)
+            if kind == "discard":
+                return None
+            self.result.signals.append(ExpectedSignal(user, kind, due, due))
+            life.stage = {"churn_risk": "at_risk"}.get(kind, kind)
+
+    def activity(self, user: str, life: _Life, ms: int) -> None:
+        """An event at ``ms`` (events come in time order): a dormant or churned user returns;
+        an at-risk user is live again on a new active day (the same day changes nothing the
+        churn model sees)."""
+        day = self.day(ms)
+        if life.stage in ("dormant", "churned") and ms > life.last_ms:
+            self.result.signals.append(ExpectedSignal(user, "reactivated", life.last_ms, ms))
+            life.stage = "live"
+        elif life.stage == "at_risk" and day > max(life.days):
+            life.stage = "live"
+        life.last_ms = max(life.last_ms, ms)
+        life.days.add(day)
+
+    def user(self, user: str, times: list[int]) -> None:
+        life: _Life | None = None
+        for ms in times:
+            if life is not None:
+                life = self.silence(user, life, ms)
+            if life is None:
+                life = _Life(ms, {self.day(ms)})
+            else:
+                self.activity(user, life, ms)
+        if life is not None:
+            self.silence(user, life, None)
+
+
+def expected_signals(
+    events: Iterable[RawEvent], rules: SignalRules, now_ms: int
+) -> ExpectedSignals:
+    """The signals the definitions imply for ``events`` once the event clock reached ``now_ms``
+    (the watermark at the end of the replay: at least the newest event time minus the lateness).
+
+    Only event times matter: duplicates and arrival order (within the lateness) change nothing,
+    except for the users listed in ``undecided``. Deadlines count in elapsed days from the last
+    event; calendar days (timezone) only enter the churn model's x, t_x and T.
+    """
+    times: dict[str, set[int]] = {}
+    for event in events:
+        times.setdefault(event.user_id, set()).add(event.timestamp_ms)
+    oracle = _SignalOracle(rules, now_ms)
+    for user in sorted(times):
+        oracle.user(user, sorted(times[user]))
+    return oracle.result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
@@ -178,8 +179,9 @@ class Engine:
     ) -> None:
         """Fold one user's events of a batch in event-time order.
 
-        Before each event, the user's deadlines up to ``event time - lateness`` fire: the event
-        shows the watermark got that far, so a replay read in large batches yields the same
+        Before each event, the user's deadlines up to ``event time - lateness`` fire (the event
+        shows the watermark got that far; a return or new active day earlier in the batch may
+        have moved the deadline earlier), so a replay read in large batches yields the same
         signals (dormant, churned, then reactivated) as the same events arriving live.
         """
         cfg = self.config
@@ -191,12 +193,12 @@ class Engine:
         changed = stale = False  # stale: folded since the deadline was last scheduled
         lateness = cfg.lateness_ms
         if len(events) > 1:
-            events.sort(key=_event_time)
+            events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
             ts = event.timestamp_ms
             if ts < late_before:
                 out.late += 1
-            if state is not None and state.deadline_ms <= ts - lateness:
+            if state is not None:
                 if stale:
                     schedule(state, cfg.lifecycle)
                     stale = False
@@ -332,10 +334,10 @@ class Engine:
         deadline; otherwise only a deadline that moved earlier needs a new entry.
         """
         cfg = self.config
-        discard = False
+        # a discarded state has no deadline left; one re-created by a later event has one
+        discard = state.deadline is Deadline.NONE
         for transition in transitions:
             if transition.kind == "discard":
-                discard = True
                 continue
             signal = build_signal(
                 user_id,
@@ -424,7 +426,3 @@ class Engine:
             if raw is not None:
                 return decode(raw)
         return None
-
-
-def _event_time(event: EventLike) -> int:
-    return event.timestamp_ms

@@ -67,12 +67,14 @@ def model_inputs(state: UserState, calendar: Calendar) -> tuple[int, int, int]:
 
 
 def risk_deadline_ms(state: UserState, config: LifecycleConfig) -> int:
-    """The instant P(alive) falls below the threshold if the user stays away."""
+    """The instant P(alive) falls below the threshold if the user stays away: T* after the
+    start of the first active day, or the last activity itself if T* lies before it (P(alive)
+    is below the threshold already; the crossing cannot precede the activity it counts)."""
     x, t_x, origin = model_inputs(state, config.calendar)
     t_star = risk_deadline_T(x, float(t_x), config.params, config.alive_threshold)
     if not math.isfinite(t_star):
         return 2**62
-    return origin + math.ceil(t_star * DAY_MS)
+    return max(origin + math.ceil(t_star * DAY_MS), state.last_ms)
 
 
 def schedule(state: UserState, config: LifecycleConfig) -> None:

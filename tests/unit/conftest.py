@@ -15,6 +15,7 @@ from schemas.records import Event
 CHANNELS = ("organic", "paid_search", "email")
 CATEGORIES = (("purchase", ("purchase",)), ("social", ("share", "comment")))
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+PARAMS = ModelParams(0.8, 4.0, 0.3, 3.0)
 
 
 def make_event(
@@ -33,6 +34,10 @@ def engine_config(
     churned_days: float = 30,
     threshold: float = 0.05,
     timezone: str = "UTC",
+    *,
+    discard_days: float = 400,
+    lateness_ms: int = 3_600_000,
+    params: ModelParams = PARAMS,
 ) -> EngineConfig:
     calendar = Calendar(timezone)
     return EngineConfig(
@@ -41,13 +46,13 @@ def engine_config(
             calendar,
             int(dormant_days * DAY_MS),
             int(churned_days * DAY_MS),
-            400 * DAY_MS,
+            int(discard_days * DAY_MS),
             threshold,
-            ModelParams(0.8, 4.0, 0.3, 3.0),
+            params,
         ),
         signals=SignalContext(clock, ("other", *CHANNELS), ("purchase", "social")),
         clock=clock,
-        lateness_ms=3_600_000,
+        lateness_ms=lateness_ms,
         aggregate_days=35,
         retention_days=(1, 7, 30),
     )

@@ -87,6 +87,17 @@ def test_risk_deadline_is_when_p_alive_crosses_the_threshold() -> None:
     )
 
 
+def test_a_risk_crossed_before_the_last_activity_fires_at_that_activity() -> None:
+    """p* = 0.95 is above P(alive) right after a first activity, b / (a + b) = 0.91: T* lies
+    before the user's first event. The churn_risk is dated at that event, not days before it."""
+    eng = Engine(engine_config(threshold=0.95))
+    eng.assign(0, {})
+    first = T0 + 10 * HOUR
+    out = eng.process(0, [make_event("u", first)], 0)
+    out.signals += eng.process(0, [], 0, first).signals  # the watermark reaches the event
+    assert [(s["kind"], s["event_time_ms"]) for _, _, s in out.signals] == [("churn_risk", first)]
+
+
 def test_scripted_population_gives_exactly_the_expected_signals() -> None:
     """Event clock: stay, fade, go dormant, churn, come back; exactly these signals, once."""
     eng = Engine(engine_config(threshold=0.05))
