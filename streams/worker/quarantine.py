@@ -27,7 +27,8 @@ import time
 from typing import Any
 
 from agents.logic.ingest import error_headers
-from schemas.errors import BatchDecodeError
+from agents.logic.meta import META_KEY
+from schemas.errors import BatchDecodeError, StateDecodeError
 from streams.settings import Settings
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics
@@ -93,3 +94,16 @@ def last_offset_of(settings: Settings, topic: str, partition: int, key: bytes) -
         log.exception("could not look up the offset of the unreadable record")
         return None
     return found[-1] if found else None
+
+
+def unreadable_state(topic: str, number: int, offset: int | None, exc: StateDecodeError) -> str:
+    """The fail-stop message for a changelog record that cannot be decoded (no user id in it:
+    the offset finds the record)."""
+    what = "the partition's meta record" if exc.key == META_KEY else "a user state"
+    at = f"offset {offset}" if offset is not None else "offset unknown"
+    return (
+        f"cannot take over partition {number}: {what} in {topic} partition {number} at {at} "
+        f"cannot be read: {exc.message}. Nothing of partition {number} is acknowledged. "
+        f"Produce a valid value for that record's key to {topic} partition {number}, or run a "
+        f"release that reads it, then restart"
+    )

@@ -29,7 +29,6 @@ from agents.logic.days import Calendar
 from agents.logic.engine import Engine, EngineConfig, Output
 from agents.logic.fold import FoldConfig
 from agents.logic.lifecycle import LifecycleConfig
-from agents.logic.meta import META_KEY
 from agents.logic.signals import SignalContext
 from schemas.errors import BatchDecodeError, StateDecodeError
 from schemas.records import EventLike
@@ -39,7 +38,7 @@ from streams.worker.changelog import read_partitions
 from streams.worker.codecs import decode_batch
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics, Published
-from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of
+from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
 
 log = logging.getLogger(__name__)
@@ -161,22 +160,24 @@ class Runtime:
     async def on_record(self, message: Any, ack: Ack) -> None:
         """One ``events.by_user`` record (a Faust message): decoded whole first, then folded,
         and ``ack`` runs once what it produced is durable. One that cannot be read is
-        quarantined with none of its events folded; any other failure stops the worker."""
+        quarantined (within ``ENGAGEMENT_DURABLE_TIMEOUT``) with none of its events folded;
+        any other failure stops the worker, the record unacknowledged."""
         partition, offset = message.partition, message.offset
         if not self._owns(partition):
             return
         try:
-            watermark, source, events = decode_batch(message.value)
-        except BatchDecodeError as exc:
-            await self.quarantine.put(message, exc)
-            await ack()
-        else:
             try:
+                watermark, source, events = decode_batch(message.value)
+            except BatchDecodeError as exc:
+                timeout = self.settings.durable_timeout
+                await asyncio.wait_for(self.quarantine.put(message, exc), timeout)
+                await ack()
+            else:
                 await self.on_events(partition, events, watermark, source, ack, offset=offset)
-            except Exception as exc:
-                where = f"{message.topic}[{partition}]@{offset}"
-                self.fail_stop(f"folding {where} failed: {exc!r}; it is not acknowledged")
-                return
+        except Exception as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
+            self.fail_stop(f"{message.topic}[{partition}]@{offset} failed ({why}); not acked")
+            return
         self.processed_until[partition] = offset + 1
 
     def _owns(self, partition: int) -> bool:
@@ -361,16 +362,8 @@ class Runtime:
         return True, ""
 
     def _unreadable_state(self, number: int, exc: StateDecodeError) -> str:
-        topic = self.table.changelog_topic_name
-        what = "the partition's meta record" if exc.key == META_KEY else "a user state"
         offset = self.locate(number, exc.key) if exc.key is not None else None
-        at = f"offset {offset}" if offset is not None else "offset unknown"
-        return (
-            f"cannot take over partition {number}: {what} in {topic} partition {number} at "
-            f"{at} cannot be read: {exc.message}. Nothing of partition {number} is "
-            f"acknowledged. Produce a valid value for that record's key to {topic} partition "
-            f"{number}, or run a release that reads it, then restart"
-        )
+        return unreadable_state(self.table.changelog_topic_name, number, offset, exc)
 
     def _count(self, out: Output) -> None:
         metrics = self.metrics

@@ -196,4 +196,24 @@ def test_a_fold_that_raises_stops_the_worker_unacknowledged(sink: MemorySink) ->
 
     asyncio.run(scenario())
     assert acks.done == []
-    assert stops and f"{BY_USER}[0]@3" in stops[0] and "a bug" in stops[0]
+    assert stops and f"{BY_USER}[0]@3 failed" in stops[0] and "a bug" in stops[0]
+
+
+class StuckQuarantine(MemorySink):
+    async def flush(self, role: str) -> dict[tuple[str, int], int]:
+        if role == "dead_letter":
+            await asyncio.Event().wait()
+        return await super().flush(role)
+
+
+def test_a_quarantine_that_cannot_be_written_stops_the_worker_unacknowledged() -> None:
+    worker = make_worker(StuckQuarantine(), ENGAGEMENT_DURABLE_TIMEOUT="300ms")
+    stops, acks, runtime = recording(worker), Acks(), worker.runtime
+
+    async def scenario() -> None:
+        await runtime.on_record(Message(1, 4, b"garbage"), acks.of(4))
+        await runtime.on_record(Message(1, 5, batch(event(1, "u1"))), acks.of(5))
+
+    asyncio.run(scenario())
+    assert acks.done == [] and runtime.engine.user("u1") is None
+    assert stops == [f"{BY_USER}[1]@4 failed (timed out); not acked"]
