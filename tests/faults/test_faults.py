@@ -251,6 +251,14 @@ def test_changelog_unwritable_stops_the_worker(make_system) -> None:
     system.set_topic_config(topic, "max.message.bytes", "1")  # the broker refuses every batch
     refused = time.monotonic()
     system.publish(load.second)
+    answers: list[tuple[int, bytes]] = []
+
+    def stuck() -> bool:  # /readyz says so before the timeout stops the worker
+        answers.append(worker.get("/readyz"))
+        return answers[-1][0] == 503
+
+    wait_until(stuck, 60, "/readyz answering 503", every=0.25)
+    assert b"not been durable" in answers[-1][1], answers[-1]
     code = worker.wait_exit(180)
     stopped = time.monotonic() - refused
     log = worker.log_tail(300)
@@ -259,5 +267,5 @@ def test_changelog_unwritable_stops_the_worker(make_system) -> None:
     system.set_topic_config(topic, "max.message.bytes", "1048588")
     fixed = time.monotonic()
     system.start("w0")
-    notes = f"max.message.bytes=1 on the changelog: exit {code} after {stopped:.0f} s"
+    notes = f"max.message.bytes=1 on the changelog: /readyz 503, exit {code} after {stopped:.0f} s"
     finish(system, load, "changelog unwritable (fail-stop)", fixed, notes)
