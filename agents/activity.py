@@ -1,9 +1,10 @@
 """activity: ``events.by_user`` (user_id -> batch of Events) -> user state + partition aggregates.
 
-Thin: each Faust message is a batch of one partition's events; the runtime folds it through the
-pure engine and acks the message only once the state and signals it produced are durable (in
-groups, see :meth:`streams.worker.runtime.Runtime.finish_groups`), so Faust's commit never
-runs ahead of the state it produced.
+Thin: each Faust message is a batch of one partition's events; the runtime decodes it whole,
+folds it through the pure engine and acks the message only once the state and signals it
+produced are durable (in groups, see :meth:`streams.worker.runtime.Runtime.finish_groups`), so
+Faust's commit never runs ahead of the state it produced. A record that cannot be read goes to
+the quarantine topic unfolded (:mod:`streams.worker.quarantine`).
 """
 
 from __future__ import annotations
@@ -24,24 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, topic: Any, runtime: Runtime) -> Any:
-    """The activity agent over the internal batch topic."""
+    """The activity agent over the internal batch topic. Nothing raises out of it: an
+    unreadable record is quarantined, anything unsafe stops the worker
+    (:meth:`Runtime.on_record`), since Faust would acknowledge a record whose agent raised."""
 
     @app.agent(topic, name="activity", concurrency=1)
     async def activity(stream: Any) -> None:
         records = stream.noack()  # acked by the runtime once their output is durable
         async for event in records.events():
-            message = event.message
-            ack = functools.partial(records.ack, event)
-            try:
-                await runtime.on_batch(message.partition, message.value, ack, message.offset)
-            except ValueError:
-                log.exception(
-                    "malformed record at %s[%d]@%d skipped",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                )
-                await ack()
+            await runtime.on_record(event.message, functools.partial(records.ack, event))
 
     return activity
 
@@ -65,7 +57,11 @@ def register_direct(
             result = ingest(message.value, headers, now, limits)
             if isinstance(result, Event):
                 metrics.count_valid(result.event_type)
-                await runtime.on_events(message.partition, [result], ack=ack)
+                partition, offset = message.partition, message.offset
+                try:
+                    await runtime.on_events(partition, [result], ack=ack, offset=offset)
+                except Exception as exc:  # Faust would ack it: stop instead
+                    runtime.fail_stop(f"folding {message.topic}[{partition}]@{offset}: {exc!r}")
                 continue
             metrics.invalid.labels(result.reason.value).inc()
             runtime.deliverer.produce(

@@ -4,6 +4,7 @@
     ├── SettingsError (+ ValueError)      a bad ENGAGEMENT_* value; names the variable
     ├── InvalidEvent (+ ValueError)       input that cannot become a canonical event
     ├── StateDecodeError (+ ValueError)   stored state bytes of an unknown version or shape
+    ├── BatchDecodeError (+ ValueError)   an events.by_user record that cannot be read
     └── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
 
 Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
@@ -33,7 +34,35 @@ class InvalidEvent(EngagementError, ValueError):
 
 
 class StateDecodeError(EngagementError, ValueError):
-    """Stored state of an unknown version or shape."""
+    """Stored state of an unknown version or shape.
+
+    ``version``: the version byte found when it is newer than this code reads (written by a
+    newer release); ``key`` and ``partition``: where it was found, once known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        version: int | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.version = version
+        self.key = key
+        self.partition = partition
+
+
+class BatchDecodeError(EngagementError, ValueError):
+    """An ``events.by_user`` record that cannot be read as a whole; ``reason`` is one of
+    :class:`streams.worker.codecs.BatchReason` (the activity stage quarantines the record)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
 
 
 class BrokerError(EngagementError, RuntimeError):

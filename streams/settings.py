@@ -364,6 +364,14 @@ class Settings:
         _positive_duration,
         "How often the deadline timer looks for due users.",
     )
+    durable_timeout: float = setting(
+        "ENGAGEMENT_DURABLE_TIMEOUT",
+        "60s",
+        _positive_duration,
+        "Longest a group of state changes and signals may take to reach Kafka (deliveries are "
+        "retried meanwhile and /readyz answers 503); then the worker stops with exit code 70 and "
+        "its unacknowledged input is read again after the restart.",
+    )
     session_timeout: float = setting(
         "ENGAGEMENT_SESSION_TIMEOUT",
         "30s",

@@ -25,6 +25,7 @@ class Topics:
     input: str
     by_user: str
     dead_letter: str
+    quarantine: str  # by_user records the activity stage cannot read (not input: see README)
     signals: Mapping[str, str]  # signal kind -> topic
     changelog: str  # the state table's: ``<app id>-users-changelog``
     ingest_group: str  # ingest's consumer group on the input topic
@@ -36,6 +37,7 @@ class Topics:
             input=settings.input_topic,
             by_user=f"{prefix}.events.by_user",
             dead_letter=f"{prefix}.dead_letter",
+            quarantine=f"{prefix}.events.by_user.quarantine",
             signals={kind: f"{prefix}.signals.{kind}" for kind in SIGNAL_KINDS},
             changelog=f"{app_id}-{STATE_TABLE}-changelog",
             ingest_group=f"{app_id}-ingest",
@@ -51,12 +53,13 @@ class Topics:
 
     @property
     def owned(self) -> list[str]:
-        """events.by_user, dead_letter and the signal topics (the changelog is Faust's)."""
-        return [self.by_user, self.dead_letter, *self.signals.values()]
+        """events.by_user, its quarantine, dead_letter and the signal topics (the changelog is
+        Faust's)."""
+        return [self.by_user, self.quarantine, self.dead_letter, *self.signals.values()]
 
 
 def owned_topics(settings: Settings) -> list[str]:
-    """events.by_user, dead_letter and the signal topics (prefixed)."""
+    """events.by_user, its quarantine, dead_letter and the signal topics (prefixed)."""
     return Topics.of(settings).owned
 
 

@@ -117,6 +117,7 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "ENGAGEMENT_INGEST_BATCH": _COUNT,
     "ENGAGEMENT_INGEST_PROCESS": {"enum": ["auto", "true", "false"]},
     "ENGAGEMENT_TICK_INTERVAL": _DURATION,
+    "ENGAGEMENT_DURABLE_TIMEOUT": _DURATION,
     "ENGAGEMENT_SESSION_TIMEOUT": _DURATION,
     "ENGAGEMENT_LOG_LEVEL": {"enum": ["debug", "info", "warning", "error"]},
 }

@@ -36,6 +36,7 @@ from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
 from agents.logic.watermarks import SourceWatermarks
+from schemas.errors import StateDecodeError
 from schemas.records import EventLike
 
 
@@ -75,14 +76,22 @@ class Engine:
 
     # -- ownership ---------------------------------------------------------------------------
     def assign(self, number: int, store: KVStore) -> Partition:
-        """Take over a partition whose store is recovered: rebuild aggregates and index."""
+        """Take over a partition whose store is recovered: rebuild aggregates and index.
+
+        A stored value that cannot be decoded raises :class:`StateDecodeError` naming the
+        partition and key, and the partition is not taken over."""
         calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
         meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
         for key, raw in store.items():
-            if key == META_KEY:
-                meta = decode_meta(raw, self._n_channels)
-                continue
-            state = decode(raw)
+            try:
+                if key == META_KEY:
+                    meta = decode_meta(raw, self._n_channels)
+                    continue
+                state = decode(raw)
+            except StateDecodeError as exc:
+                raise StateDecodeError(
+                    exc.message, version=exc.version, key=key, partition=number
+                ) from exc
             agg.add(state, calendar)
             if state.deadline is not Deadline.NONE:
                 index.add(state.deadline_ms, key)

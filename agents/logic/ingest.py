@@ -37,6 +37,7 @@ __all__ = [
     "Reason",
     "Rejection",
     "dead_letter_headers",
+    "error_headers",
     "extract_user_id",
     "ingest",
     "limits_from",
@@ -117,16 +118,32 @@ def dead_letter_headers(  # noqa: PLR0917 (positional signature shared with the 
     offset: int,
     now_ms: int,
 ) -> list[tuple[str, bytes | None]]:
+    """The original headers plus the error headers of ``rejection`` (see :func:`error_headers`)."""
+    return error_headers(
+        original, str(rejection.reason), rejection.message, topic, partition, offset, now_ms
+    )
+
+
+def error_headers(  # noqa: PLR0917 (the six error fields, positionally)
+    original: HeaderPairs | None,
+    reason: str,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    now_ms: int,
+) -> list[tuple[str, bytes | None]]:
     """The original headers (null values kept; earlier ``engagement.error.*`` headers dropped,
-    so a replayed dead letter carries one set) plus the error headers, all UTF-8 text."""
+    so a replayed dead letter carries one set) plus the error headers, all UTF-8 text. Shared
+    by the dead-letter topic and the activity stage's quarantine topic."""
     kept = [
         (name, raw.encode() if isinstance(raw, str) else raw)
         for name, raw in _pairs(original)
         if not name.startswith(ERROR_HEADER_PREFIX)
     ]
     added = {
-        "reason": str(rejection.reason),
-        "message": rejection.message[:1000],
+        "reason": reason,
+        "message": message[:1000],
         "topic": topic,
         "partition": str(partition),
         "offset": str(offset),

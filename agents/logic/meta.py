@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 import orjson
 
 from agents.logic.watermarks import SourceWatermarks
+from schemas.errors import StateDecodeError
 
 META_KEY = b"\x00meta"
+META_VERSION = 1  # records without "v" are version 1
 
 
 @dataclass(slots=True)
@@ -36,11 +38,24 @@ def encode_meta(meta: Meta) -> bytes:
 
 
 def decode_meta(raw: bytes, n_channels: int) -> Meta:
-    data = orjson.loads(raw)
-    pad = [0] * n_channels
-    return Meta(
-        int(data.get("watermark_ms", 0)),
-        int(data.get("today", 0)),
-        (list(data.get("lapsed", [])) + pad)[:n_channels],
-        (list(data.get("reactivated", [])) + pad)[:n_channels],
-    )
+    """Inverse of :func:`encode_meta`; raises :class:`StateDecodeError` on foreign bytes (a
+    ``"v"`` above :data:`META_VERSION` means a newer release wrote it)."""
+    try:
+        data = orjson.loads(raw)
+        version = data.get("v", META_VERSION)
+        pad = [0] * n_channels
+        meta = Meta(
+            int(data.get("watermark_ms", 0)),
+            int(data.get("today", 0)),
+            [int(n) for n in (list(data.get("lapsed", [])) + pad)[:n_channels]],
+            [int(n) for n in (list(data.get("reactivated", [])) + pad)[:n_channels]],
+        )
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise StateDecodeError(f"corrupt partition meta: {type(exc).__name__}: {exc}") from None
+    if type(version) is int and version > META_VERSION:
+        raise StateDecodeError(
+            f"partition meta version {version} is newer than this worker reads (version "
+            f"{META_VERSION}): run a release that reads meta version {version}",
+            version=version,
+        )
+    return meta

@@ -129,7 +129,7 @@ def encode(state: UserState) -> bytes:
 def decode(data: bytes) -> UserState:
     """Inverse of :func:`encode`; raises :class:`StateDecodeError` on foreign bytes."""
     if not data or data[0] != VERSION:
-        raise StateDecodeError(f"unknown state version {data[:1].hex() or 'empty'}")
+        raise _version_error(data)
     try:
         (
             _,
@@ -169,3 +169,17 @@ def decode(data: bytes) -> UserState:
         )
     except (struct.error, IndexError, ValueError) as exc:
         raise StateDecodeError(f"corrupt state: {exc}") from exc
+
+
+def _version_error(data: bytes) -> StateDecodeError:
+    if not data:
+        return StateDecodeError("empty state value")
+    found = data[0]
+    if found > VERSION:
+        return StateDecodeError(
+            f"state version {found} is newer than this worker reads (version {VERSION}): it "
+            f"was written by a newer engagement-stream; run a release that reads state "
+            f"version {found}",
+            version=found,
+        )
+    return StateDecodeError(f"unknown state version {found} (this worker reads {VERSION})")

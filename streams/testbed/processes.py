@@ -113,6 +113,19 @@ class WorkerProcess:
         """SIGTERM and wait (a clean shutdown); SIGKILL if it does not end in time."""
         return self._end(signal.SIGTERM, timeout)
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the worker to end by itself (a fail-stop); its exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise BrokerError(
+                f"{self.name} still running after {timeout:.0f}s:\n{self.log_tail()}"
+            ) from None
+        return self._end(signal.SIGKILL, 10.0)
+
     def kill(self) -> int | None:
         """SIGKILL: a crash, nothing flushed."""
         return self._end(signal.SIGKILL, 10.0)

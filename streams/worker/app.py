@@ -190,6 +190,7 @@ async def drain(worker: Worker, timeout: float) -> None:
     """Stop ingest, then wait until its delivered by_user records on owned partitions are
     folded and made durable."""
     runtime, ingest = worker.runtime, worker.ingest
+    runtime.stopping = True  # /readyz: 503 from now on
     if ingest is not None:
         await ingest.stop()
     deadline = asyncio.get_running_loop().time() + timeout

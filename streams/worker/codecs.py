@@ -12,14 +12,22 @@ of the bytes of the canonical object and a third of its decode time)::
      "rows": [[user_id, timestamp_ms, event_id, event_type, channel], ...]}
 
 Version 1 (``"events": [<canonical event>, ...]``) is still read, for rolling upgrades.
+
+A record is decoded *whole* before any of its events is folded: one that cannot be read (not
+JSON, an unknown version, a row of the wrong shape, a tombstone) raises
+:class:`~schemas.errors.BatchDecodeError` with a :class:`BatchReason`, and the activity stage
+quarantines it unfolded (:mod:`streams.worker.quarantine`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
 
 import orjson
 
+from schemas.errors import BatchDecodeError
 from schemas.records import Activity, Event, EventLike
 
 BATCH_VERSION = 2
@@ -38,15 +46,59 @@ def encode_batch(watermark_ms: int, events: Sequence[EventLike], source: str = "
     )
 
 
-def decode_batch(value: bytes) -> tuple[int, str, list[Activity]]:
-    """(watermark ms, source, events) of a by_user record."""
-    data = orjson.loads(value)
-    version = data.get("v")
-    if version == BATCH_VERSION:
-        make = Activity._make
-        rows = [make(row) for row in data["rows"]]
-    elif version == 1:
-        rows = [Activity.of(Event.from_wire(wire)) for wire in data["events"]]
-    else:
-        raise ValueError(f"unknown by_user batch version {version!r}")
-    return int(data.get("wm", 0)), str(data.get("src") or ""), rows
+class BatchReason(StrEnum):
+    """Why an ``events.by_user`` record was quarantined: a closed set, safe as a metric label."""
+
+    TOMBSTONE = "tombstone"  # a null value
+    NOT_JSON = "not_json"  # not UTF-8 JSON
+    UNKNOWN_VERSION = "unknown_version"  # e.g. written by a newer ingest during an upgrade
+    INVALID_BATCH = "invalid_batch"  # JSON of a known version, but not the documented shape
+
+
+def decode_batch(value: bytes | None) -> tuple[int, str, list[Activity]]:
+    """(watermark ms, source, events) of a by_user record, every row checked; raises
+    :class:`BatchDecodeError` (nothing returned, so nothing folded) if any part is unreadable."""
+    if value is None:
+        raise BatchDecodeError(BatchReason.TOMBSTONE, "a by_user record has no value")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BatchDecodeError(BatchReason.NOT_JSON, f"{exc.msg} at char {exc.pos}") from None
+    version = data.get("v") if isinstance(data, dict) else None
+    if version not in {1, BATCH_VERSION}:
+        found = "no version" if version is None else f"version {version!r}"
+        raise BatchDecodeError(
+            BatchReason.UNKNOWN_VERSION,
+            f"{found}; this worker reads by_user batch versions 1 and {BATCH_VERSION}",
+        )
+    try:
+        rows = _rows_v2(data["rows"]) if version == BATCH_VERSION else _rows_v1(data["events"])
+        watermark, source = data.get("wm", 0), data.get("src") or ""
+        if type(watermark) is not int or not isinstance(source, str):
+            raise TypeError("wm must be an integer and src a string")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BatchDecodeError(
+            BatchReason.INVALID_BATCH, f"version {version}: {type(exc).__name__}: {exc}"
+        ) from None
+    return watermark, source, rows
+
+
+def _rows_v2(rows: list[Any]) -> list[Activity]:
+    make = Activity._make
+    out = [make(row) for row in rows]  # TypeError on a row that is not 5 values
+    for i, (user, ts, event_id, event_type, channel) in enumerate(out):
+        if (
+            type(user) is not str
+            or type(ts) is not int
+            or type(event_id) is not str
+            or type(event_type) is not str
+            or (channel is not None and type(channel) is not str)
+        ):
+            raise TypeError(f"row {i}: expected [str, int, str, str, str or null]")
+    return out
+
+
+def _rows_v1(events: list[Any]) -> list[Activity]:
+    rows = [Activity.of(Event.from_wire(wire)) for wire in events]
+    _rows_v2(rows)  # the same checks
+    return rows

@@ -25,6 +25,7 @@ from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
 from agents.logic.ingest import Reason
 from agents.logic.state import Stage
 from schemas.records import SIGNAL_KINDS
+from streams.worker.codecs import BatchReason
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
@@ -72,6 +73,13 @@ class Metrics:
             "Rejected messages delivered to the dead-letter topic.",
             registry=registry,
         )
+        self.quarantined = Counter(
+            "engagement_records_quarantined",
+            "events.by_user records the activity stage could not read, sent unfolded to the "
+            "quarantine topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.duplicate = Counter(
             "engagement_events_duplicate",
             "Events whose event_id was seen recently for the same user; they count nowhere else.",
@@ -107,6 +115,8 @@ class Metrics:
         )
         for reason in Reason:
             self.invalid.labels(reason.value)
+        for batch_reason in BatchReason:
+            self.quarantined.labels(batch_reason.value)
         for event_type in (*sorted(self.event_types), "other"):
             self.valid.labels(event_type)
         for kind in SIGNAL_KINDS:

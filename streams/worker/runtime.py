@@ -1,11 +1,15 @@
 """The worker's moving parts around the pure engine: partitions, delivery, snapshots.
 
-The agents call :meth:`Runtime.on_batch` and :meth:`Runtime.tick`; both run the engine
-synchronously (so no other coroutine sees a half-updated partition). What it produced is made
-durable in groups — signals first, then the changelog — while the next records are folded.
+The agents call :meth:`Runtime.on_record` (or ``on_events``) and :meth:`Runtime.tick`; both run
+the engine synchronously (so no other coroutine sees a half-updated partition). What it produced
+is made durable in groups — signals first, then the changelog — while the next records are
+folded.
 Faust acknowledges an input record only once its group is in Kafka, so a committed offset never
 points past state that is not durable, and a crash in between re-emits the same signals (same
-ids).
+ids). A record that cannot be read is quarantined unfolded; a state that cannot be read, a group
+that cannot be made durable within ``ENGAGEMENT_DURABLE_TIMEOUT`` or a fold that raises stops
+the worker (:mod:`streams.worker.quarantine`), and records of partitions the engine does not own
+are never acknowledged.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from agents.logic.engine import Engine, EngineConfig, Output
 from agents.logic.fold import FoldConfig
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext
+from schemas.errors import BatchDecodeError, StateDecodeError
 from schemas.records import EventLike
 from streams.settings import Settings
 from streams.topics import STATE_TABLE, Topics
@@ -33,12 +38,14 @@ from streams.worker.changelog import read_partitions
 from streams.worker.codecs import decode_batch
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics, Published
+from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
 
 log = logging.getLogger(__name__)
 Ack = Callable[[], Awaitable[Any]]
 GROUP_EVENTS = 20_000  # a group is made durable at this many events ...
 GROUP_RECORDS = 64  # ... or input records, or on the next tick (ENGAGEMENT_TICK_INTERVAL)
+STALLED_AFTER_S = 10.0  # /readyz: 503 once a group is in flight this long (or half the timeout)
 
 
 def model_params(settings: Settings) -> ModelParams:
@@ -109,15 +116,38 @@ class Runtime:
         self.processed_until: dict[int, int] = {}  # by_user partition -> next offset
         self.topics = Topics.of(settings)
         self._signal_topics = self.topics.signals
+        self.quarantine = Quarantine(self.topics.quarantine, deliverer, metrics)
+        self.failure: str | None = None  # why the worker is stopping (fail-stop)
+        self.stopping = False
+        self.exit: Callable[[str], None] = hard_exit  # tests record instead of exiting
+        #: (changelog partition, key) -> offset of the key's newest changelog record
+        self.locate: Callable[[int, bytes], int | None] = functools.partial(
+            last_offset_of, settings, self.topics.changelog
+        )
+        self._group_records: dict[int, tuple[int, int]] = {}  # partition -> first, last offset
+        self._in_flight_since: float | None = None
+        self._unowned_logged: set[int] = set()
 
     # -- partitions (called by the store after recovery) ---------------------------------------
     def on_partitions(self, active: set[int], standby: set[int]) -> None:
+        """Faust awaits this (via the store) with ``asyncio.wait`` and never looks at an
+        exception raised here, so a partition that cannot be taken over stops the worker from
+        here, before Faust resumes its stream partitions."""
+        if self.failure is not None:
+            return
         owned = set(self.engine.partitions)
         for number in sorted(owned - active):
             self.engine.revoke(number)
         started = time.monotonic()
         for number in sorted(active - owned):
-            self.engine.assign(number, self.table.partition_store(number))
+            try:
+                self.engine.assign(number, self.table.partition_store(number))
+            except StateDecodeError as exc:
+                self.fail_stop(self._unreadable_state(number, exc))
+                return
+            except Exception as exc:
+                self.fail_stop(f"cannot take over partition {number}: {exc!r}")
+                return
         if active - owned:
             log.info(
                 "assigned partitions %s (rebuilt in %.2fs)",
@@ -128,13 +158,38 @@ class Runtime:
         self.refresh_snapshot()
 
     # -- work --------------------------------------------------------------------------------
-    async def on_batch(
-        self, partition: int, value: bytes, ack: Ack | None = None, offset: int = -1
-    ) -> None:
-        watermark, source, events = decode_batch(value)
-        await self.on_events(partition, events, watermark, source, ack)
-        if offset >= 0:
-            self.processed_until[partition] = offset + 1
+    async def on_record(self, message: Any, ack: Ack) -> None:
+        """One ``events.by_user`` record (a Faust message): decoded whole first, then folded,
+        and ``ack`` runs once what it produced is durable. One that cannot be read is
+        quarantined (within ``ENGAGEMENT_DURABLE_TIMEOUT``) with none of its events folded;
+        any other failure stops the worker, the record unacknowledged."""
+        partition, offset = message.partition, message.offset
+        if not self._owns(partition):
+            return
+        try:
+            try:
+                watermark, source, events = decode_batch(message.value)
+            except BatchDecodeError as exc:
+                timeout = self.settings.durable_timeout
+                await asyncio.wait_for(self.quarantine.put(message, exc), timeout)
+                await ack()
+            else:
+                await self.on_events(partition, events, watermark, source, ack, offset=offset)
+        except Exception as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
+            self.fail_stop(f"{message.topic}[{partition}]@{offset} failed ({why}); not acked")
+            return
+        self.processed_until[partition] = offset + 1
+
+    def _owns(self, partition: int) -> bool:
+        """False (logged once per partition) while stopping or for a partition not taken over:
+        its records are left unacknowledged for their owner, or for this worker's restart."""
+        if self.failure is None and partition in self.engine.partitions:
+            return True
+        if partition not in self._unowned_logged and self.failure is None:
+            self._unowned_logged.add(partition)
+            log.error("records of partition %d, which is not taken over, are left", partition)
+        return False
 
     async def on_events(
         self,
@@ -143,17 +198,23 @@ class Runtime:
         watermark: int = 0,
         source: str = "",
         ack: Ack | None = None,
+        *,
+        offset: int = -1,
     ) -> None:
-        """Fold one input record's events; its ``ack`` runs once what it produced is durable."""
-        if partition in self.engine.partitions:
-            wall = int(time.time() * 1000)
-            out = self.engine.process(partition, events, wall, watermark, source)
-            self._observe(events, wall)
-            self._pending(out)
-        else:
-            log.warning("record for unowned partition %d skipped", partition)
+        """Fold one input record's events; its ``ack`` runs once what it produced is durable.
+        A record of a partition the engine does not own is neither folded nor acknowledged
+        (its owner, or this worker after a restart, reads it again)."""
+        if not self._owns(partition):
+            return
+        wall = int(time.time() * 1000)
+        out = self.engine.process(partition, events, wall, watermark, source)
+        self._observe(events, wall)
+        self._pending(out)
         if ack is not None:
             self._acks.append(ack)
+            if offset >= 0:
+                first, _ = self._group_records.get(partition, (offset, offset))
+                self._group_records[partition] = (first, offset)
         self._group_events += len(events)
         if self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
             await self.start_group()
@@ -166,23 +227,30 @@ class Runtime:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_every(interval))
 
     async def stop_flusher(self, *args: Any, **kwargs: Any) -> None:
+        self.stopping = True
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.cancel()
         await self.finish_groups()
 
     async def _flush_every(self, interval: float) -> None:
-        while True:
+        while self.failure is None:
             await asyncio.sleep(interval)
             if self._acks or self._signals:
                 try:
                     await self.start_group()
-                except Exception:  # keep flushing; the failure is logged, nothing is acked
-                    log.exception("commit of a pending group failed")
+                except Exception as exc:
+                    self.fail_stop(f"starting a group failed: {exc!r}")
 
     async def tick(self) -> None:
         """Fire due deadlines, then start making everything pending durable."""
-        self._pending(self.engine.tick(int(time.time() * 1000)))
+        if self.failure is not None:
+            return
+        try:
+            self._pending(self.engine.tick(int(time.time() * 1000)))
+        except Exception as exc:
+            self.fail_stop(f"firing deadlines failed: {exc!r}")
+            return
         await self.start_group()
 
     def _pending(self, out: Output) -> None:
@@ -195,13 +263,17 @@ class Runtime:
         flight at a time, so signals, changelog records and acks keep their order."""
         async with self._group_lock:
             await self._await_in_flight()
+            if self.failure is not None:
+                return
             signals, self._signals = self._signals, []
             acks, self._acks = self._acks, []
+            records, self._group_records = self._group_records, {}
             self._group_events = 0
             changes = self.engine.take_changes()
             if signals or changes or acks:
-                deliver = self._make_durable(signals, changes, acks)
+                deliver = self._durable_or_stop(signals, changes, acks, records)
                 self._in_flight = asyncio.get_running_loop().create_task(deliver)
+                self._in_flight_since = time.monotonic()
 
     async def finish_groups(self) -> None:
         """Make everything pending durable and wait until its input records are acked."""
@@ -213,6 +285,32 @@ class Runtime:
         task, self._in_flight = self._in_flight, None
         if task is not None:
             await task
+
+    async def _durable_or_stop(
+        self,
+        signals: list[tuple[str, bytes, dict[str, Any]]],
+        changes: list[tuple[int, bytes, bytes | None]],
+        acks: list[Ack],
+        records: dict[int, tuple[int, int]],
+    ) -> None:
+        """:meth:`_make_durable` within ``ENGAGEMENT_DURABLE_TIMEOUT``, else stop the worker:
+        the group's input records stay unacknowledged and are read again after the restart."""
+        timeout = self.settings.durable_timeout
+        try:
+            await asyncio.wait_for(self._make_durable(signals, changes, acks), timeout)
+        except Exception as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
+            where = ", ".join(
+                f"{self.topics.by_user}[{p}]@{first}..{last}"
+                for p, (first, last) in sorted(records.items())
+            )
+            self.fail_stop(
+                f"a group of {len(signals)} signal(s) and {len(changes)} state change(s) was not "
+                f"made durable within {timeout:g}s ({why}); its input records "
+                f"({where or 'none'}) stay unacknowledged and are read again after the restart"
+            )
+        finally:
+            self._in_flight_since = None
 
     async def _make_durable(
         self,
@@ -242,6 +340,31 @@ class Runtime:
             self.metrics.signals.labels(kind).inc()
         for ack in acks:
             await ack()
+
+    # -- stopping ----------------------------------------------------------------------------
+    def fail_stop(self, reason: str) -> None:
+        """Stop the worker: nothing more is folded, delivered or acknowledged."""
+        if self.failure is None:
+            self.failure = reason
+            self.ready.clear()
+            self.exit(reason)
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not) for ``/readyz``: partitions taken over, not stopping, and no group
+        stuck on its way to Kafka."""
+        if self.failure is not None or self.stopping:
+            return False, "stopping"
+        if not self.ready.is_set():
+            return False, "recovering"
+        since = self._in_flight_since
+        stalled_after = min(STALLED_AFTER_S, self.settings.durable_timeout / 2)
+        if since is not None and time.monotonic() - since > stalled_after:
+            return False, f"a group has not been durable for {time.monotonic() - since:.0f}s"
+        return True, ""
+
+    def _unreadable_state(self, number: int, exc: StateDecodeError) -> str:
+        offset = self.locate(number, exc.key) if exc.key is not None else None
+        return unreadable_state(self.table.changelog_topic_name, number, offset, exc)
 
     def _count(self, out: Output) -> None:
         metrics = self.metrics

@@ -32,11 +32,15 @@ def register(
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = runtime.ready.is_set() and not app.rebalancing
-        return web.json(
-            {"ready": ready, "partitions": sorted(runtime.engine.partitions)},
-            status=200 if ready else 503,
-        )
+        """200 while partitions are taken over and groups of changes reach Kafka; 503 while
+        recovering, rebalancing, stopping, or when a group is stuck (commits not moving)."""
+        ready, why = runtime.readiness()
+        if ready and app.rebalancing:
+            ready, why = False, "rebalancing"
+        answer = {"ready": ready, "partitions": sorted(runtime.engine.partitions)}
+        if why:
+            answer["reason"] = why
+        return web.json(answer, status=200 if ready else 503)
 
     @app.page("/users/{user_id}")
     @require_token(runtime.settings.api_token)

@@ -40,7 +40,8 @@ def finish(system: System, load: Workload, scenario: str, fault_over: float, not
         ledger = build_ledger(system.settings)
     accounts, signals = ledger.account(system.inputs), ledger.signal_check()
     redelivered = ledger.by_user_copies - len(ledger.valid_ids)
-    row = Row(scenario, accounts, signals, not last, recovery, notes)
+    quarantined = len(ledger.quarantined)
+    row = Row(scenario, accounts, signals, not last, recovery, notes, quarantined)
     ROWS.append(row)
     print(f"{scenario}: {row.markdown()} (by_user copies beyond distinct ids: {redelivered})")
     if signals.unexpected:
@@ -49,6 +50,10 @@ def finish(system: System, load: Workload, scenario: str, fault_over: float, not
     assert accounts.balanced, (
         f"input not accounted for: {accounts}, {ledger.headerless} dead \
 letters without engagement.error.* headers"
+    )
+    assert set(ledger.quarantined) == ledger.undecodable, (
+        f"unreadable by_user records {sorted(ledger.undecodable)[:10]}, "
+        f"quarantined {sorted(ledger.quarantined)[:10]}"
     )
     assert not signals.missing, f"{len(signals.missing)} expected signals missing"
     assert not signals.inconsistent, f"signal ids with different contents: {signals.inconsistent}"

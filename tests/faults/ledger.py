@@ -7,6 +7,8 @@ the topics themselves:
 * a valid message is one whose (user id, event id) appears in an ``events.by_user`` batch;
   a dead-lettered one is one whose source offset the ``engagement.error.*`` headers name;
   re-deliveries after a crash show up as extra copies and are counted apart;
+* a by_user record that cannot be decoded must be in the quarantine topic (its headers name its
+  by_user partition and offset), and nothing of it in the expected signals;
 * the expected signals come from a fresh pure :class:`Engine` fed the ``events.by_user``
   stream exactly as the activity agent reads it (per partition, in offset order, with each
   batch's watermark and source, and its record timestamp as wall time).
@@ -22,6 +24,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from agents.logic.engine import Engine
+from schemas.errors import BatchDecodeError
 from schemas.records import SIGNAL_KINDS, Signal
 from streams.kafka import consumer_config
 from streams.settings import Settings
@@ -30,6 +33,7 @@ from streams.worker.codecs import decode_batch
 from streams.worker.runtime import engine_config
 
 Offset = tuple[int, int]  # (partition, offset) of an input message
+ERROR = "engagement.error."
 
 
 @dataclass
@@ -41,6 +45,9 @@ class Ledger:
     dead: set[Offset] = field(default_factory=set)  # input offsets dead-lettered
     dead_copies: int = 0
     headerless: int = 0  # dead letters without engagement.error.* headers (contract broken)
+    undecodable: set[Offset] = field(default_factory=set)  # by_user records that cannot be read
+    quarantined: dict[Offset, str] = field(default_factory=dict)  # by_user offset -> reason
+    quarantine_copies: int = 0
     signals: list[Signal] = field(default_factory=list)
     expected: dict[str, str] = field(default_factory=dict)  # signal id -> kind
 
@@ -128,8 +135,13 @@ def build_ledger(settings: Settings) -> Ledger:
     engine = Engine(engine_config(settings))
     for number in range(settings.partitions):
         engine.assign(number, {})
-    for msg in read_topic(settings, Topics.of(settings).by_user):
-        watermark, source, events = decode_batch(msg.value())
+    topics = Topics.of(settings)
+    for msg in read_topic(settings, topics.by_user):
+        try:
+            watermark, source, events = decode_batch(msg.value())
+        except BatchDecodeError:
+            ledger.undecodable.add((msg.partition(), msg.offset()))
+            continue
         ledger.by_user_copies += len(events)
         ledger.valid_ids.update((e.user_id, e.event_id) for e in events)
         out = engine.process(msg.partition(), events, msg.timestamp()[1], watermark, source)
@@ -143,6 +155,14 @@ def build_ledger(settings: Settings) -> Ledger:
             ledger.dead.add((int(partition), int(offset)))
         else:
             ledger.headerless += 1
+    for msg in read_topic(settings, topics.quarantine):
+        headers = {name: raw.decode() for name, raw in msg.headers() or [] if raw is not None}
+        ledger.quarantine_copies += 1
+        where = (
+            int(headers["engagement.error.partition"]),
+            int(headers["engagement.error.offset"]),
+        )
+        ledger.quarantined[where] = headers["engagement.error.reason"]
     for kind in SIGNAL_KINDS:
         for msg in read_topic(settings, Topics.of(settings).signals[kind]):
             ledger.signals.append(Signal.from_json(msg.value()))

@@ -9,8 +9,9 @@ from pathlib import Path
 from tests.faults.ledger import Accounts, SignalCheck
 
 HEADER = (
-    "| scenario | events in | valid | dead-lettered | signals expected / delivered / duplicated "
-    "| aggregates = oracle | recovery | notes |\n|---|---:|---:|---:|---|:-:|---:|---|"
+    "| scenario | events in | valid | dead-lettered | quarantined "
+    "| signals expected / delivered / duplicated "
+    "| aggregates = oracle | recovery | notes |\n|---|---:|---:|---:|---:|---|:-:|---:|---|"
 )
 
 
@@ -31,6 +32,7 @@ class Row:
     aggregates_equal: bool
     recovery_s: float
     notes: str = ""
+    quarantined: int = 0  # by_user records in the quarantine topic (all undecodable ones)
 
     @property
     def passed(self) -> bool:
@@ -40,6 +42,7 @@ class Row:
         a, s = self.accounts, self.signals
         return (
             f"| {self.scenario} | {a.events_in:,} | {a.valid:,} | {a.dead_lettered:,} "
+            f"| {self.quarantined:,} "
             f"| {s.expected:,} / {s.delivered:,} / {s.duplicated:,} "
             f"| {'yes' if self.aggregates_equal else 'no'} | {self.recovery_s:.1f} s "
             f"| {self.notes} |"
@@ -55,7 +58,7 @@ def write_report(
 ) -> str:
     """Write the table (with ``preamble``, and scenarios that failed before their row) to
     ``path``; returns the text."""
-    lines = [f"| {name} | FAILED: {why} | | | | | | |" for name, why in failures]
+    lines = [f"| {name} | FAILED: {why} | | | | | | | |" for name, why in failures]
     body = "\n".join([table(rows), *lines])
     text = "# Fault scenarios\n\n" + (preamble + "\n\n" if preamble else "") + body + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Fault scenarios on Apache Kafka: crashes, takeovers, a broker restart, a clean shutdown, an
-unwritable dead-letter topic, and abusive input. Each one ends with the same checks
+unwritable dead-letter topic, abusive input, unreadable by_user records and changelog states,
+and an unwritable changelog. Each one ends with the same checks
 (``checks.finish``): input committed to its end, every gauge equal to the oracle, every input
 message valid or dead-lettered, every expected signal delivered, duplicates sharing their id.
 """
@@ -8,12 +9,17 @@ from __future__ import annotations
 
 import time
 
+import orjson
+
+from agents.logic.meta import META_KEY
 from streams.testbed.processes import WorkerProcess
 from streams.topics import Topics
 from tests.faults import System, rss_bytes, wait_until
 from tests.faults.abuse import abusive_input
 from tests.faults.checks import finish, progress
 from tests.faults.conftest import workload
+from tests.faults.ledger import read_topic
+from tests.oracle import DAY_MS
 
 GRACE_S = 30.0  # WorkerProcess.stop's SIGTERM grace period before SIGKILL
 
@@ -170,3 +176,96 @@ def worker_pid(worker: WorkerProcess) -> int:
     proc = worker._proc  # WorkerProcess has no public pid (yet)
     assert proc is not None
     return int(proc.pid)
+
+
+def test_unreadable_by_user_records_are_quarantined(make_system) -> None:
+    system: System = make_system("quarantine")
+    load = workload(707)
+    worker = system.start("w0")
+    system.publish(load.first)
+    progress(system, len(load.first) // 2)
+    by_user = Topics.of(system.settings).by_user
+    ts = load.end_ms - 2 * DAY_MS  # ghosts: users that would show in every gauge if folded
+    half_bad = [["ghost-2", ts, "g2", "page_view", None], ["ghost-3", "late", "g3", "click", None]]
+    bad = [
+        (0, b"k", b"\xff\xfe not JSON"),
+        (1, b"ghost-1", orjson.dumps({"v": 3, "rows": [["ghost-1", ts, "g1", "click", None]]})),
+        (2, b"k", None),  # a tombstone
+        (3, b"ghost-2", orjson.dumps({"v": 2, "wm": 0, "src": "", "rows": half_bad})),
+    ]
+    offsets = system.produce(by_user, bad)
+    written = time.monotonic()
+    system.publish(load.second)
+    row = finish(system, load, "unreadable by_user records", written, "")
+    metrics = worker.metrics()
+    counted = {
+        reason: metrics[f'engagement_records_quarantined_total{{reason="{reason}"}}']
+        for reason in ("not_json", "unknown_version", "tombstone", "invalid_batch")
+    }
+    assert counted == dict.fromkeys(counted, 1.0), counted
+    committed = system.committed(system.settings.app_id, by_user)
+    assert all(committed[p] > offset for (p, _, _), offset in zip(bad, offsets, strict=True))
+    assert row.quarantined == len(bad)
+    row.notes = "garbage, batch v3, tombstone, half-bad batch: each quarantined, none folded"
+
+
+def test_an_unreadable_state_stops_the_worker_until_repaired(make_system) -> None:
+    system: System = make_system("badstate")
+    load = workload(808)
+    worker = system.start("w0")
+    system.publish(load.first)
+    wait_until(system.ingest_caught_up, 240, "the first half")
+    assert worker.stop(timeout=GRACE_S) == 0
+    settings, topics = system.settings, Topics.of(system.settings)
+    part = 1
+    latest = {
+        msg.key(): msg.value()
+        for msg in read_topic(settings, topics.changelog)
+        if msg.partition() == part and msg.key() != META_KEY
+    }
+    key, good = next((k, v) for k, v in latest.items() if v is not None)
+    [bad_at] = system.produce(topics.changelog, [(part, key, b"\x02" + good[1:])])
+    before = system.committed(settings.app_id, topics.by_user)
+    system.publish(load.second)
+    worker.start(wait_ready=None)
+    code = worker.wait_exit(180)
+    log = worker.log_tail(300)
+    assert code == 70, log
+    assert f"{topics.changelog} partition {part} at offset {bad_at}" in log, log
+    assert "state version 2 is newer" in log
+    assert system.committed(settings.app_id, topics.by_user)[part] == before[part]
+    system.produce(topics.changelog, [(part, key, good)])  # the repair: a valid, newer record
+    repaired = time.monotonic()
+    system.start("w0")
+    notes = f"exit {code} naming partition {part}, offset {bad_at}; nothing of it committed"
+    finish(system, load, "unreadable state in the changelog, repaired", repaired, notes)
+
+
+def test_changelog_unwritable_stops_the_worker(make_system) -> None:
+    system: System = make_system("changelog", ENGAGEMENT_DURABLE_TIMEOUT="10s")
+    load = workload(909)
+    worker = system.start("w0")
+    system.publish(load.first)
+    progress(system, len(load.first) // 2)
+    topic = Topics.of(system.settings).changelog
+    system.set_topic_config(topic, "max.message.bytes", "1")  # the broker refuses every batch
+    refused = time.monotonic()
+    system.publish(load.second)
+    answers: list[tuple[int, bytes]] = []
+
+    def stuck() -> bool:  # /readyz says so before the timeout stops the worker
+        answers.append(worker.get("/readyz"))
+        return answers[-1][0] == 503
+
+    wait_until(stuck, 60, "/readyz answering 503", every=0.25)
+    assert b"not been durable" in answers[-1][1], answers[-1]
+    code = worker.wait_exit(180)
+    stopped = time.monotonic() - refused
+    log = worker.log_tail(300)
+    assert code == 70, log
+    assert "was not made durable within 10s" in log, log
+    system.set_topic_config(topic, "max.message.bytes", "1048588")
+    fixed = time.monotonic()
+    system.start("w0")
+    notes = f"max.message.bytes=1 on the changelog: /readyz 503, exit {code} after {stopped:.0f} s"
+    finish(system, load, "changelog unwritable (fail-stop)", fixed, notes)

@@ -31,6 +31,7 @@ COUNTERS = {
     "engagement_events_valid_total",
     "engagement_events_invalid_total",
     "engagement_events_dead_lettered_total",
+    "engagement_records_quarantined_total",
     "engagement_events_duplicate_total",
     "engagement_events_late_total",
     "engagement_events_folded_total",
