@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 
+from agents.logic.dead_letters import fit_dead_letter
 from agents.logic.ingest import IngestLimits, dead_letter_headers, ingest
 from schemas.records import Event
 from streams.worker.metrics import Metrics
@@ -68,15 +69,16 @@ def register_direct(
                 await runtime.on_events(message.partition, [result], ack=ack)
                 continue
             metrics.invalid.labels(result.reason.value).inc()
-            runtime.deliverer.produce(
-                dead_letter,
+            key, value, dead_headers = fit_dead_letter(
                 message.key,
                 message.value,
-                -1,
                 dead_letter_headers(
                     headers, result, message.topic, message.partition, message.offset, now
                 ),
+                limits.max_record_bytes,
+                limits.max_message_bytes,
             )
+            runtime.deliverer.produce(dead_letter, key, value, -1, dead_headers)
             await runtime.deliverer.flush("dead_letter")
             metrics.dead_lettered.inc()
             await ack()
