@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from schemas.errors import BrokerError
 from streams.settings import Settings
@@ -98,3 +99,18 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
             **overrides,
         },
     )
+
+
+def topic_configs(settings: Settings, topics: list[str], name: str) -> dict[str, int]:
+    """The integer config ``name`` (e.g. ``max.message.bytes``) of each topic that exists."""
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=30).topics)
+    resources = [ConfigResource("topic", topic) for topic in topics if topic in existing]
+    if not resources:
+        return {}
+    values: dict[str, int] = {}
+    for resource, future in admin.describe_configs(resources).items():
+        entry = future.result(30).get(name)
+        if entry is not None and entry.value is not None:
+            values[resource.name] = int(entry.value)
+    return values
