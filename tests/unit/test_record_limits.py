@@ -6,8 +6,10 @@ bytes; the start-up check names the variable; produce errors are told apart by k
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
+import fastjsonschema
 import orjson
 import pytest
 from confluent_kafka import KafkaError
@@ -111,6 +113,28 @@ def test_the_digest_of_a_reduced_dead_letter_keeps_the_original_size_and_digest(
     assert list(error).count("reduced") == 1
     assert record_bytes(key, reduced_value, headers) < 2048
     assert is_reduced_to_digest(headers) and not is_reduced_to_digest(dead.headers)
+
+
+def rendered(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]]):
+    """A dead letter in the JSON rendering dead_letter.schema.json describes."""
+
+    def b64(raw: bytes | None) -> str | None:
+        return None if raw is None else base64.b64encode(raw).decode()
+
+    ints = {"partition", "offset", "timestamp", "original_bytes"}
+    error = {n: int(v) if n in ints else v for n, v in error_headers(headers).items()}
+    pairs = [[n, b64(v)] for n, v in headers]
+    return {"key": b64(key), "value": b64(value), "headers": pairs, "error": error}
+
+
+def test_reduced_dead_letters_are_described_by_the_dead_letter_schema() -> None:
+    validate = fastjsonschema.compile(load_schema("dead_letter"))
+    truncated = route_one(b"{" + b"x" * 2_000_000, [("h", b"y" * (KEEP_BYTES + 1))])
+    validate(rendered(truncated.key, truncated.value, truncated.headers))
+    validate(rendered(*digest_dead_letter(truncated.key, truncated.value, truncated.headers)))
+    plain = route_one(b"[")
+    validate(rendered(plain.key, plain.value, plain.headers))
+    assert error_headers(truncated.headers)["reduced"] == "value_truncated,headers_dropped"
 
 
 # -- by_user batches split by bytes ----------------------------------------------------------
