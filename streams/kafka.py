@@ -67,9 +67,19 @@ def raise_on_access_failure(error: KafkaError) -> None:
     raise BrokerError(f"Kafka {what} failed: {error.str()} (check ENGAGEMENT_SECURITY_* settings)")
 
 
+def record_headroom(max_bytes: int) -> int:
+    """Bytes a Kafka limit needs beyond a record's key + value + headers: record and batch
+    framing, and lz4's worst-case growth of incompressible data (under 0.5 %)."""
+    return 1024 + max_bytes // 200
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """A producer that keys like Kafka's Java client (murmur2), so keyed records land on the
-    partition the Faust worker expects, and that does not lose acknowledged records."""
+    partition the Faust worker expects, and that does not lose acknowledged records.
+
+    The broker holds a whole batch to the topic's ``max.message.bytes``, so batches are kept to
+    what the start-up check compared with it (ENGAGEMENT_RECORD_MAX_BYTES and framing), not
+    librdkafka's 1 MB default."""
     return client_config(
         settings,
         **{
@@ -78,6 +88,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
             "enable.idempotence": True,
             "linger.ms": 5,
             "batch.num.messages": 10_000,
+            "batch.size": settings.record_max_bytes + record_headroom(settings.record_max_bytes),
             "queue.buffering.max.messages": 1_000_000,
             "compression.type": "lz4",
             **overrides,

@@ -23,7 +23,7 @@ from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark
 from schemas.errors import BrokerError, SettingsError
-from streams.kafka import consumer_config, producer_config, topic_configs
+from streams.kafka import consumer_config, producer_config, record_headroom, topic_configs
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.worker.codecs import encode_batch, encode_batches
@@ -51,12 +51,6 @@ def ingest_limits(settings: Settings) -> IngestLimits:
 
 
 PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
-
-
-def record_headroom(max_bytes: int) -> int:
-    """Bytes a Kafka limit needs beyond a record's key + value + headers: record and batch
-    framing, and lz4's worst-case growth of incompressible data (under 0.5 %)."""
-    return 1024 + max_bytes // 200
 
 
 def record_limit_problem(max_bytes: int, limits: Mapping[str, int]) -> str | None:

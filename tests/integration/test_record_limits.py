@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from agents.logic.ingest import Reason, Rejection, dead_letter_headers
 from schemas.errors import DeliveryFailed, SettingsError
+from streams.kafka import record_headroom
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.worker.delivery import Deliverer
@@ -110,3 +111,22 @@ def test_a_record_limit_the_by_user_topic_cannot_take_stops_start_up(
     )
     assert started.returncode != 0
     assert b"ENGAGEMENT_RECORD_MAX_BYTES" in started.stderr
+
+
+def test_records_under_the_limit_are_delivered_to_a_topic_that_just_takes_the_limit(
+    kafka_broker: BrokerHandle, unique_name
+) -> None:
+    """librdkafka puts many records in one batch (up to batch.size, 1 MB by default), and the
+    broker holds the whole batch to the topic's max.message.bytes: batches must stay under the
+    limit that the start-up check compared with the topic."""
+    settings = settings_for(kafka_broker, unique_name("bt"), ENGAGEMENT_RECORD_MAX_BYTES="100000")
+    topic = Topics.of(settings).by_user
+    limit = 100_000 + record_headroom(100_000)
+    create_topics(kafka_broker.bootstrap, {topic: 1}, config={"max.message.bytes": str(limit)})
+    check_record_limit(settings)
+    deliverer = Deliverer(settings)
+    for _ in range(10):
+        deliverer.produce(topic, b"u", os.urandom(90_000), 0)
+    offsets = asyncio.run(deliverer.flush("by_user"))
+    deliverer.close()
+    assert offsets == {(topic, 0): 9}

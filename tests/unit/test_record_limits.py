@@ -27,10 +27,11 @@ from agents.logic.routing import RawRecord, Router
 from schemas import load_schema
 from schemas.errors import SettingsError
 from schemas.records import Event
+from streams.kafka import record_headroom
 from streams.settings import Settings
 from streams.worker.codecs import decode_batch, encode_batch, encode_batches, largest_row_batch
 from streams.worker.delivery import Failed, failure_kind
-from streams.worker.ingest import MAX_BATCH_ROWS, record_headroom, record_limit_problem
+from streams.worker.ingest import MAX_BATCH_ROWS, record_limit_problem
 
 NOW = 1_767_225_600_000
 CAP = 512 * 1024
