@@ -10,8 +10,8 @@ delivery report, or at once when ``produce`` raises) is handled by the kind of e
 * ``too_large``: a dead letter is produced again reduced to its error headers and digest
   (:func:`agents.logic.dead_letters.digest_dead_letter`); if even that is refused (a topic that
   takes no record of a kilobyte: a setting an operator must fix), the full record is retried
-  after a back-off, alternating with the digest, so nothing is lost meanwhile. Any other
-  record cannot be reduced: fail-stop, like ``fatal``.
+  after a back-off until the topic takes it, so the fix loses nothing. Any other record cannot
+  be reduced: fail-stop, like ``fatal``.
 * ``fatal``: :meth:`flush` raises :class:`~schemas.errors.DeliveryFailed` naming the record
   (its topic and partition, and for a dead letter the input topic, partition and offset).
 
@@ -84,8 +84,9 @@ def failure_kind(err: KafkaError) -> str:
 
 
 class Failed(NamedTuple):
-    """A record Kafka refused, as it was produced (``original``: the record a reduced dead
-    letter stands for, to try again in full once the topic takes it)."""
+    """A record Kafka refused, as it was produced. ``tried``: the other form of the same dead
+    letter, refused before (the full record, for a digest; the digest, for a full record
+    produced again because even its digest was refused)."""
 
     topic: str
     key: bytes | None
@@ -93,7 +94,7 @@ class Failed(NamedTuple):
     partition: int
     headers: Headers | None
     err: KafkaError
-    original: Failed | None = None
+    tried: Failed | None = None
 
     def describe(self) -> str:
         """The record, for a person: output topic and partition, and for a dead letter the
@@ -149,7 +150,7 @@ class Deliverer:
 
         A failed delivery report carries no headers (confluent-kafka 2.16), so records with
         headers (dead letters: rare) get a callback that keeps them for the retry."""
-        self._produce(topic, key, value, partition, headers, original=None)
+        self._produce(topic, key, value, partition, headers, tried=None)
 
     def _produce(
         self,
@@ -159,16 +160,16 @@ class Deliverer:
         partition: int,
         headers: Headers | None,
         *,
-        original: Failed | None,
+        tried: Failed | None,
     ) -> None:
         """Queue one record; one Kafka refuses at once (too large for ``message.max.bytes``)
         goes to this round's failures like a failed delivery report."""
         produce = self._producer.produce
         while True:
             try:
-                if headers or original is not None:
+                if headers or tried is not None:
                     kept: list[tuple[str, str | bytes | None]] = list(headers or ())
-                    callback = self._keeping(kept, original)
+                    callback = self._keeping(kept, tried)
                     produce(topic, value, key, partition, callback, headers=kept)
                 else:
                     produce(topic, value, key, partition, self._delivered)
@@ -177,16 +178,12 @@ class Deliverer:
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 err = exc.args[0]
-                self._round.failed.append(
-                    Failed(topic, key, value, partition, headers, err, original)
-                )
+                self._round.failed.append(Failed(topic, key, value, partition, headers, err, tried))
                 return
 
-    def _keeping(
-        self, headers: list[tuple[str, str | bytes | None]], original: Failed | None
-    ) -> Any:
+    def _keeping(self, headers: list[tuple[str, str | bytes | None]], tried: Failed | None) -> Any:
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            self._delivered(err, msg, cast(Headers | None, headers), original)
+            self._delivered(err, msg, cast(Headers | None, headers), tried)
 
         return delivered
 
@@ -195,7 +192,7 @@ class Deliverer:
         err: KafkaError | None,
         msg: Message,
         headers: Headers | None = None,
-        original: Failed | None = None,
+        tried: Failed | None = None,
     ) -> None:
         round_ = self._round
         if err is not None:
@@ -208,7 +205,7 @@ class Deliverer:
                     -1 if partition is None else partition,
                     headers,
                     err,
-                    original,
+                    tried,
                 )
             )
             return
@@ -245,11 +242,14 @@ class Deliverer:
         for record in failed:
             kind = failure_kind(record.err)
             if kind == "too_large" and _is_dead_letter(record):
-                if not is_reduced_to_digest(record.headers):
-                    self._reduce(role, record)
+                if record.tried is None and not is_reduced_to_digest(record.headers):
+                    self._reduce(role, record)  # first refusal: the digest, at once
                     continue
-                log.error("Kafka refuses even the digest of a %s", record.describe())
-                later.append(record.original or record)
+                if record.tried is not None and is_reduced_to_digest(record.headers):
+                    log.error("Kafka refuses even the digest of a %s", record.describe())
+                    later.append(record.tried._replace(tried=record))  # in full from now on
+                else:
+                    later.append(record)
             elif kind == "retry":
                 later.append(record)
             else:
@@ -264,7 +264,7 @@ class Deliverer:
             )
         for record in later:
             self._count_retry(role, record.topic)
-            self._produce(*record[:5], original=None)
+            self._produce(*record[:5], tried=record.tried)
         return bool(later)
 
     def _reduce(self, role: str, record: Failed) -> None:
@@ -274,7 +274,7 @@ class Deliverer:
             record.key, record.value, list(record.headers or ())
         )
         self._count_retry(role, record.topic)
-        self._produce(record.topic, key, value, record.partition, headers, original=record)
+        self._produce(record.topic, key, value, record.partition, headers, tried=record)
 
     def _count_retry(self, role: str, topic: str) -> None:
         if self._metrics is not None:

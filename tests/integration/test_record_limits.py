@@ -12,6 +12,7 @@ from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from agents.logic.ingest import Reason, Rejection, dead_letter_headers
 from schemas.errors import DeliveryFailed, SettingsError
@@ -130,3 +131,34 @@ def test_records_under_the_limit_are_delivered_to_a_topic_that_just_takes_the_li
     offsets = asyncio.run(deliverer.flush("by_user"))
     deliverer.close()
     assert offsets == {(topic, 0): 9}
+
+
+def test_a_dead_letter_held_by_an_unwritable_topic_arrives_in_full_once_it_is_fixed(
+    kafka_broker: BrokerHandle, unique_name
+) -> None:
+    """max.message.bytes=1: neither the dead letter nor its digest fits. Delivery holds the
+    record (retrying the full one), and the topic's fix brings the original, not the digest."""
+    settings = settings_for(kafka_broker, unique_name("hold"))
+    topic = Topics.of(settings).dead_letter
+    create_topics(kafka_broker.bootstrap, {topic: 1}, config={"max.message.bytes": "1"})
+    headers = dead_letter_headers(None, TOO_LARGE, "user.events", 0, 7, 1)
+    value = os.urandom(3000)
+    deliverer = Deliverer(settings, max_backoff_s=0.5)
+
+    async def hold_then_fix() -> dict[tuple[str, int], int]:
+        deliverer.produce(topic, b"key", value, -1, headers)
+        flush = asyncio.ensure_future(deliverer.flush("dead_letter"))
+        await asyncio.sleep(4)
+        assert not flush.done(), "delivered to a topic that takes nothing"
+        admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+        fix = ConfigResource("topic", topic, set_config={"max.message.bytes": "1048588"})
+        for future in admin.alter_configs([fix]).values():
+            future.result(30)
+        return await asyncio.wait_for(flush, 60)
+
+    offsets = asyncio.run(hold_then_fix())
+    deliverer.close()
+    assert offsets == {(topic, 0): 0}
+    (record,) = read(kafka_broker.bootstrap, topic, 1)
+    assert (record.key(), record.value()) == (b"key", value)
+    assert "engagement.error.reduced" not in headers_of(record)
