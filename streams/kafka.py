@@ -112,16 +112,18 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     )
 
 
-def topic_configs(settings: Settings, topics: list[str], name: str) -> dict[str, int]:
+def topic_configs(
+    settings: Settings, topics: list[str], name: str, timeout: float = 30.0
+) -> dict[str, int]:
     """The integer config ``name`` (e.g. ``max.message.bytes``) of each topic that exists."""
     admin = AdminClient(client_config(settings))
-    existing = set(admin.list_topics(timeout=30).topics)
+    existing = set(admin.list_topics(timeout=timeout).topics)
     resources = [ConfigResource("topic", topic) for topic in topics if topic in existing]
     if not resources:
         return {}
     values: dict[str, int] = {}
     for resource, future in admin.describe_configs(resources).items():
-        entry = future.result(30).get(name)
+        entry = future.result(timeout).get(name)
         if entry is not None and entry.value is not None:
             values[resource.name] = int(entry.value)
     return values

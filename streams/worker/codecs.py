@@ -53,7 +53,7 @@ def encode_batches(
     max_rows: int,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) records holding ``events`` in order, each of at most ``max_rows`` rows and,
-    unless a single row is larger, ``max_bytes`` value bytes; the key is the first user id."""
+    unless a single row is larger, ``max_bytes`` of key and value; the key is the first user id."""
     records: list[tuple[bytes, bytes]] = []
     for start in range(0, len(events), max_rows):
         _split_encode(watermark_ms, events[start : start + max_rows], source, max_bytes, records)
@@ -67,9 +67,9 @@ def _split_encode(
     max_bytes: int,
     out: list[tuple[bytes, bytes]],
 ) -> None:
-    value = encode_batch(watermark_ms, rows, source)
-    if len(value) <= max_bytes or len(rows) == 1:
-        out.append((rows[0].user_id.encode(), value))
+    key, value = rows[0].user_id.encode(), encode_batch(watermark_ms, rows, source)
+    if len(key) + len(value) <= max_bytes or len(rows) == 1:
+        out.append((key, value))
         return
     half = len(rows) // 2  # halves until each fits: log2(rows) encodes of the whole at worst
     _split_encode(watermark_ms, rows[:half], source, max_bytes, out)

@@ -70,13 +70,11 @@ def check_record_limit(settings: Settings, timeout: float = 30.0) -> None:
     """Start-up check: every record ingest writes fits the by_user and dead-letter topics'
     ``max.message.bytes`` and the producer's ``message.max.bytes``; raises SettingsError
     naming ENGAGEMENT_RECORD_MAX_BYTES if not."""
-    producer = producer_config(settings)
-    limits = {"the producer's message.max.bytes": int(
-        producer.get("message.max.bytes", PRODUCER_MAX_BYTES)
-    )}  # fmt: skip
-    topics = Topics.of(settings)
+    producer = int(producer_config(settings).get("message.max.bytes", PRODUCER_MAX_BYTES))
+    limits = {"the producer's message.max.bytes": producer}
+    topics = [Topics.of(settings).by_user, Topics.of(settings).dead_letter]
     try:
-        found = topic_configs(settings, [topics.by_user, topics.dead_letter], "max.message.bytes")
+        found = topic_configs(settings, topics, "max.message.bytes", timeout)
     except (KafkaException, BrokerError) as exc:  # e.g. no DescribeConfigs ACL: say so, go on
         log.warning("could not read max.message.bytes of the topics ingest writes: %s", exc)
         found = {}

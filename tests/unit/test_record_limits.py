@@ -154,7 +154,7 @@ def test_500_events_with_the_longest_4_byte_ids_are_split_under_the_limit() -> N
     assert len(encode_batch(NOW, events, "src")) > 1_000_000  # what used to be one record
     records = encode_batches(NOW, events, "src", CAP, MAX_BATCH_ROWS)
     assert len(records) > 1
-    assert all(len(value) <= CAP for _, value in records)
+    assert all(len(key) + len(value) <= CAP for key, value in records)
     rows = [row for _, value in records for row in decode_batch(value)[2]]
     assert [r.event_id for r in rows] == [e.event_id for e in events]  # all, in order
     assert {key for key, _ in records} == {events[0].user_id.encode()}
