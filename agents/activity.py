@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 
+from agents.logic.dead_letters import fit_dead_letter
 from agents.logic.ingest import IngestLimits, dead_letter_headers, ingest
 from schemas.records import Event
 from streams.worker.metrics import Metrics
@@ -64,15 +65,16 @@ def register_direct(
                     runtime.fail_stop(f"folding {message.topic}[{partition}]@{offset}: {exc!r}")
                 continue
             metrics.invalid.labels(result.reason.value).inc()
-            runtime.deliverer.produce(
-                dead_letter,
+            key, value, dead_headers = fit_dead_letter(
                 message.key,
                 message.value,
-                -1,
                 dead_letter_headers(
                     headers, result, message.topic, message.partition, message.offset, now
                 ),
+                limits.max_record_bytes,
+                limits.max_message_bytes,
             )
+            runtime.deliverer.produce(dead_letter, key, value, -1, dead_headers)
             await runtime.deliverer.flush("dead_letter")
             metrics.dead_lettered.inc()
             await ack()

@@ -5,7 +5,8 @@
     ├── InvalidEvent (+ ValueError)       input that cannot become a canonical event
     ├── StateDecodeError (+ ValueError)   stored state bytes of an unknown version or shape
     ├── BatchDecodeError (+ ValueError)   an events.by_user record that cannot be read
-    └── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
+    ├── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
+    └── DeliveryFailed (+ RuntimeError)   Kafka refused a record for good; names the record
 
 Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
 """
@@ -67,3 +68,8 @@ class BatchDecodeError(EngagementError, ValueError):
 
 class BrokerError(EngagementError, RuntimeError):
     """A broker process we manage failed to start, answer or stop."""
+
+
+class DeliveryFailed(EngagementError, RuntimeError):
+    """Kafka refused a record for a reason retrying cannot fix (and it could not be reduced):
+    the worker stops rather than acknowledge the input behind it."""

@@ -34,6 +34,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
     from streams.worker.app import EngagementWorker, create_worker
     from streams.worker.gc_tuning import tune_gc
+    from streams.worker.ingest import check_record_limit
     from streams.worker.store import require_store
 
     settings = Settings.from_env_or_exit()
@@ -46,6 +47,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise SystemExit(f"engagement: {exc}") from None
     ensure_topics(settings)
+    try:
+        check_record_limit(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"engagement: invalid setting {exc}") from None
     worker = create_worker(settings)
     tune_gc()
     EngagementWorker(worker, loglevel=settings.log_level, quiet=True).execute_from_commandline()

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from schemas.errors import BrokerError
 from streams.settings import Settings
@@ -66,9 +67,19 @@ def raise_on_access_failure(error: KafkaError) -> None:
     raise BrokerError(f"Kafka {what} failed: {error.str()} (check ENGAGEMENT_SECURITY_* settings)")
 
 
+def record_headroom(max_bytes: int) -> int:
+    """Bytes a Kafka limit needs beyond a record's key + value + headers: record and batch
+    framing, and lz4's worst-case growth of incompressible data (under 0.5 %)."""
+    return 1024 + max_bytes // 200
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """A producer that keys like Kafka's Java client (murmur2), so keyed records land on the
-    partition the Faust worker expects, and that does not lose acknowledged records."""
+    partition the Faust worker expects, and that does not lose acknowledged records.
+
+    The broker holds a whole batch to the topic's ``max.message.bytes``, so batches are kept to
+    what the start-up check compared with it (ENGAGEMENT_RECORD_MAX_BYTES and framing), not
+    librdkafka's 1 MB default."""
     return client_config(
         settings,
         **{
@@ -77,6 +88,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
             "enable.idempotence": True,
             "linger.ms": 5,
             "batch.num.messages": 10_000,
+            "batch.size": settings.record_max_bytes + record_headroom(settings.record_max_bytes),
             "queue.buffering.max.messages": 1_000_000,
             "compression.type": "lz4",
             **overrides,
@@ -98,3 +110,20 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
             **overrides,
         },
     )
+
+
+def topic_configs(
+    settings: Settings, topics: list[str], name: str, timeout: float = 30.0
+) -> dict[str, int]:
+    """The integer config ``name`` (e.g. ``max.message.bytes``) of each topic that exists."""
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    resources = [ConfigResource("topic", topic) for topic in topics if topic in existing]
+    if not resources:
+        return {}
+    values: dict[str, int] = {}
+    for resource, future in admin.describe_configs(resources).items():
+        entry = future.result(timeout).get(name)
+        if entry is not None and entry.value is not None:
+            values[resource.name] = int(entry.value)
+    return values

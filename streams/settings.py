@@ -345,6 +345,15 @@ class Settings:
         _int_range(256, 16 * 1024 * 1024),
         "Input messages larger than this are dead-lettered (reason too_large).",
     )
+    record_max_bytes: int = setting(
+        "ENGAGEMENT_RECORD_MAX_BYTES",
+        "524288",
+        _int_range(64 * 1024, 1_000_000),
+        "Largest record ingest writes: events.by_user batches are split by encoded bytes to "
+        "stay under it, and a larger dead letter keeps only a prefix of the rejected value "
+        "(plus its size and SHA-256). Checked at start-up against max.message.bytes of the "
+        "by_user and dead-letter topics and of the producer.",
+    )
     ingest_batch: int = setting(
         "ENGAGEMENT_INGEST_BATCH",
         "2000",

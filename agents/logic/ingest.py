@@ -49,16 +49,21 @@ class IngestLimits:
     max_message_bytes: int
     max_future_skew_ms: int
     schema_versions: frozenset[int]
+    max_record_bytes: int = 512 * 1024  # largest record ingest writes (dead letters included)
 
 
 def limits_from(
-    max_message_bytes: int, max_future_skew_s: float, schema_versions: Iterable[int]
+    max_message_bytes: int,
+    max_future_skew_s: float,
+    schema_versions: Iterable[int],
+    max_record_bytes: int = 512 * 1024,
 ) -> IngestLimits:
     """IngestLimits from the Settings fields of the same names."""
     return IngestLimits(
         max_message_bytes=int(max_message_bytes),
         max_future_skew_ms=round(max_future_skew_s * 1000),
         schema_versions=frozenset(schema_versions),
+        max_record_bytes=int(max_record_bytes),
     )
 
 

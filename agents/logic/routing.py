@@ -2,7 +2,8 @@
 
 Pure: records come in as plain tuples, a :class:`Routed` comes out, ``now_ms`` is a parameter.
 Valid events are grouped by the ``events.by_user`` partition their user id hashes to (Kafka
-murmur2), invalid ones become dead letters that keep the original key, value and headers.
+murmur2), invalid ones become dead letters that keep the original key, value and headers, or
+as much of them as fits ``IngestLimits.max_record_bytes`` (:mod:`agents.logic.dead_letters`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from agents.logic.dead_letters import fit_dead_letter
 from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
 from agents.logic.partitioning import partition_for
 from schemas.records import Event, Headers
@@ -77,5 +79,16 @@ class Router:
                 headers = dead_letter_headers(
                     record.headers, result, record.topic, record.partition, record.offset, now_ms
                 )
-                routed.dead.append(DeadLetter(record.key, record.value, headers, result))
+                routed.dead.append(self._dead_letter(record, headers, result))
         return routed
+
+    def _dead_letter(
+        self, record: RawRecord, headers: list[tuple[str, bytes | None]], rejection: Rejection
+    ) -> DeadLetter:
+        """The dead letter of ``record``, reduced if Kafka could not take it verbatim (a too
+        large value keeps at most ``max_message_bytes`` of it)."""
+        limits = self.limits
+        key, value, headers = fit_dead_letter(
+            record.key, record.value, headers, limits.max_record_bytes, limits.max_message_bytes
+        )
+        return DeadLetter(key, value, headers, rejection)

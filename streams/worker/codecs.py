@@ -17,6 +17,12 @@ A record is decoded *whole* before any of its events is folded: one that cannot 
 JSON, an unknown version, a row of the wrong shape, a tombstone) raises
 :class:`~schemas.errors.BatchDecodeError` with a :class:`BatchReason`, and the activity stage
 quarantines it unfolded (:mod:`streams.worker.quarantine`).
+
+:func:`encode_batches` splits a partition's events into records of at most ``max_rows`` rows and
+``max_bytes`` encoded bytes (``ENGAGEMENT_RECORD_MAX_BYTES``). Rows are bounded by the event
+schema (:func:`largest_row_batch`: about 4 KB with every id at its maximum length in escaped or
+4-byte characters), so one row always fits the smallest allowed limit (64 KiB). The common case
+costs one encode and one ``len``; only an oversized record is encoded again, halved.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from schemas import load_schema
 from schemas.errors import BatchDecodeError
 from schemas.records import Activity, Event, EventLike
 
@@ -44,6 +51,52 @@ def encode_batch(watermark_ms: int, events: Sequence[EventLike], source: str = "
             ],
         }
     )
+
+
+def encode_batches(
+    watermark_ms: int,
+    events: Sequence[EventLike],
+    source: str,
+    max_bytes: int,
+    max_rows: int,
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) records holding ``events`` in order, each of at most ``max_rows`` rows and,
+    unless a single row is larger, ``max_bytes`` of key and value; the key is the first user id."""
+    records: list[tuple[bytes, bytes]] = []
+    for start in range(0, len(events), max_rows):
+        _split_encode(watermark_ms, events[start : start + max_rows], source, max_bytes, records)
+    return records
+
+
+def _split_encode(
+    watermark_ms: int,
+    rows: Sequence[EventLike],
+    source: str,
+    max_bytes: int,
+    out: list[tuple[bytes, bytes]],
+) -> None:
+    key, value = rows[0].user_id.encode(), encode_batch(watermark_ms, rows, source)
+    if len(key) + len(value) <= max_bytes or len(rows) == 1:
+        out.append((key, value))
+        return
+    half = len(rows) // 2  # halves until each fits: log2(rows) encodes of the whole at worst
+    _split_encode(watermark_ms, rows[:half], source, max_bytes, out)
+    _split_encode(watermark_ms, rows[half:], source, max_bytes, out)
+
+
+def largest_row_batch(source: str = "f" * 12) -> int:
+    """Bytes of a one-row batch whose ids are as long as the event schema allows, in the
+    character that encodes largest (a control character: six bytes as ``\\u0000``)."""
+    schema = load_schema("user_event")["properties"]
+
+    def widest(name: str) -> str:
+        return "\x00" * int(schema[name]["maxLength"])
+
+    row = Activity(
+        widest("user_id"), 253402300799999, widest("event_id"), widest("event_type"),
+        widest("channel"),
+    )  # fmt: skip
+    return len(encode_batch(2**63 - 1, [row], source))
 
 
 class BatchReason(StrEnum):

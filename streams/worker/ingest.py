@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -22,17 +22,19 @@ from mode import Service
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark
-from streams.kafka import consumer_config
+from schemas.errors import BrokerError, SettingsError
+from streams.kafka import consumer_config, producer_config, record_headroom, topic_configs
 from streams.settings import Settings
 from streams.topics import Topics
-from streams.worker.codecs import encode_batch
+from streams.worker.codecs import encode_batch, encode_batches
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 WATERMARK_EVERY_S = 1.0
-# Rows per by_user record: ids are bounded by the schema (200 + 200 + 100 + channel), so a
-# record stays far below Kafka's 1 MB default message size (~300 KB at worst).
+# Rows per by_user record; records are also split by encoded bytes under
+# ENGAGEMENT_RECORD_MAX_BYTES (500 rows of the longest ids allowed, in 4-byte or escaped
+# characters, would be 1.2-1.8 MB: over Kafka's default 1 MB).
 MAX_BATCH_ROWS = 500
 FLUSH_EVENTS = 20_000  # input messages per delivery round trip, at most ...
 FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
@@ -41,8 +43,45 @@ FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
 def ingest_limits(settings: Settings) -> IngestLimits:
     """The validation limits the settings ask for."""
     return limits_from(
-        settings.max_message_bytes, settings.max_future_skew, settings.schema_versions
+        settings.max_message_bytes,
+        settings.max_future_skew,
+        settings.schema_versions,
+        settings.record_max_bytes,
     )
+
+
+PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+
+
+def record_limit_problem(max_bytes: int, limits: Mapping[str, int]) -> str | None:
+    """Why records of ``max_bytes`` cannot be written under ``limits`` (what -> its limit in
+    bytes), or None if they can."""
+    need = max_bytes + record_headroom(max_bytes)
+    for what, limit in sorted(limits.items()):
+        if need > limit:
+            return (
+                f"{max_bytes} bytes (+{need - max_bytes} for record framing) is more than {what} "
+                f"takes ({limit}): lower it, or raise {what}"
+            )
+    return None
+
+
+def check_record_limit(settings: Settings, timeout: float = 30.0) -> None:
+    """Start-up check: every record ingest writes fits the by_user and dead-letter topics'
+    ``max.message.bytes`` and the producer's ``message.max.bytes``; raises SettingsError
+    naming ENGAGEMENT_RECORD_MAX_BYTES if not."""
+    producer = int(producer_config(settings).get("message.max.bytes", PRODUCER_MAX_BYTES))
+    limits = {"the producer's message.max.bytes": producer}
+    topics = [Topics.of(settings).by_user, Topics.of(settings).dead_letter]
+    try:
+        found = topic_configs(settings, topics, "max.message.bytes", timeout)
+    except (KafkaException, BrokerError) as exc:  # e.g. no DescribeConfigs ACL: say so, go on
+        log.warning("could not read max.message.bytes of the topics ingest writes: %s", exc)
+        found = {}
+    limits.update((f"max.message.bytes of topic {topic}", v) for topic, v in found.items())
+    problem = record_limit_problem(settings.record_max_bytes, limits)
+    if problem is not None:
+        raise SettingsError("ENGAGEMENT_RECORD_MAX_BYTES", problem)
 
 
 class IngestService(Service):
@@ -210,15 +249,12 @@ class IngestService(Service):
 
     def _produce(self, routed: Routed) -> None:
         watermark = self.watermark.value(int(time.time() * 1000))
+        max_bytes = self.settings.record_max_bytes
         for partition, events in routed.batches.items():
-            for start in range(0, len(events), MAX_BATCH_ROWS):
-                rows = events[start : start + MAX_BATCH_ROWS]
-                self.deliverer.produce(
-                    self.by_user,
-                    rows[0].user_id.encode(),
-                    encode_batch(watermark, rows, self.source),
-                    partition,
-                )
+            for key, value in encode_batches(
+                watermark, events, self.source, max_bytes, MAX_BATCH_ROWS
+            ):
+                self.deliverer.produce(self.by_user, key, value, partition)
         for dead in routed.dead:
             self.deliverer.produce(self.dead_letter, dead.key, dead.value, -1, dead.headers)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from agents.logic.partitioning import partition_for
 from tests.faults import Message
 from tests.oracle import DAY_MS, RawEvent
 
@@ -58,3 +59,41 @@ def abusive_input(now_ms: int, scale: int) -> tuple[list[Message], ValidAbuse]:
     for i in range(n):
         valid.add(f"late-{i}", f"late-{i}", now_ms - 100 * DAY_MS + i * 1000)
     return bad, valid
+
+
+WIDE = 0x1F600  # emoji: 4 bytes in UTF-8, one character for the schema's maxLength
+
+
+def oversized(size: int, i: int = 0) -> Message:
+    """A JSON message of exactly ``size`` bytes (over ENGAGEMENT_MAX_MESSAGE_BYTES and, near
+    1 MB, over what the producer takes): dead-lettered, reduced."""
+    head = {"event_id": f"big-{i}", "user_id": "abuse", "event_type": "page_view", "blob": ""}
+    pad = size - len(orjson.dumps(head))
+    return dead(orjson.dumps({**head, "blob": "x" * pad}), i)
+
+
+def widest_ids(now_ms: int, count: int, partitions: int, partition: int = 0) -> ValidAbuse:
+    """``count`` valid events whose user id, event id, event type and channel are as long as
+    the schema allows, in 4-byte characters, from users that all hash to ``partition``: over
+    1 MB of by_user rows for one partition."""
+    users: list[str] = []
+    code = WIDE
+    while len(users) < 10:
+        user = chr(code) * 200  # user_id maxLength
+        if partition_for(user.encode(), partitions) == partition:
+            users.append(user)
+        code += 1
+    valid = ValidAbuse()
+    for i in range(count):
+        user, event_id = users[i % len(users)], f"{i:05d}" + chr(WIDE) * 195  # maxLength 200
+        channel = chr(WIDE + 2) * 100  # maxLength 100: not a configured channel
+        body = {
+            "event_id": event_id,
+            "user_id": user,
+            "event_type": chr(WIDE + 1) * 100,  # maxLength 100
+            "timestamp": now_ms - 2 * HOUR + i,
+            "channel": channel,
+        }
+        valid.messages.append(Message(user.encode(), orjson.dumps(body), (user, event_id)))
+        valid.oracle_events.append(RawEvent(user, event_id, now_ms - 2 * HOUR + i, channel))
+    return valid

@@ -5,7 +5,8 @@ the topics themselves:
 
 * input messages are known by (partition, offset) from the producer's delivery reports;
 * a valid message is one whose (user id, event id) appears in an ``events.by_user`` batch;
-  a dead-lettered one is one whose source offset the ``engagement.error.*`` headers name;
+  a dead-lettered one is one whose source offset the ``engagement.error.*`` headers name,
+  reduced or not (a reduced one is kept apart too, with its headers);
   re-deliveries after a crash show up as extra copies and are counted apart;
 * a by_user record that cannot be decoded must be in the quarantine topic (its headers name its
   by_user partition and offset), and nothing of it in the expected signals;
@@ -48,6 +49,8 @@ class Ledger:
     undecodable: set[Offset] = field(default_factory=set)  # by_user records that cannot be read
     quarantined: dict[Offset, str] = field(default_factory=dict)  # by_user offset -> reason
     quarantine_copies: int = 0
+    reduced: dict[Offset, dict[str, bytes]] = field(default_factory=dict)  # cut: their headers
+    by_user_largest: int = 0  # bytes of the largest by_user record value
     signals: list[Signal] = field(default_factory=list)
     expected: dict[str, str] = field(default_factory=dict)  # signal id -> kind
 
@@ -142,6 +145,7 @@ def build_ledger(settings: Settings) -> Ledger:
         except BatchDecodeError:
             ledger.undecodable.add((msg.partition(), msg.offset()))
             continue
+        ledger.by_user_largest = max(ledger.by_user_largest, len(msg.value()))
         ledger.by_user_copies += len(events)
         ledger.valid_ids.update((e.user_id, e.event_id) for e in events)
         out = engine.process(msg.partition(), events, msg.timestamp()[1], watermark, source)
@@ -153,6 +157,8 @@ def build_ledger(settings: Settings) -> Ledger:
         offset = headers.get("engagement.error.offset")
         if partition is not None and offset is not None:
             ledger.dead.add((int(partition), int(offset)))
+            if "engagement.error.reduced" in headers:
+                ledger.reduced[(int(partition), int(offset))] = headers
         else:
             ledger.headerless += 1
     for msg in read_topic(settings, topics.quarantine):

@@ -14,9 +14,10 @@ import orjson
 from agents.logic.meta import META_KEY
 from streams.testbed.processes import WorkerProcess
 from streams.topics import Topics
-from tests.faults import System, rss_bytes, wait_until
-from tests.faults.abuse import abusive_input
+from tests.faults import System, build_ledger, rss_bytes, wait_until
+from tests.faults.abuse import abusive_input, oversized, widest_ids
 from tests.faults.checks import finish, progress
+from tests.faults.conftest import PARTITIONS as PARTITIONS_OF_FAULTS
 from tests.faults.conftest import workload
 from tests.faults.ledger import read_topic
 from tests.oracle import DAY_MS
@@ -130,7 +131,11 @@ def test_dead_letter_topic_unwritable_for_a_while(make_system) -> None:
     system.set_topic_config(topic, "max.message.bytes", "1048588")
     fixed = time.monotonic()
     system.publish(load.second)
-    finish(system, load, "dead-letter topic unwritable", fixed, f"{held:.0f} retries while held")
+    row = finish(
+        system, load, "dead-letter topic unwritable", fixed, f"{held:.0f} retries while held"
+    )
+    reduced = len(build_ledger(system.settings).reduced)  # written as digests (issue 15)
+    row.notes += f", {reduced} of {row.accounts.dead_lettered} dead letters written as digests"
 
 
 def retries(worker: WorkerProcess) -> float:
@@ -170,6 +175,42 @@ def test_input_abuse_at_high_rate(make_system) -> None:
     finish(system, load, "input abuse at high rate", started, notes)
     assert growth < 200, f"RSS grew by {growth:.0f} MiB"
     assert after_rate > clean_rate / 3, f"throughput did not recover: {notes}"
+
+
+def test_records_kafka_cannot_take_verbatim(make_system) -> None:
+    """Issue 15: a 1,039,000-byte input (the input topic takes it; the producer does not) and
+    500 valid events with the longest 4-byte-character ids on one partition (over 1 MB of
+    by_user rows) among normal traffic: the worker keeps running, the big input is
+    dead-lettered reduced, the wide events are folded in records under the limit."""
+    system: System = make_system("oversized")
+    big = oversized(1_039_000)
+    wide = widest_ids(int(time.time() * 1000), 500, PARTITIONS_OF_FAULTS)
+    load = workload(707, extra=wide.oracle_events)
+    worker = system.start("w0")
+    pid = worker_pid(worker)
+    system.publish(load.first)
+    progress(system, len(load.first) // 2)
+    system.publish([big, *wide.messages])
+    published = time.monotonic()
+    system.publish(load.second)
+    row = finish(system, load, "1 MB input, 500 widest ids", published, "")
+    assert worker.running and worker_pid(worker) == pid, f"worker exited:\n{worker.log_tail()}"
+    ledger = build_ledger(system.settings)
+    where = [o for o, ident in system.inputs.items() if ident is None]
+    assert len(where) == 1, "the oversized input is the only invalid one"
+    headers = ledger.reduced.get(where[0])
+    assert headers is not None, "the oversized input was not dead-lettered reduced"
+    assert headers["engagement.error.reason"] == b"too_large"
+    assert int(headers["engagement.error.original_bytes"]) == len(big.value or b"") + len(
+        big.key or b""
+    )
+    limit = system.settings.record_max_bytes
+    assert ledger.by_user_largest <= limit, f"a by_user record of {ledger.by_user_largest} bytes"
+    row.notes = (
+        f"worker never exited; dead letter reduced to "
+        f"{headers['engagement.error.reduced'].decode()}; largest by_user record "
+        f"{ledger.by_user_largest / 1024:,.0f} KiB (limit {limit / 1024:,.0f} KiB)"
+    )
 
 
 def worker_pid(worker: WorkerProcess) -> int:
