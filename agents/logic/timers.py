@@ -1,7 +1,10 @@
 """A per-partition deadline index whose cost per tick is proportional to the users due.
 
-Deadlines are bucketed into ``resolution_ms`` slots (rounded up, so nothing is early by more than
-nothing: a popped user's deadline is always <= now) with a heap of slot numbers. The index may
+Deadlines are bucketed into ``resolution_ms`` slots (rounded up) with a heap of slot numbers.
+A pop takes every slot up to the one holding ``now``, so a deadline at or before ``now`` is never
+left waiting for its slot to end (at the end of a replay the event clock stops at a watermark
+that need not be a slot boundary); the caller fires those whose deadline is <= now and re-arms
+the few of the current slot that are not due yet. The index may
 hold stale entries: the caller re-reads the user's state when it pops, acts if the state's
 deadline is due, and re-arms otherwise. To keep the index near one entry per user, callers only
 add an entry when a user's deadline moves *earlier* (or is new); a deadline that moves later is
@@ -38,10 +41,12 @@ class DeadlineIndex:
         self._size += 1
 
     def pop_due(self, now_ms: int, limit: int = 1_000_000) -> list[bytes]:
-        """Remove and return keys whose slot is <= ``now_ms`` (at most about ``limit``)."""
+        """Remove and return the keys of every slot up to the one holding ``now_ms`` (at most
+        about ``limit``): some of the last slot's deadlines may lie a little after ``now_ms``."""
         due: list[bytes] = []
         heap, buckets, resolution = self._heap, self._buckets, self._resolution
-        while heap and heap[0] * resolution <= now_ms and len(due) < limit:
+        last = -(-now_ms // resolution)
+        while heap and heap[0] <= last and len(due) < limit:
             due.extend(buckets.pop(heapq.heappop(heap)))
         self._size -= len(due)
         return due
