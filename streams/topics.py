@@ -27,6 +27,7 @@ class Topics:
     dead_letter: str
     signals: Mapping[str, str]  # signal kind -> topic
     changelog: str  # the state table's: ``<app id>-users-changelog``
+    leader: str  # Faust's leader-election topic: ``<app id>-__assignor-__leader``
     ingest_group: str  # ingest's consumer group on the input topic
 
     @classmethod
@@ -38,6 +39,7 @@ class Topics:
             dead_letter=f"{prefix}.dead_letter",
             signals={kind: f"{prefix}.signals.{kind}" for kind in SIGNAL_KINDS},
             changelog=f"{app_id}-{STATE_TABLE}-changelog",
+            leader=f"{app_id}-__assignor-__leader",
             ingest_group=f"{app_id}-ingest",
         )
 
@@ -60,24 +62,41 @@ def owned_topics(settings: Settings) -> list[str]:
     return Topics.of(settings).owned
 
 
+def new_topics(settings: Settings) -> list[NewTopic]:
+    """Every topic a worker needs, as it is created when missing: the input topic, the owned
+    ones, the state changelog (compacted) and Faust's leader topic (one partition), each with
+    ENGAGEMENT_REPLICATION_FACTOR (-1: the brokers' default, sent as such: CreateTopics v4+)
+    and ENGAGEMENT_MIN_INSYNC_REPLICAS. Faust declares none of them itself (its replication
+    setting cannot say "the brokers' default")."""
+    topics = Topics.of(settings)
+    config = {}
+    if settings.min_insync_replicas > 0:
+        config["min.insync.replicas"] = str(settings.min_insync_replicas)
+    partitions = {name: settings.partitions for name in (topics.input, *topics.owned)}
+    partitions |= {topics.changelog: settings.partitions, topics.leader: 1}
+    compacted = {topics.changelog: {"cleanup.policy": "compact"}}
+    return [
+        NewTopic(
+            name, count, settings.replication_factor, config={**config, **compacted.get(name, {})}
+        )
+        for name, count in partitions.items()
+    ]
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the input topic (if missing) and every owned topic; returns those created."""
+    """Create each of :func:`new_topics` that is missing; returns the names created."""
     admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
-    topics = Topics.of(settings)
-    wanted = [topics.input, *topics.owned]
-    missing = [name for name in wanted if name not in existing]
+    missing = [topic for topic in new_topics(settings) if topic.topic not in existing]
     if not missing:
         return []
-    futures = admin.create_topics(
-        [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing],
-        operation_timeout=timeout,
-    )
+    futures = admin.create_topics(missing, operation_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result(timeout)
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"could not create topic {name}: {exc}") from exc
-    log.info("created topics %s", missing)
-    return missing
+    names = [topic.topic for topic in missing]
+    log.info("created topics %s", names)
+    return names
