@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from schemas.errors import EngagementError, SettingsError
+from streams.redaction import mask_secrets
 from streams.settings import Settings, describe, markdown_table
 from streams.testbed.bench.cli import add_bench_parser
 from streams.tools.fit import add_fit_parser
@@ -37,9 +38,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.store import require_store
 
     settings = Settings.from_env_or_exit()
+    mask_secrets(settings.secrets())
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    shown = " ".join(f"{name}={value}" for name, value in settings.masked().items())
+    logging.getLogger("engagement").info("worker settings: %s", shown)
     os.makedirs(settings.data_dir, exist_ok=True)
     try:
         require_store(settings.store)
