@@ -65,10 +65,10 @@ def test_every_topic_is_declared_with_the_replication_settings() -> None:
     assert set(declared) == {topics.input, *topics.owned, topics.changelog, topics.leader}
     for name, topic in declared.items():
         assert topic.replication_factor == -1, name  # the brokers' default
-        assert topic.config["min.insync.replicas"] == "2", name
+        assert (topic.config or {})["min.insync.replicas"] == "2", name
         assert topic.num_partitions == (1 if name == topics.leader else 6), name
-    assert declared[topics.changelog].config["cleanup.policy"] == "compact"
-    assert "min.insync.replicas" not in new_topics(Settings.from_env({}))[0].config
+    assert (declared[topics.changelog].config or {})["cleanup.policy"] == "compact"
+    assert "min.insync.replicas" not in (new_topics(Settings.from_env({}))[0].config or {})
 
 
 @pytest.fixture
