@@ -26,6 +26,7 @@ from yarl import URL
 from agents.logic.churn import p_alive
 from agents.logic.days import DAY_MS
 from agents.logic.lifecycle import model_inputs, risk_deadline_ms
+from agents.logic.partitioning import partition_for
 from schemas.timestamps import iso_ms
 from streams.worker.runtime import Runtime
 from streams.worker.store import StateTable
@@ -78,9 +79,18 @@ Handler = Callable[..., Awaitable[Any]]
 
 def owner_url(app: faust.App, table: StateTable, user_id: str) -> URL | None:
     """The web URL of the group member that owns ``user_id``'s partition (as it advertised it
-    in the group), or None when that is this worker; KeyError before any assignment."""
-    owner = URL(str(app.router.key_store(table.name, user_id)))
-    return None if same_server(owner, URL(str(app.conf.canonical_url))) else owner
+    in the group), or None when that is this worker; KeyError while no member owns it.
+
+    The partition is murmur2 of the user id, as ingest keys ``events.by_user`` (the changelog
+    is co-partitioned); Faust's ``key_store`` would ask its producer's metadata, which knows
+    only topics Faust declared itself."""
+    partition = partition_for(user_id.encode(), table.partitions or 1)
+    topic = table.changelog_topic_name
+    for url, topics in app.router.table_metadata(table.name).items():
+        if partition in topics.get(topic, ()):
+            owner = URL(str(url))
+            return None if same_server(owner, URL(str(app.conf.canonical_url))) else owner
+    raise KeyError(partition)
 
 
 def same_server(a: URL, b: URL) -> bool:

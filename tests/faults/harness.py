@@ -178,6 +178,20 @@ class System:
         finally:
             consumer.close()
 
+    def replication(self, topic: str) -> tuple[int, str]:
+        """(fewest replicas of any partition, the topic's min.insync.replicas) of ``topic``."""
+        admin = AdminClient(client_config(self.settings))
+        parts = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        resource = ConfigResource("topic", topic)
+        entries = admin.describe_configs([resource])[resource].result(30)
+        return min(len(p.replicas) for p in parts), str(entries["min.insync.replicas"].value)
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """partition -> the node id leading it (-1 while none does) of ``topic``."""
+        admin = AdminClient(client_config(self.settings))
+        parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        return {number: p.leader for number, p in parts.items()}
+
     def set_topic_config(self, topic: str, name: str, value: str) -> None:
         admin = AdminClient(client_config(self.settings))
         resource = ConfigResource("topic", topic, set_config={name: value})

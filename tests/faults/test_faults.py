@@ -1,5 +1,6 @@
 """Fault scenarios on Apache Kafka: crashes, takeovers, a broker restart, a clean shutdown, an
-unwritable dead-letter topic, and abusive input. Each one ends with the same checks
+unwritable dead-letter topic, abusive input, and the node leading the partitions of a
+three-node cluster killed. Each one ends with the same checks
 (``checks.finish``): input committed to its end, every gauge equal to the oracle, every input
 message valid or dead-lettered, every expected signal delivered, duplicates sharing their id.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from streams.testbed.brokers import KafkaCluster
 from streams.testbed.processes import WorkerProcess
 from streams.topics import Topics
 from tests.faults import System, rss_bytes, wait_until
@@ -170,3 +172,43 @@ def worker_pid(worker: WorkerProcess) -> int:
     proc = worker._proc  # WorkerProcess has no public pid (yet)
     assert proc is not None
     return int(proc.pid)
+
+
+def test_partition_leader_node_killed_on_a_three_node_cluster(
+    make_cluster_system, fault_cluster: KafkaCluster
+) -> None:
+    """Internal topics with replication factor 3 (the brokers' default, asked for with -1) and
+    min.insync.replicas=2; the node leading most of the events.by_user and changelog
+    partitions is SIGKILLed mid-stream, input keeps coming while it is down, then it returns."""
+    system: System = make_cluster_system("leader", ENGAGEMENT_MIN_INSYNC_REPLICAS="2")
+    assert system.settings.replication_factor == -1
+    load = workload(707)
+    system.start("w0")
+    topics = Topics.of(system.settings)
+    internal = [topics.input, *topics.owned, topics.changelog, topics.leader]
+    for topic in internal:
+        assert system.replication(topic) == (3, "2"), topic
+    system.publish(load.first)
+    progress(system, len(load.first) // 2)
+    led = [system.leaders(topics.by_user), system.leaders(topics.changelog)]
+    victim = max((1, 2, 3), key=lambda node: sum(list(m.values()).count(node) for m in led))
+    counts = [list(m.values()).count(victim) for m in led]
+    assert all(counts), f"node {victim} leads {counts} by_user/changelog partitions"
+    fault_cluster.node(victim).kill()
+    killed = time.monotonic()
+
+    def moved() -> bool:
+        return all(victim not in system.leaders(t).values() for t in internal)
+
+    failover = wait_until(moved, 60, f"leaders moved off node {victim}", every=0.2)
+    system.publish(load.second)  # acks=all, 2 of 3 in sync: the input goes on
+    progress(system, len(load.first) + len(load.second) // 2, timeout=180)
+    down = time.monotonic() - killed
+    fault_cluster.start()  # the node comes back: same port, same data
+    back = time.monotonic()
+    notes = (
+        f"node {victim} led {counts[0]}/4 by_user and {counts[1]}/4 changelog partitions; "
+        f"leaders moved in {failover:.1f} s; node down {down:.1f} s"
+    )
+    finish(system, load, "3-node cluster, partition leader killed", back, notes)
+    assert fault_cluster.running
