@@ -188,9 +188,16 @@ class System:
 
     def leaders(self, topic: str) -> dict[int, int]:
         """partition -> the node id leading it (-1 while none does) of ``topic``."""
+        return {number: leader for number, (leader, _) in self._partitions(topic).items()}
+
+    def in_sync(self, topic: str, node: int) -> bool:
+        """``node`` is an in-sync replica of every partition of ``topic``."""
+        return all(node in isr for _, isr in self._partitions(topic).values())
+
+    def _partitions(self, topic: str) -> dict[int, tuple[int, list[int]]]:
         admin = AdminClient(client_config(self.settings))
         parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
-        return {number: p.leader for number, p in parts.items()}
+        return {number: (p.leader, list(p.isrs)) for number, p in parts.items()}
 
     def set_topic_config(self, topic: str, name: str, value: str) -> None:
         admin = AdminClient(client_config(self.settings))

@@ -18,6 +18,7 @@ from tests.faults.checks import finish, progress
 from tests.faults.conftest import workload
 
 GRACE_S = 30.0  # WorkerProcess.stop's SIGTERM grace period before SIGKILL
+NODE_DOWN_S = 20.0  # the killed cluster node stays down at least this long
 
 
 def test_kill_9_mid_stream_then_restart(make_system) -> None:
@@ -179,10 +180,13 @@ def test_partition_leader_node_killed_on_a_three_node_cluster(
 ) -> None:
     """Internal topics with replication factor 3 (the brokers' default, asked for with -1) and
     min.insync.replicas=2; the node leading most of the events.by_user and changelog
-    partitions is SIGKILLed mid-stream, input keeps coming while it is down, then it returns."""
+    partitions is SIGKILLed mid-stream, input keeps coming while it is down, and more comes
+    while it returns, catches up and takes its partitions' leadership back."""
     system: System = make_cluster_system("leader", ENGAGEMENT_MIN_INSYNC_REPLICAS="2")
     assert system.settings.replication_factor == -1
     load = workload(707)
+    half = len(load.second) // 2  # the oracle's closing clock events stay last
+    during, after = load.second[:half], load.second[half:]
     system.start("w0")
     topics = Topics.of(system.settings)
     internal = [topics.input, *topics.owned, topics.changelog, topics.leader]
@@ -201,14 +205,21 @@ def test_partition_leader_node_killed_on_a_three_node_cluster(
         return all(victim not in system.leaders(t).values() for t in internal)
 
     failover = wait_until(moved, 60, f"leaders moved off node {victim}", every=0.2)
-    system.publish(load.second)  # acks=all, 2 of 3 in sync: the input goes on
-    progress(system, len(load.first) + len(load.second) // 2, timeout=180)
+    system.publish(during)  # acks=all with 2 of 3 in sync: input goes on
+    progress(system, len(load.first) + len(during) // 2, timeout=180)
+    time.sleep(max(0.0, NODE_DOWN_S - (time.monotonic() - killed)))  # past session timeouts
     down = time.monotonic() - killed
     fault_cluster.start()  # the node comes back: same port, same data
     back = time.monotonic()
+    system.publish(after)  # while it catches up and takes leadership back
+    caught_up = wait_until(
+        lambda: all(system.in_sync(t, victim) for t in internal), 120, "the node in sync again"
+    )
+    wait_until(lambda: victim in system.leaders(topics.by_user).values(), 60, "leadership back")
     notes = (
         f"node {victim} led {counts[0]}/4 by_user and {counts[1]}/4 changelog partitions; "
-        f"leaders moved in {failover:.1f} s; node down {down:.1f} s"
+        f"leaders moved in {failover:.1f} s; node down {down:.1f} s, in sync "
+        f"{caught_up:.1f} s after its return, then leading again"
     )
     finish(system, load, "3-node cluster, partition leader killed", back, notes)
     assert fault_cluster.running

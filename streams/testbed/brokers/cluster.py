@@ -34,7 +34,8 @@ NODE_JVM_OPTIONS = (
 
 def cluster_properties(nodes: int) -> dict[str, str]:
     """Broker settings of an ``nodes``-node test cluster: replicated internal topics, quick
-    fencing of a dead node (so leaders move within seconds), few threads."""
+    fencing of a dead node (so leaders move within seconds), leadership handed back to a
+    returning node within seconds too (the default checks every 5 minutes), few threads."""
     replicas, min_isr = str(min(3, nodes)), str(max(1, min(3, nodes) - 1))
     return {
         "default.replication.factor": replicas,
@@ -44,6 +45,7 @@ def cluster_properties(nodes: int) -> dict[str, str]:
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": min_isr,
         "replica.lag.time.max.ms": "5000",
+        "leader.imbalance.check.interval.seconds": "5",
         "num.replica.fetchers": "1",
         "num.network.threads": "2",
         "num.io.threads": "2",
