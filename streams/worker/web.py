@@ -119,7 +119,8 @@ async def forward(app: faust.App, web: Any, owner: URL, user_id: str, token: str
             body = await answer.read()
             return web.bytes(body, content_type=answer.content_type, status=answer.status)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("/users: owner %s unreachable: %s", owner.with_path(""), type(exc).__name__)
+        where = owner.with_user(None).with_path("")
+        log.warning("/users: owner %s unreachable: %s", where, type(exc).__name__)
         return unavailable(web, "owner unreachable")
 
 

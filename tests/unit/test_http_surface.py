@@ -8,15 +8,18 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from yarl import URL
 
+from agents.logic.partitioning import partition_for
 from streams.redaction import mask_secrets
 from streams.settings import Settings
 from streams.topics import Topics, new_topics
 from streams.worker.app import faust_app
-from streams.worker.web import forward_url, same_server
+from streams.worker.web import forward_url, owner_url, same_server
 
 
 def test_faust_views_are_off_even_when_its_environment_says_on(
@@ -48,6 +51,26 @@ def test_forwarding_keeps_the_owners_scheme_host_and_port_only(
     owner: str, user_id: str, expected: str
 ) -> None:
     assert str(forward_url(URL(owner), user_id)) == expected
+
+
+def test_the_owner_comes_from_the_groups_assignment_and_murmur2() -> None:
+    topic = "app-users-changelog"
+    spread = {"http://w0:6066": {topic: [0, 1]}, "http://w1:6066": {topic: [2, 3]}}
+    table: Any = SimpleNamespace(name="users", partitions=4, changelog_topic_name=topic)
+
+    def app(me: str, assignment: dict[str, dict[str, list[int]]]) -> Any:
+        router = SimpleNamespace(table_metadata=lambda name: assignment)
+        return SimpleNamespace(router=router, conf=SimpleNamespace(canonical_url=URL(me)))
+
+    users = {partition_for(f"u{i}".encode(), 4): f"u{i}" for i in range(50)}
+    assert sorted(users) == [0, 1, 2, 3]
+    for partition, user in users.items():
+        owner = "http://w0:6066" if partition < 2 else "http://w1:6066"
+        other = "http://w1:6066" if partition < 2 else "http://w0:6066"
+        assert owner_url(app(owner, spread), table, user) is None  # mine: answered here
+        assert owner_url(app(other, spread), table, user) == URL(owner)
+    with pytest.raises(KeyError):  # nobody owns it yet
+        owner_url(app("http://w0:6066", {}), table, users[0])
 
 
 def test_same_server_compares_host_and_port() -> None:
