@@ -15,6 +15,7 @@ engagement settings          print every setting with its variable, default and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -38,7 +39,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.store import require_store
 
     settings = Settings.from_env_or_exit()
-    mask_secrets(settings.secrets())
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with contextlib.suppress(SettingsError):  # a bad setting is the command's to report
+        mask_secrets(Settings.from_env().secrets())  # no command logs a secret
     try:
         return int(args.func(args))
     except EngagementError as exc:

@@ -10,7 +10,7 @@ because Faust's worker replaces the root handlers when it sets up logging.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MASK = "***"
@@ -23,19 +23,33 @@ def mask_text(text: str, secrets: Iterable[str]) -> str:
 
 
 def mask_secrets(secrets: Iterable[str]) -> None:
-    """From now on, log records of this process show none of ``secrets`` (empty ones and
-    repeated calls with the same values are harmless)."""
-    values = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+    """From now on, log records of this process show none of ``secrets`` (empty values are
+    ignored; calling it again adds to the secrets already masked)."""
+    values = {s for s in secrets if s}
     if not values:
         return
-    previous = logging.getLogRecordFactory()
+    current = logging.getLogRecordFactory()
+    if isinstance(current, _MaskingFactory):
+        current.add(values)
+    else:
+        logging.setLogRecordFactory(_MaskingFactory(current, values))
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        _mask_record(record, values)
+
+class _MaskingFactory:
+    """A log-record factory that masks the secrets in what ``previous`` builds."""
+
+    def __init__(self, previous: Callable[..., logging.LogRecord], secrets: set[str]) -> None:
+        self.previous = previous
+        self.secrets: tuple[str, ...] = ()
+        self.add(secrets)
+
+    def add(self, secrets: set[str]) -> None:
+        self.secrets = tuple(sorted(set(self.secrets) | secrets, key=len, reverse=True))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.previous(*args, **kwargs)
+        _mask_record(record, self.secrets)
         return record
-
-    logging.setLogRecordFactory(factory)
 
 
 def _mask_record(record: logging.LogRecord, secrets: tuple[str, ...]) -> None:
