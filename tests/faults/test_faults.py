@@ -212,9 +212,10 @@ def test_partition_leader_node_killed_on_a_three_node_cluster(
     fault_cluster.start()  # the node comes back: same port, same data
     back = time.monotonic()
     system.publish(after)  # while it catches up and takes leadership back
-    caught_up = wait_until(
+    wait_until(
         lambda: all(system.in_sync(t, victim) for t in internal), 120, "the node in sync again"
     )
+    caught_up = time.monotonic() - back
     wait_until(lambda: victim in system.leaders(topics.by_user).values(), 60, "leadership back")
     notes = (
         f"node {victim} led {counts[0]}/4 by_user and {counts[1]}/4 changelog partitions; "
