@@ -4,12 +4,13 @@ and creating the topics before the worker starts."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from schemas.errors import BrokerError
+from schemas.errors import BrokerError, SettingsError
 from schemas.records import SIGNAL_KINDS
 from streams.kafka import client_config
 from streams.settings import Settings
@@ -84,7 +85,11 @@ def new_topics(settings: Settings) -> list[NewTopic]:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create each of :func:`new_topics` that is missing; returns the names created."""
+    """Create each of :func:`new_topics` that is missing; returns the names created.
+
+    SettingsError naming the variable when the brokers refuse the replication factor, or
+    when a created topic has fewer replicas than ENGAGEMENT_MIN_INSYNC_REPLICAS (every
+    acknowledged write would fail)."""
     admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [topic for topic in new_topics(settings) if topic.topic not in existing]
@@ -95,8 +100,36 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         try:
             future.result(timeout)
         except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise BrokerError(f"could not create topic {name}: {exc}") from exc
+            if "TOPIC_ALREADY_EXISTS" in str(exc):
+                continue
+            if "REPLICATION_FACTOR" in str(exc):
+                raise SettingsError(
+                    "ENGAGEMENT_REPLICATION_FACTOR", f"topic {name} refused: {exc}"
+                ) from exc
+            raise BrokerError(f"could not create topic {name}: {exc}") from exc
     names = [topic.topic for topic in missing]
+    _check_min_insync(admin, settings, names, timeout)
     log.info("created topics %s", names)
     return names
+
+
+def _check_min_insync(
+    admin: AdminClient, settings: Settings, names: list[str], timeout: float
+) -> None:
+    if settings.min_insync_replicas <= 1:
+        return
+    deadline = time.monotonic() + timeout
+    topics = admin.list_topics(timeout=timeout).topics
+    while any(n not in topics for n in names) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the metadata of a topic just created may lag a moment
+        topics = admin.list_topics(timeout=timeout).topics
+    for name in names:
+        partitions = topics[name].partitions.values() if name in topics else ()
+        replicas = min((len(p.replicas) for p in partitions), default=0)
+        if 0 < replicas < settings.min_insync_replicas:
+            raise SettingsError(
+                "ENGAGEMENT_MIN_INSYNC_REPLICAS",
+                f"is {settings.min_insync_replicas} but topic {name} has {replicas} replica(s) "
+                "(ENGAGEMENT_REPLICATION_FACTOR, or the brokers' default.replication.factor): "
+                "no write could be acknowledged",
+            )
