@@ -15,12 +15,14 @@ engagement settings          print every setting with its variable, default and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from schemas.errors import EngagementError, SettingsError
+from streams.redaction import mask_secrets
 from streams.settings import Settings, describe, markdown_table
 from streams.testbed.bench.cli import add_bench_parser
 from streams.tools.fit import add_fit_parser
@@ -41,6 +43,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    shown = " ".join(f"{name}={value}" for name, value in settings.masked().items())
+    logging.getLogger("engagement").info("worker settings: %s", shown)
     os.makedirs(settings.data_dir, exist_ok=True)
     try:
         require_store(settings.store)
@@ -141,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with contextlib.suppress(SettingsError):  # a bad setting is the command's to report
+        mask_secrets(Settings.from_env().secrets())  # no command logs a secret
     try:
         return int(args.func(args))
     except EngagementError as exc:

@@ -112,6 +112,14 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _replicas(text: str) -> int:
+    """A replica count 1..32, or -1 for the brokers' default (as Kafka Streams does)."""
+    value = int(text)
+    if value != -1 and not 1 <= value <= 32:
+        raise ValueError(f"{value} is neither -1 (the brokers' default) nor within 1..32")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -191,9 +199,18 @@ class Settings:
     )
     replication_factor: int = setting(
         "ENGAGEMENT_REPLICATION_FACTOR",
-        "1",
-        _int_range(1, 10),
-        "Replication factor of the topics engagement-stream creates.",
+        "-1",
+        _replicas,
+        "Replication factor of the topics engagement-stream creates (events.by_user, "
+        "dead_letter, signals.*, the state changelog); -1: the brokers' "
+        "default.replication.factor.",
+    )
+    min_insync_replicas: int = setting(
+        "ENGAGEMENT_MIN_INSYNC_REPLICAS",
+        "-1",
+        _replicas,
+        "min.insync.replicas of the topics engagement-stream creates (writes wait for this many "
+        "replicas); -1: the brokers' default.",
     )
     store: str = setting(
         "ENGAGEMENT_STORE",
@@ -454,7 +471,8 @@ class Settings:
                 try:
                     values[f.name] = f.metadata["parse"](env[name])
                 except (ValueError, TypeError) as exc:
-                    raise SettingsError(name, f"{exc} (got {env[name]!r})") from None
+                    got = "***" if f.metadata["secret"] else repr(env[name])
+                    raise SettingsError(name, f"{exc} (got {got})") from None
         return cls(**values)._checked()
 
     @classmethod
@@ -486,8 +504,27 @@ class Settings:
                 "ENGAGEMENT_RETENTION_DAYS",
                 "the largest N must be at least 2 days below ENGAGEMENT_AGGREGATE_DAYS",
             )
+        if -1 < self.replication_factor < self.min_insync_replicas:
+            raise SettingsError(
+                "ENGAGEMENT_MIN_INSYNC_REPLICAS",
+                "must not exceed ENGAGEMENT_REPLICATION_FACTOR (no write could succeed)",
+            )
         _check_security(self)
         return self
+
+    def __repr__(self) -> str:
+        """Like the dataclass's, with secrets shown as ``'***'`` (also ``str()``)."""
+        fields = dataclasses.fields(self)
+        shown = ", ".join(f"{f.name}={_shown(f, getattr(self, f.name))!r}" for f in fields)
+        return f"Settings({shown})"
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values of the secret settings that are set (what logs must never show)."""
+        return tuple(
+            value
+            for f in dataclasses.fields(self)
+            if f.metadata["secret"] and (value := getattr(self, f.name))
+        )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked again (for tests and tools)."""
@@ -503,13 +540,16 @@ class Settings:
         return {f.metadata["env"]: _render(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def masked(self) -> dict[str, str]:
-        """The settings for logs and ``/healthz``: secrets replaced by ``***``."""
+        """The settings for logs: secrets replaced by ``***``."""
         return {
-            f.metadata["env"]: "***"
-            if f.metadata["secret"] and getattr(self, f.name)
-            else _render(getattr(self, f.name))
+            f.metadata["env"]: _render(_shown(f, getattr(self, f.name)))
             for f in dataclasses.fields(self)
         }
+
+
+def _shown(f: dataclasses.Field[Any], value: Any) -> Any:
+    """``value``, or ``***`` when ``f`` is a secret that is set."""
+    return "***" if f.metadata["secret"] and value else value
 
 
 def _check_security(settings: Settings) -> None:

@@ -78,12 +78,19 @@ CHART_DEFAULTS = {
         "Deployment: http://$(POD_IP):<port>).",
     ),
     "ENGAGEMENT_WEB_PORT": ("6066", "Also the container port named http."),
+    "ENGAGEMENT_REPLICATION_FACTOR": (
+        "3",
+        "Chart default 3 with ENGAGEMENT_MIN_INSYNC_REPLICAS 2: any one broker may fail without "
+        "losing an acknowledged write or stopping the pipeline.",
+    ),
+    "ENGAGEMENT_MIN_INSYNC_REPLICAS": ("2", "Chart default 2 (with a replication factor of 3)."),
 }
 BEGIN, END = "  # settings:start", "  # settings:end"
 
 # values.schema.json: what each setting's string must look like (the worker parses it again).
 _DURATION = {"pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)?\s*$"}
 _COUNT = {"pattern": "^[1-9][0-9]*$"}
+_REPLICAS = {"pattern": "^(-1|[1-9][0-9]?)$"}  # -1: the brokers' default
 _NUMBER = {"pattern": r"^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$"}
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "ENGAGEMENT_BROKER": {
@@ -96,7 +103,8 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
     },
     "ENGAGEMENT_TOPIC_PREFIX": {"minLength": 1},
     "ENGAGEMENT_PARTITIONS": _COUNT,
-    "ENGAGEMENT_REPLICATION_FACTOR": _COUNT,
+    "ENGAGEMENT_REPLICATION_FACTOR": _REPLICAS,
+    "ENGAGEMENT_MIN_INSYNC_REPLICAS": _REPLICAS,
     "ENGAGEMENT_STORE": {"enum": ["memory://", "rocksdict://"]},
     "ENGAGEMENT_DATA_DIR": {"pattern": "^/"},
     "ENGAGEMENT_WEB_PORT": {"pattern": "^[1-9][0-9]{0,4}$"},

@@ -58,8 +58,16 @@ def faust_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         canonical_url=advertised_url(settings),
+        # Faust's own views would show table contents, routing and internals to anyone:
+        # /users/{id} (streams.worker.web) is the one guarded way in.
+        debug=False,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=False,  # streams.topics.ensure_topics creates every topic first
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.1, settings.session_timeout / 5),
         broker_request_timeout=max(40.0, settings.session_timeout + 10),
@@ -69,6 +77,8 @@ def faust_app(settings: Settings) -> faust.App:
         table_cleanup_interval=3600.0,
         table_standby_replicas=0,  # a partition taking over restores in bulk (streams.worker.store)
         logging_config=None,
+        env={},  # Faust would let its own variables (APP_WEB_TABLES_ENABLED, WEB_PORT, ...)
+        # override all of the above: Settings.from_env is the only reader of the environment
         **faust_security(settings),
     )
 

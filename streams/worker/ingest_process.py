@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from agents.logic.routing import Router
+from streams.redaction import mask_secrets
 from streams.settings import Settings
 from streams.worker.delivery import Deliverer
 from streams.worker.gc_tuning import tune_gc
@@ -102,6 +103,7 @@ def child_main(settings: Settings, conn: Connection, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
+    mask_secrets(settings.secrets())
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s",

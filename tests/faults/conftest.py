@@ -1,6 +1,7 @@
 """Fault scenarios (``make faults``): their own Apache Kafka broker, which they may kill and
-restart, a simulated population per scenario, the independent oracle, and the results table
-written to ``reports/faults.md`` at the end of the session.
+restart (``make_system``), or their own three-node cluster, whose nodes they may kill and
+restart (``make_cluster_system``), a simulated population per scenario, the independent oracle,
+and the results table written to ``reports/faults.md`` at the end of the session.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.testbed.brokers import KafkaBroker, default_kafka_lib
+from streams.testbed.brokers import KafkaBroker, KafkaCluster, default_kafka_lib
 from tests.faults import Message, Row, System, write_report
 from tests.integration.conftest import make_unique_name, start_or_skip
 from tests.oracle import DAY_MS, Oracle, RawEvent, disorder, population
@@ -74,6 +75,18 @@ def fault_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three KRaft nodes of our own (scenarios kill and restart nodes), data in kept dirs;
+    topics created with replication factor -1 get 3 replicas (the brokers' default)."""
+    cluster = KafkaCluster(default_kafka_lib(), 3, data_dir=tmp_path_factory.mktemp("cluster"))
+    start_or_skip(cluster, "a three-node Apache Kafka cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @dataclass
 class Workload:
     """A population's input messages (two halves) and the oracle's view of it."""
@@ -131,12 +144,25 @@ def expected_gauges(oracle: Oracle, today: int) -> dict[str, float]:
 
 @pytest.fixture
 def make_system(fault_broker: KafkaBroker, tmp_path: Path) -> Iterator[type[System] | object]:
+    """``make_system(scenario, **settings)``: a System on the single fault broker."""
+    yield from _systems(fault_broker.url, tmp_path)
+
+
+@pytest.fixture
+def make_cluster_system(
+    fault_cluster: KafkaCluster, tmp_path: Path
+) -> Iterator[type[System] | object]:
+    """``make_cluster_system(scenario, **settings)``: a System on the three-node cluster."""
+    yield from _systems(fault_cluster.url, tmp_path)
+
+
+def _systems(broker_url: str, tmp_path: Path) -> Iterator[type[System] | object]:
     systems: list[System] = []
 
     def make(scenario: str, **overrides: str) -> System:
         name = make_unique_name(f"fault-{scenario}")
         env = {
-            "ENGAGEMENT_BROKER": fault_broker.url,
+            "ENGAGEMENT_BROKER": broker_url,
             "ENGAGEMENT_APP_ID": name,
             "ENGAGEMENT_TOPIC_PREFIX": name,
             "ENGAGEMENT_INPUT_TOPIC": f"{name}.user.events",

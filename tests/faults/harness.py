@@ -185,6 +185,27 @@ class System:
         finally:
             consumer.close()
 
+    def replication(self, topic: str) -> tuple[int, str]:
+        """(fewest replicas of any partition, the topic's min.insync.replicas) of ``topic``."""
+        admin = AdminClient(client_config(self.settings))
+        parts = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        resource = ConfigResource("topic", topic)
+        entries = admin.describe_configs([resource])[resource].result(30)
+        return min(len(p.replicas) for p in parts), str(entries["min.insync.replicas"].value)
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """partition -> the node id leading it (-1 while none does) of ``topic``."""
+        return {number: leader for number, (leader, _) in self._partitions(topic).items()}
+
+    def in_sync(self, topic: str, node: int) -> bool:
+        """``node`` is an in-sync replica of every partition of ``topic``."""
+        return all(node in isr for _, isr in self._partitions(topic).values())
+
+    def _partitions(self, topic: str) -> dict[int, tuple[int, list[int]]]:
+        admin = AdminClient(client_config(self.settings))
+        parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        return {number: (p.leader, list(p.isrs)) for number, p in parts.items()}
+
     def set_topic_config(self, topic: str, name: str, value: str) -> None:
         """Set one topic config, leaving the others (a changelog stays compacted)."""
         admin = AdminClient(client_config(self.settings))

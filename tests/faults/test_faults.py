@@ -1,6 +1,7 @@
 """Fault scenarios on Apache Kafka: crashes, takeovers, a broker restart, a clean shutdown, an
 unwritable dead-letter topic, abusive input, unreadable by_user records and changelog states,
-and an unwritable changelog. Each one ends with the same checks
+an unwritable changelog, and the node leading the partitions of a three-node cluster killed.
+Each one ends with the same checks
 (``checks.finish``): input committed to its end, every gauge equal to the oracle, every input
 message valid or dead-lettered, every expected signal delivered, duplicates sharing their id.
 """
@@ -12,6 +13,7 @@ import time
 import orjson
 
 from agents.logic.meta import META_KEY
+from streams.testbed.brokers import KafkaCluster
 from streams.testbed.processes import WorkerProcess
 from streams.topics import Topics
 from tests.faults import System, build_ledger, rss_bytes, wait_until
@@ -23,6 +25,7 @@ from tests.faults.ledger import read_topic
 from tests.oracle import DAY_MS
 
 GRACE_S = 30.0  # WorkerProcess.stop's SIGTERM grace period before SIGKILL
+NODE_DOWN_S = 20.0  # the killed cluster node stays down at least this long
 
 
 def test_kill_9_mid_stream_then_restart(make_system) -> None:
@@ -310,3 +313,54 @@ def test_changelog_unwritable_stops_the_worker(make_system) -> None:
     system.start("w0")
     notes = f"max.message.bytes=1 on the changelog: /readyz 503, exit {code} after {stopped:.0f} s"
     finish(system, load, "changelog unwritable (fail-stop)", fixed, notes)
+
+
+def test_partition_leader_node_killed_on_a_three_node_cluster(
+    make_cluster_system, fault_cluster: KafkaCluster
+) -> None:
+    """Internal topics with replication factor 3 (the brokers' default, asked for with -1) and
+    min.insync.replicas=2; the node leading most of the events.by_user and changelog
+    partitions is SIGKILLed mid-stream, input keeps coming while it is down, and more comes
+    while it returns, catches up and takes its partitions' leadership back."""
+    system: System = make_cluster_system("leader", ENGAGEMENT_MIN_INSYNC_REPLICAS="2")
+    assert system.settings.replication_factor == -1
+    load = workload(707)
+    half = len(load.second) // 2  # the oracle's closing clock events stay last
+    during, after = load.second[:half], load.second[half:]
+    system.start("w0")
+    topics = Topics.of(system.settings)
+    internal = [topics.input, *topics.owned, topics.changelog, topics.leader]
+    for topic in internal:
+        assert system.replication(topic) == (3, "2"), topic
+    system.publish(load.first)
+    progress(system, len(load.first) // 2)
+    led = [system.leaders(topics.by_user), system.leaders(topics.changelog)]
+    victim = max((1, 2, 3), key=lambda node: sum(list(m.values()).count(node) for m in led))
+    counts = [list(m.values()).count(victim) for m in led]
+    assert all(counts), f"node {victim} leads {counts} by_user/changelog partitions"
+    fault_cluster.node(victim).kill()
+    killed = time.monotonic()
+
+    def moved() -> bool:
+        return all(victim not in system.leaders(t).values() for t in internal)
+
+    failover = wait_until(moved, 60, f"leaders moved off node {victim}", every=0.2)
+    system.publish(during)  # acks=all with 2 of 3 in sync: input goes on
+    progress(system, len(load.first) + len(during) // 2, timeout=180)
+    time.sleep(max(0.0, NODE_DOWN_S - (time.monotonic() - killed)))  # past session timeouts
+    down = time.monotonic() - killed
+    fault_cluster.start()  # the node comes back: same port, same data
+    back = time.monotonic()
+    system.publish(after)  # while it catches up and takes leadership back
+    wait_until(
+        lambda: all(system.in_sync(t, victim) for t in internal), 120, "the node in sync again"
+    )
+    caught_up = time.monotonic() - back
+    wait_until(lambda: victim in system.leaders(topics.by_user).values(), 60, "leadership back")
+    notes = (
+        f"node {victim} led {counts[0]}/4 by_user and {counts[1]}/4 changelog partitions; "
+        f"leaders moved in {failover:.1f} s; node down {down:.1f} s, in sync "
+        f"{caught_up:.1f} s after its return, then leading again"
+    )
+    finish(system, load, "3-node cluster, partition leader killed", back, notes)
+    assert fault_cluster.running

@@ -27,6 +27,7 @@ from schemas.errors import BrokerError
 from streams.testbed.brokers import (
     BROKER_KINDS,
     KafkaBroker,
+    KafkaCluster,
     TansuBroker,
     default_kafka_lib,
     fetch_kafka_jars,
@@ -58,7 +59,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
-def start_or_skip(broker: KafkaBroker, what: str) -> None:
+def start_or_skip(broker: KafkaBroker | KafkaCluster, what: str) -> None:
     """Start a broker a fixture of its own needs (fetching the Kafka jars if missing); if it
     cannot start, skip the tests using it, or fail them with ``CI=true``."""
     try:

@@ -26,6 +26,7 @@ from streams.testbed.brokers import KafkaBroker, default_kafka_lib, free_port
 from streams.testbed.brokers.tls import SaslSsl, generate_tls
 from streams.testbed.processes import WorkerProcess
 from streams.tools.signals import SignalConsumer
+from streams.worker.web import FORWARDED
 from tests.integration.conftest import BrokerHandle, selected_kinds, start_or_skip
 from tests.integration.workers import running_worker, wait_for, wait_metric, worker_env
 
@@ -164,8 +165,8 @@ def test_wrong_credentials_fail_fast_with_a_clear_error(
 # -- the API token, and what must never be logged or labelled (plain Kafka) ---------------------
 
 
-def http(url: str, token: str | None = None) -> int:
-    request = urllib.request.Request(url)
+def http(url: str, token: str | None = None, headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -209,8 +210,93 @@ def test_api_token_guards_users_and_is_forwarded(
             assert http(url, "not-the-token") == 401
             assert http(url, TOKEN) == 200, event["user_id"]
         assert http(f"{w1.base_url}/users/nobody", TOKEN) == 404
+        with Trap() as trap:  # a host named by the request must never get the token
+            forged = {"Host": trap.netloc, "X-Forwarded-Host": trap.netloc,
+                      "X-Forwarded-Proto": "http", "Forwarded": f"host={trap.netloc}"}  # fmt: skip
+            for event in events:
+                url = f"{w0.base_url}/users/{event['user_id']}"
+                assert http(url, TOKEN, forged) == 200, event["user_id"]
+        assert trap.requests == [], trap.requests
+        # a request marked as forwarded is answered where it lands, never relayed again
+        hop = {FORWARDED: "1"}
+        on_w1 = {e["user_id"]: http(f"{w1.base_url}/users/{e['user_id']}", TOKEN, hop)
+                 for e in events}  # fmt: skip
+        assert set(on_w1.values()) == {200, 503}, on_w1
+        for user, status in on_w1.items():
+            assert http(f"{w0.base_url}/users/{user}", TOKEN, hop) == (
+                503 if status == 200 else 200
+            )
+        for path in FAUST_VIEWS:
+            for worker in (w0, w1):
+                assert http(worker.base_url + path) == 404, path
+                assert http(worker.base_url + path, TOKEN) == 404, path
     routed = w0.log_path.read_text(errors="replace") + w1.log_path.read_text(errors="replace")
     assert TOKEN not in routed
+
+
+FAUST_VIEWS = ("/table/", "/table/users/", "/router/", "/router/users/", "/graph/",
+               "/stats/", "/assignment/", "/performance/")  # fmt: skip
+
+
+class Trap:
+    """An HTTP server that records every request it gets (it should get none)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str]] = []
+        trap = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                trap.requests.append((self.path, str(self.headers.get("Authorization"))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.netloc = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Trap:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_no_secret_in_logs_or_http_answers(secure_kafka: SecureKafka, unique_name) -> None:
+    """A worker with a SASL password and an API token, logging at debug level: neither value
+    shows up in its whole log (worker, Faust, aiokafka, librdkafka, the ingest process) nor in
+    any answer of its web server; the settings line it logs shows them as ***."""
+    user, password = "alice", USERS["alice"]
+    env = secure_kafka.env(unique_name("mask"), user, password, "SCRAM-SHA-512",
+                           ENGAGEMENT_API_TOKEN=TOKEN, ENGAGEMENT_LOG_LEVEL="debug",
+                           ENGAGEMENT_INGEST_PROCESS="true")  # fmt: skip
+    settings = Settings.from_env(env)
+    assert password not in repr(settings) and TOKEN not in str(settings)
+    client = secure_kafka.security.client_config(user, password, "SCRAM-SHA-512")
+    events = lapsing_users("mask", 10)
+    answers: list[bytes] = []
+    with running_worker(env) as worker:
+        produce({"bootstrap.servers": secure_kafka.broker.bootstrap, **client},
+                settings.input_topic, events)  # fmt: skip
+        wait_metric([worker], "engagement_events_folded_total", len(events), timeout=60)
+        for path in ("/healthz", "/readyz", "/metrics", "/", "/users/mask-1", *FAUST_VIEWS):
+            answers.append(worker.get(path)[1])
+        assert http(f"{worker.base_url}/users/mask-1", TOKEN) == 200
+    log = worker.log_path.read_text(errors="replace")
+    assert "ENGAGEMENT_SASL_PASSWORD=*** " in log and "ENGAGEMENT_API_TOKEN=***" in log
+    assert "DEBUG" in log  # the log was written at debug level
+    for secret in (password, TOKEN):
+        leaked = [line for line in log.splitlines() if secret in line]
+        assert not leaked, leaked[:3]
+        assert not [a for a in answers if secret.encode() in a]
 
 
 def test_no_user_ids_or_payloads_in_logs_or_metrics(

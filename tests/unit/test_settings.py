@@ -38,6 +38,9 @@ def test_defaults_need_no_environment() -> None:
         ("ENGAGEMENT_HORIZON_DAYS", "30"),
         ("ENGAGEMENT_CHURNED_AFTER", "3d"),
         ("ENGAGEMENT_INPUT_KEYED_BY_USER", "maybe"),
+        ("ENGAGEMENT_REPLICATION_FACTOR", "0"),
+        ("ENGAGEMENT_REPLICATION_FACTOR", "-2"),
+        ("ENGAGEMENT_MIN_INSYNC_REPLICAS", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
@@ -45,6 +48,40 @@ def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
         Settings.from_env({variable: value})
     assert variable in str(info.value)
     assert info.value.variable == variable
+
+
+SECRETS = {
+    "ENGAGEMENT_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "ENGAGEMENT_SASL_USERNAME": "alice",
+    "ENGAGEMENT_SASL_PASSWORD": "pw-9f3c1b",
+    "ENGAGEMENT_API_TOKEN": "tok-77e2a0",
+}
+
+
+def test_repr_str_and_masked_hide_every_secret() -> None:
+    settings = Settings.from_env(SECRETS)
+    secret_fields = [f for f in dataclasses.fields(Settings) if f.metadata["secret"]]
+    assert {f.metadata["env"] for f in secret_fields} >= {
+        "ENGAGEMENT_SASL_PASSWORD",
+        "ENGAGEMENT_API_TOKEN",
+    }
+    assert set(settings.secrets()) == {"pw-9f3c1b", "tok-77e2a0"}
+    for text in (repr(settings), str(settings), f"{settings}", str(settings.masked())):
+        assert "pw-9f3c1b" not in text and "tok-77e2a0" not in text, text
+    assert "sasl_password='***'" in repr(settings) and "api_token='***'" in repr(settings)
+    assert "sasl_username='alice'" in repr(settings)  # only secrets are masked
+    assert settings.masked()["ENGAGEMENT_API_TOKEN"] == "***"
+    assert "api_token=''" in repr(Settings.from_env({}))  # unset: nothing to hide
+
+
+def test_replication_defaults_to_the_brokers_and_is_checked() -> None:
+    settings = Settings.from_env({})
+    assert (settings.replication_factor, settings.min_insync_replicas) == (-1, -1)
+    both = {"ENGAGEMENT_REPLICATION_FACTOR": "3", "ENGAGEMENT_MIN_INSYNC_REPLICAS": "2"}
+    assert Settings.from_env(both).min_insync_replicas == 2
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**both, "ENGAGEMENT_MIN_INSYNC_REPLICAS": "4"})
+    assert info.value.variable == "ENGAGEMENT_MIN_INSYNC_REPLICAS"
 
 
 def test_values_are_parsed() -> None:

