@@ -14,6 +14,7 @@ import pytest
 from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
 from agents.logic.state import decode
+from agents.logic.walk import MAX_PENDING
 from schemas.records import Event
 from tests.oracle import RawEvent, SignalRules, expected_signals
 from tests.unit.conftest import T0, engine_config, make_event
@@ -116,6 +117,59 @@ def test_a_late_read_event_cannot_undo_a_fired_deadline() -> None:
     late = make_event("u", T0 + 7 * DAY_MS - 10 * MINUTE)
     got = run([[U0], [CLOCK], [late]])
     assert [s["kind"] for s in got] == ["dormant", "reactivated"]
+
+
+def test_a_discard_inside_the_gap_makes_the_return_a_new_user() -> None:
+    """Forgotten 40 days after the last event (discard delay), a return at exactly 40 days read
+    before the clock got there is a first event once the clock passes the discard: no
+    reactivated, as the oracle says."""
+    rules = SignalRules(alive_threshold=0.05, dormant_days=7, churned_days=30, discard_days=40)
+    config = engine_config(discard_days=40)
+    back = make_event("u", T0 + 40 * DAY_MS)
+    clock = make_event("clock", T0 + 40 * DAY_MS + 2 * HOUR)
+    engine = Engine(config)
+    got = run([[U0], [make_event("clock", T0 + 35 * DAY_MS)], [back], [clock]], engine)
+    raw = [RawEvent(e.user_id, e.event_id, e.timestamp_ms) for e in (U0, back)]
+    want = expected_signals(raw, rules, clock.timestamp_ms - HOUR).signals
+    assert [(s["kind"], s["signal_id"]) for s in got] == [(s.kind, s.signal_id) for s in want]
+    assert [s.kind for s in want] == ["dormant", "churned"]
+    state = engine.user("u")
+    assert state is not None and state.first_ms == back.timestamp_ms and not state.pending
+
+
+def test_on_the_wall_clock_a_return_read_before_the_tick_still_follows_the_deadline() -> None:
+    """Wall clock: the deadline passed (wall time) but no tick fired it yet when the return is
+    read; the deadline fires first, then the return."""
+    engine = Engine(engine_config("wall"))
+    engine.assign(0, {})
+    engine.process(0, [U0], T0)
+    wall = RETURN.timestamp_ms + MINUTE
+    got = [s for _, _, s in engine.process(0, [RETURN], wall).signals]
+    assert [(s["kind"], s["clock"]) for s in got] == [("dormant", "wall"), ("reactivated", "wall")]
+
+
+def test_a_return_from_the_future_waits_for_the_wall_clock() -> None:
+    """Wall clock: an event stamped after the user's deadline but read before the wall clock
+    reaches that deadline (a producer's clock ahead) is deferred until a tick passes it."""
+    engine = Engine(engine_config("wall"))
+    engine.assign(0, {})
+    engine.process(0, [U0], T0)
+    assert engine.process(0, [RETURN], T0 + DAY_MS).signals == []
+    assert engine.tick(T0 + 7 * DAY_MS - 1).signals == []
+    got = [s for _, _, s in engine.tick(T0 + 7 * DAY_MS).signals]
+    assert [s["kind"] for s in got] == ["dormant", "reactivated"]
+
+
+def test_too_many_deferred_events_take_the_clock_to_the_first_of_them() -> None:
+    """At most MAX_PENDING events wait per user; one more and the deadline before them is
+    taken as passed (the state stays bounded)."""
+    many = [make_event("u", RETURN.timestamp_ms + i, f"e{i}") for i in range(MAX_PENDING + 1)]
+    engine = Engine(engine_config())
+    got = run([[U0], many[:MAX_PENDING]], engine)
+    assert got == [] and len(engine.user("u").pending) == MAX_PENDING  # type: ignore[union-attr]
+    got = run([many[MAX_PENDING:]], engine)
+    assert [s["kind"] for s in got] == ["dormant", "reactivated"]
+    assert engine.user("u").pending == []  # type: ignore[union-attr]
 
 
 @pytest.mark.xfail(
