@@ -13,7 +13,11 @@ Two levels, both pure (wall time passed in):
 * :class:`SourceWatermarks` — one ``events.by_user`` partition over the ingest instances
   (sources) writing to it: the minimum over sources heard from recently, so several workers'
   ingests advance the clock together; a source silent for ``timeout_ms`` (its worker is gone,
-  its input partitions moved) stops counting.
+  its input partitions moved) stops counting. A source names the input partitions it reads
+  (:func:`source_id`), and the clock moves only while the sources heard from cover every
+  input partition: a by_user partition cannot know of an ingest instance before its first
+  record arrives, and at a start at full speed one instance's records can be far ahead of
+  another's first.
 
 Both only move forward.
 """
@@ -59,6 +63,10 @@ class InputWatermark:
         it is not at its end, whatever end-of-partition event came before."""
         self._at_end_since.pop(partition, None)
 
+    @property
+    def assigned(self) -> frozenset[Hashable]:
+        return frozenset(self._assigned)
+
     def at_end(self) -> list[Hashable]:
         """The partitions currently taken to be at their end."""
         return list(self._at_end_since)
@@ -78,6 +86,39 @@ class InputWatermark:
         return self._value
 
 
+def source_id(instance: str, inputs: int, owned: Iterable[int]) -> str:
+    """``instance:inputs:bitmap``: an ingest instance, the input topic's partition count and
+    the partitions it reads (a hex bitmap). A new assignment is a new source; the old one
+    expires after the timeout, holding the clock at most until then."""
+    mask = 0
+    for partition in owned:
+        mask |= 1 << partition
+    return f"{instance}:{inputs}:{mask:x}"
+
+
+def _coverage(source: str) -> tuple[int, int] | None:
+    """(input partitions, bitmap) that ``source`` reads, or None for a source that does not
+    say (an ingest of an earlier version, or a test)."""
+    parts = source.split(":")
+    if len(parts) != 3:
+        return None
+    try:
+        return int(parts[1]), int(parts[2], 16)
+    except ValueError:
+        return None
+
+
+def covers_all(sources: Iterable[str]) -> bool:
+    """True unless the sources name their input partitions and leave one out."""
+    inputs, mask = 0, 0
+    for source in sources:
+        coverage = _coverage(source)
+        if coverage is None:
+            return True  # an older ingest: the minimum over what is heard, as before
+        inputs, mask = max(inputs, coverage[0]), mask | coverage[1]
+    return inputs == 0 or mask & ((1 << inputs) - 1) == (1 << inputs) - 1
+
+
 class SourceWatermarks:
     """The watermark of one partition fed by several sources."""
 
@@ -94,6 +135,7 @@ class SourceWatermarks:
         self._sources[source] = (max(previous, watermark_ms), wall_ms)
         for name in [n for n, (_, seen) in self._sources.items() if wall_ms - seen > self._timeout]:
             del self._sources[name]
-        low = min(w for w, _ in self._sources.values())
-        self.value = max(self.value, low)
+        if covers_all(self._sources):
+            low = min(w for w, _ in self._sources.values())
+            self.value = max(self.value, low)
         return self.value

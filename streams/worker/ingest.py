@@ -21,7 +21,7 @@ from mode import Service
 
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
-from agents.logic.watermarks import InputWatermark
+from agents.logic.watermarks import InputWatermark, source_id
 from schemas.errors import BrokerError, SettingsError
 from streams.kafka import consumer_config, producer_config, record_headroom, topic_configs
 from streams.settings import Settings
@@ -114,7 +114,9 @@ class IngestService(Service):
         self._unflushed_since = 0.0
         self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
         self._flush_lock = asyncio.Lock()
-        self.source = uuid.uuid4().hex[:12]  # this instance, for the partitions' watermarks
+        self.instance = uuid.uuid4().hex[:12]
+        # this instance and the input partitions it reads, for the partitions' clocks
+        self.source = source_id(self.instance, 0, ())
         self.watermark = InputWatermark(
             int(settings.allowed_lateness * 1000), int(settings.idle_timeout * 1000)
         )
@@ -147,10 +149,12 @@ class IngestService(Service):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.watermark.assign((tp.topic, tp.partition) for tp in partitions)
+        self._name_source(consumer)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, asynchronous=False)
         self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
+        self._name_source(consumer)
         for tp in partitions:  # unflushed output is re-read by the next owner: idempotent
             self._positions.pop((tp.topic, tp.partition), None)
             self._unflushed.pop((tp.topic, tp.partition), None)
@@ -299,3 +303,17 @@ class IngestService(Service):
                     self.watermark.has_unread((tp.topic, tp.partition))
         except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
             log.debug("unread check skipped: %s", exc)
+
+    def _name_source(self, consumer: Consumer) -> None:
+        """Name this source after the input partitions it reads now (see
+        :func:`agents.logic.watermarks.source_id`)."""
+        topic = self.settings.input_topic
+        try:
+            described = consumer.list_topics(topic, timeout=10).topics[topic]
+            inputs = len(described.partitions)
+            owned = [p for t, p in cast("set[tuple[str, int]]", self.watermark.assigned)
+                     if t == topic]  # fmt: skip
+        except (KafkaException, KeyError) as exc:  # say nothing rather than something wrong
+            log.warning("input partitions not known (%s): this ingest holds every clock", exc)
+            inputs, owned = 1, []
+        self.source = source_id(self.instance, inputs, owned)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from agents.logic.watermarks import InputWatermark, SourceWatermarks
+from agents.logic.watermarks import InputWatermark, SourceWatermarks, covers_all, source_id
 
 H = 3_600_000
 
@@ -65,3 +65,21 @@ def test_sources_advance_together_and_silent_ones_expire() -> None:
     assert sw.observe("a", 500, wall_ms=2_000) == 100  # b (at 40) holds it
     assert sw.observe("b", 300, wall_ms=3_000) == 300
     assert sw.observe("a", 900, wall_ms=40_000) == 900  # b silent > 30 s: no longer counts
+
+
+def test_the_clock_waits_until_the_sources_cover_every_input_partition() -> None:
+    """At a start at full speed one ingest's records can reach a by_user partition long before
+    the other ingest's first: the clock must not follow the first one alone."""
+    a, b = source_id("a", 4, [0, 1]), source_id("b", 4, [2, 3])
+    assert not covers_all([a]) and covers_all([a, b])
+    sw = SourceWatermarks(timeout_ms=30_000)
+    assert sw.observe(a, 500, wall_ms=0) == 0  # b's partitions unheard of: no advance
+    assert sw.observe(b, 100, wall_ms=1_000) == 100
+    assert sw.observe(a, 900, wall_ms=2_000) == 100
+    moved = source_id("a", 4, [0, 1, 2, 3])  # b gone, a reads everything now
+    assert sw.observe(moved, 950, wall_ms=40_000) == 950  # b (and a's old name) expired
+
+
+def test_sources_that_do_not_name_their_partitions_count_as_before() -> None:
+    assert covers_all(["legacy-source"]) and covers_all([])
+    assert source_id("x", 8, [0, 7]) == "x:8:81"
