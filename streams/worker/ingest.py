@@ -16,9 +16,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from mode import Service
 
+from agents.logic.frontier import InputFrontier
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark
@@ -79,6 +86,7 @@ class IngestService(Service):
         self.watermark = InputWatermark(
             int(settings.allowed_lateness * 1000), int(settings.idle_timeout * 1000)
         )
+        self.frontier = InputFrontier()  # how far in wall time all our input has been read
         self._broadcast_at = 0.0
 
     async def on_start(self) -> None:
@@ -108,10 +116,12 @@ class IngestService(Service):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.watermark.assign((tp.topic, tp.partition) for tp in partitions)
+        self.frontier.assign((tp.topic, tp.partition) for tp in partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, asynchronous=False)
         self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
+        self.frontier.revoke((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:  # unflushed output is re-read by the next owner: idempotent
             self._positions.pop((tp.topic, tp.partition), None)
             self._unflushed.pop((tp.topic, tp.partition), None)
@@ -173,15 +183,22 @@ class IngestService(Service):
         """Route one batch of input messages and produce its output (not yet awaited)."""
         records = []
         at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
+        read_ms: dict[tuple[str, int], int] = {}  # per partition: newest record timestamp
+        wall_ms = int(time.time() * 1000)
         for msg in messages:
             error = msg.error()
+            tp = (msg.topic(), msg.partition())
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    at_end[(msg.topic(), msg.partition())] = True
+                    at_end[tp] = True
                 else:
                     log.warning("input consumer error: %s", error)
                 continue
-            at_end[(msg.topic(), msg.partition())] = False
+            at_end[tp] = False
+            kind, stamp = msg.timestamp()  # no timestamp (a pre-0.10 format): read now
+            stamp = stamp if kind != TIMESTAMP_NOT_AVAILABLE else wall_ms
+            if stamp > read_ms.get(tp, 0):
+                read_ms[tp] = stamp
             records.append(
                 RawRecord(
                     msg.topic(),
@@ -192,13 +209,15 @@ class IngestService(Service):
                     msg.headers(),
                 )
             )
-        wall_ms = int(time.time() * 1000)
         routed = self.router.route(records, wall_ms)
         for source, newest in routed.newest_ms.items():
             self.watermark.observe(source, newest)
+        for source, stamp in read_ms.items():
+            self.frontier.read(source, stamp)
         for source, ended in at_end.items():
             if ended:
                 self.watermark.reached_end(source, wall_ms)
+                self.frontier.reached_end(source)
         self._count(routed, len(records))
         if self.on_counted is not None:
             self.on_counted()
@@ -209,14 +228,15 @@ class IngestService(Service):
         self._unflushed_events += len(records)
 
     def _produce(self, routed: Routed) -> None:
-        watermark = self.watermark.value(int(time.time() * 1000))
+        wall_ms = int(time.time() * 1000)
+        watermark, frontier = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         for partition, events in routed.batches.items():
             for start in range(0, len(events), MAX_BATCH_ROWS):
                 rows = events[start : start + MAX_BATCH_ROWS]
                 self.deliverer.produce(
                     self.by_user,
                     rows[0].user_id.encode(),
-                    encode_batch(watermark, rows, self.source),
+                    encode_batch(watermark, rows, self.source, frontier),
                     partition,
                 )
         for dead in routed.dead:
@@ -233,17 +253,19 @@ class IngestService(Service):
         metrics.dead_lettered.inc(len(routed.dead))
 
     def _broadcast_watermark(self, consumer: Consumer) -> None:
-        """Every second, tell every partition how far event time got (and that this source is
-        alive), so partitions without events of their own do not stall."""
+        """Every second, tell every partition how far event time got and how far in wall time
+        all input has been read (and that this source is alive), so partitions without events
+        of their own do not stall. Before any event time is known (watermark 0) the record
+        carries the frontier only."""
         now = time.monotonic()
         if now - self._broadcast_at < WATERMARK_EVERY_S:
             return
         self._broadcast_at = now
         self._reopen_unread(consumer)
-        watermark = self.watermark.value(int(time.time() * 1000))
-        if watermark <= 0:
-            return
-        value = encode_batch(watermark, [], self.source)
+        wall_ms = int(time.time() * 1000)
+        value = encode_batch(
+            self.watermark.value(wall_ms), [], self.source, self.frontier.value(wall_ms)
+        )
         for partition in range(self.settings.partitions):
             self.deliverer.produce(self.by_user, None, value, partition)
 
@@ -261,5 +283,6 @@ class IngestService(Service):
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0 and high > tp.offset:
                     self.watermark.has_unread((tp.topic, tp.partition))
+                    self.frontier.has_unread((tp.topic, tp.partition))
         except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
             log.debug("unread check skipped: %s", exc)
