@@ -69,6 +69,8 @@ class Output:
     duplicates: int = 0
     late: int = 0
     suppressed: dict[str, int] = field(default_factory=dict)  # stale signals, by kind
+    # event clock: the watermark before a batch's own advance, which may jump days at once
+    clock_ms: int | None = None
 
 
 class Engine:
@@ -172,7 +174,7 @@ class Engine:
             by_user.setdefault(event.user_id, []).append(event)
             newest = max(newest, event.timestamp_ms)
             out.events += 1
-        now = self.partition_now(part, wall_ms)
+        now = out.clock_ms = self.partition_now(part, wall_ms)
         late_before = now if self.config.clock == "event" else wall_ms - self.config.lateness_ms
         for user_id, user_events in by_user.items():
             self._fold_user(
@@ -373,7 +375,8 @@ class Engine:
                 horizon=cfg.fold.horizon_days,
                 processed_ms=wall_ms,
             )
-            now = wall_ms if cfg.clock == "wall" else part.meta.watermark_ms
+            now = part.meta.watermark_ms if out.clock_ms is None else out.clock_ms
+            now = wall_ms if cfg.clock == "wall" else now
             if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
                 out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
             else:

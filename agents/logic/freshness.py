@@ -24,8 +24,9 @@ def frontier_now(frontiers: SourceFrontiers | None, wall_ms: int) -> int:
 
 def is_stale(trigger_ms: int, now_ms: int, max_age_ms: int) -> bool:
     """True if a signal triggered at ``trigger_ms`` is older than ``max_age_ms`` at ``now_ms``
-    (wall clock: wall time; event clock: the partition's watermark, so a replay of old history
-    still publishes what was fresh at its own time). ``max_age_ms`` 0: never stale."""
+    (wall clock: wall time; event clock: the partition's watermark as it was before the batch
+    being folded, so a replay of old history still publishes what was fresh at its own time
+    even where one batch moves the watermark by days). ``max_age_ms`` 0: never stale."""
     return max_age_ms > 0 and now_ms - trigger_ms > max_age_ms
 
 

@@ -37,9 +37,7 @@ def test_a_batch_record_is_folded_and_made_durable(sink: MemorySink) -> None:
 
 
 def test_a_lapsed_user_returning_emits_one_reactivated_signal(sink: MemorySink) -> None:
-    # the event clock jumps 40 days in one record: no max age, or the deadlines it passes are
-    # older than that relative to the new watermark (tests/unit/test_freshness.py)
-    worker = make_worker(sink, ENGAGEMENT_SIGNAL_MAX_AGE="0")
+    worker = make_worker(sink)
     first = [Event("a", "u", "page_view", T0)]
     silence = [Event("tick", "clock", "page_view", T0 + 40 * DAY_MS)]  # moves the event clock
     back = [Event("b", "u", "page_view", T0 + 41 * DAY_MS)]

@@ -165,3 +165,13 @@ def test_a_taken_over_partition_continues_from_its_source_watermarks() -> None:
     successor.process(0, [], T0 + 2_000, watermark_ms=T0 + 5 * HOUR, source="fast")
     # still waits for "slow" (starting afresh, "fast" alone would have moved it 5 hours on)
     assert successor.partitions[0].meta.watermark_ms == T0
+
+
+def test_event_clock_max_age_ignores_a_watermark_jump_within_one_batch() -> None:
+    engine = Engine(dataclasses.replace(engine_config("event"), signal_max_age_ms=2 * DAY_MS))
+    engine.assign(0, {})
+    engine.process(0, [make_event("u", T0)], wall_ms=T0)  # the first batch: no clock before
+    out = engine.process(0, [make_event("clock", T0 + 40 * DAY_MS)], wall_ms=T0)
+    assert [s["kind"] for _, _, s in out.signals] == ["dormant", "churned"]
+    late = engine.process(0, [make_event("u", T0 + 35 * DAY_MS)], wall_ms=T0)
+    assert late.signals == [] and late.suppressed == {"reactivated": 1}  # 5 days late
