@@ -41,5 +41,7 @@ def observe_frontier(
 
 
 def frontier_lag_ms(frontiers: Iterable[SourceFrontiers | None], wall_ms: int) -> int:
-    """Wall now minus the frontier, the largest over the partitions that have one."""
-    return max((max(0, wall_ms - f.value(wall_ms)) for f in frontiers if f is not None), default=0)
+    """Wall now minus the frontier, the largest over the partitions that know one (a source
+    that has read nothing yet reports 0: unknown, not 56 years behind)."""
+    values = (f.value(wall_ms) for f in frontiers if f is not None)
+    return max((max(0, wall_ms - v) for v in values if v > 0), default=0)

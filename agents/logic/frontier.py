@@ -27,17 +27,22 @@ from typing import Any
 class InputFrontier:
     """The frontier of one ingest instance."""
 
-    __slots__ = ("_assigned", "_at_end", "_read")
+    __slots__ = ("_assigned", "_at_end", "_known", "_read")
 
     def __init__(self) -> None:
+        self._known = False  # an assignment arrived (maybe empty) and no rebalance is under way
         self._assigned: set[Hashable] = set()
         self._at_end: set[Hashable] = set()
         self._read: dict[Hashable, int] = {}  # partition -> newest record timestamp read
 
     def assign(self, partitions: Iterable[Hashable]) -> None:
         self._assigned.update(partitions)
+        self._known = True
 
     def revoke(self, partitions: Iterable[Hashable]) -> None:
+        """Partitions taken away: a rebalance is under way, and until the next assignment this
+        instance does not know what it reads (an eager rebalance revokes everything first)."""
+        self._known = False
         for partition in partitions:
             self._assigned.discard(partition)
             self._at_end.discard(partition)
@@ -56,7 +61,11 @@ class InputFrontier:
         self._at_end.discard(partition)
 
     def value(self, wall_ms: int) -> int:
-        """Wall ms up to which everything on this instance's partitions has been read."""
+        """Wall ms up to which everything on this instance's partitions has been read: 0 before
+        its assignment is known (a restarted worker must not vouch for input it has not even
+        been given yet), now if it was assigned nothing."""
+        if not self._known:
+            return 0
         if not self._assigned:
             return wall_ms
         return min(

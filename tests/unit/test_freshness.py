@@ -21,7 +21,9 @@ HOUR = 3_600_000
 # -- the input frontier (ingest side) ---------------------------------------------------------
 def test_input_frontier_is_the_least_read_partition_and_now_at_the_end() -> None:
     frontier = InputFrontier()
-    assert frontier.value(1_000) == 1_000  # reads nothing: holds nothing back
+    assert frontier.value(1_000) == 0  # no assignment yet: vouches for nothing
+    frontier.assign([])
+    assert frontier.value(1_000) == 1_000  # assigned nothing: holds nothing back
     frontier.assign(["a", "b"])
     assert frontier.value(1_000) == 0  # nothing read yet
     frontier.read("a", 400)
@@ -35,6 +37,8 @@ def test_input_frontier_is_the_least_read_partition_and_now_at_the_end() -> None
     frontier.has_unread("b")  # its high watermark moved past our position
     assert frontier.value(1_000) == 700
     frontier.revoke(["b"])
+    assert frontier.value(1_200) == 0  # a rebalance is under way
+    frontier.assign([])
     assert frontier.value(1_200) == 1_200
 
 
