@@ -7,7 +7,9 @@ passed in), mirroring :mod:`agents.logic.watermarks`:
 
 * :class:`InputFrontier` — one ingest instance over the input partitions it reads. A partition
   at its end (nothing unread as of the last fetch) is read up to now; one with records left is
-  read up to the newest Kafka record timestamp read from it (0 until one is read). The
+  read up to the newest Kafka record timestamp read from it (0 until one is read), and no
+  further than the newest event time read from it plus the allowed lateness: a bulk load of
+  history, published just now, is read up to the event time it got to, not up to now. The
   instance's frontier is the minimum over its partitions, or now if it reads none.
 * :class:`SourceFrontiers` — one ``events.by_user`` partition over the ingest instances writing
   to it: the minimum over the sources heard from within ``timeout_ms``. Unlike a watermark it
@@ -27,9 +29,11 @@ from typing import Any
 class InputFrontier:
     """The frontier of one ingest instance."""
 
-    __slots__ = ("_assigned", "_at_end", "_known", "_read")
+    __slots__ = ("_assigned", "_at_end", "_events", "_known", "_lateness", "_read")
 
-    def __init__(self) -> None:
+    def __init__(self, lateness_ms: int = 0) -> None:
+        self._lateness = lateness_ms
+        self._events: dict[Hashable, int] = {}  # partition -> newest event time read
         self._known = False  # an assignment arrived (maybe empty) and no rebalance is under way
         self._assigned: set[Hashable] = set()
         self._at_end: set[Hashable] = set()
@@ -47,12 +51,16 @@ class InputFrontier:
             self._assigned.discard(partition)
             self._at_end.discard(partition)
             self._read.pop(partition, None)
+            self._events.pop(partition, None)
 
-    def read(self, partition: Hashable, record_ms: int) -> None:
-        """A record with Kafka timestamp ``record_ms`` was read from ``partition``."""
+    def read(self, partition: Hashable, record_ms: int, event_ms: int = 0) -> None:
+        """Records up to Kafka timestamp ``record_ms`` and events up to event time
+        ``event_ms`` (0: no valid event among them) were read from ``partition``."""
         self._at_end.discard(partition)
         if record_ms > self._read.get(partition, 0):
             self._read[partition] = record_ms
+        if event_ms > self._events.get(partition, 0):
+            self._events[partition] = event_ms
 
     def reached_end(self, partition: Hashable) -> None:
         self._at_end.add(partition)
@@ -68,10 +76,14 @@ class InputFrontier:
             return 0
         if not self._assigned:
             return wall_ms
-        return min(
-            wall_ms if p in self._at_end else min(self._read.get(p, 0), wall_ms)
-            for p in self._assigned
-        )
+        return min(self._partition(p, wall_ms) for p in self._assigned)
+
+    def _partition(self, partition: Hashable, wall_ms: int) -> int:
+        if partition in self._at_end:
+            return wall_ms
+        read = min(self._read.get(partition, 0), wall_ms)
+        event = self._events.get(partition)
+        return read if event is None else min(read, event + self._lateness)
 
 
 class SourceFrontiers:

@@ -86,7 +86,8 @@ class IngestService(Service):
         self.watermark = InputWatermark(
             int(settings.allowed_lateness * 1000), int(settings.idle_timeout * 1000)
         )
-        self.frontier = InputFrontier()  # how far in wall time all our input has been read
+        # how far in wall time all our input has been read
+        self.frontier = InputFrontier(int(settings.allowed_lateness * 1000))
         self._broadcast_at = 0.0
 
     async def on_start(self) -> None:
@@ -185,6 +186,7 @@ class IngestService(Service):
         at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
         read_ms: dict[tuple[str, int], int] = {}  # per partition: newest record timestamp
         wall_ms = int(time.time() * 1000)
+        before = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         for msg in messages:
             error = msg.error()
             tp = (msg.topic(), msg.partition())
@@ -213,7 +215,7 @@ class IngestService(Service):
         for source, newest in routed.newest_ms.items():
             self.watermark.observe(source, newest)
         for source, stamp in read_ms.items():
-            self.frontier.read(source, stamp)
+            self.frontier.read(source, stamp, routed.newest_ms.get(source, 0))
         for source, ended in at_end.items():
             if ended:
                 self.watermark.reached_end(source, wall_ms)
@@ -221,18 +223,23 @@ class IngestService(Service):
         self._count(routed, len(records))
         if self.on_counted is not None:
             self.on_counted()
-        self._produce(routed)
+        self._produce(routed, before)
         if not self._unflushed:
             self._unflushed_since = time.monotonic()
         self._unflushed.update(routed.next_offsets)
         self._unflushed_events += len(records)
 
-    def _produce(self, routed: Routed) -> None:
+    def _produce(self, routed: Routed, before: tuple[int, int]) -> None:
+        """One record per ``MAX_BATCH_ROWS`` rows of each partition. Only the last record of a
+        partition carries the clocks this step moved to (``before``: the watermark and frontier
+        before it read anything): the activity stage advances on each record's clocks, and
+        would otherwise fire deadlines of users whose newer events are in the next record."""
         wall_ms = int(time.time() * 1000)
-        watermark, frontier = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
+        after = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         for partition, events in routed.batches.items():
             for start in range(0, len(events), MAX_BATCH_ROWS):
                 rows = events[start : start + MAX_BATCH_ROWS]
+                watermark, frontier = after if start + MAX_BATCH_ROWS >= len(events) else before
                 self.deliverer.produce(
                     self.by_user,
                     rows[0].user_id.encode(),

@@ -42,6 +42,15 @@ def test_input_frontier_is_the_least_read_partition_and_now_at_the_end() -> None
     assert frontier.value(1_200) == 1_200
 
 
+def test_a_bulk_load_of_history_is_read_up_to_its_event_time_plus_the_lateness() -> None:
+    frontier = InputFrontier(lateness_ms=HOUR)
+    frontier.assign(["a"])
+    frontier.read("a", T0 + 60 * DAY_MS, T0)  # published now, stamped 60 days ago
+    assert frontier.value(T0 + 60 * DAY_MS) == T0 + HOUR
+    frontier.read("a", T0 + 60 * DAY_MS, T0 + 60 * DAY_MS - 1_000)  # live: the record time
+    assert frontier.value(T0 + 60 * DAY_MS) == T0 + 60 * DAY_MS
+
+
 def test_source_frontiers_take_the_live_minimum_and_may_move_back() -> None:
     frontiers = SourceFrontiers(timeout_ms=100)
     assert frontiers.value(0) == 0
