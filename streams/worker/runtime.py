@@ -34,6 +34,7 @@ from streams.worker.changelog import read_partitions
 from streams.worker.codecs import decode_record
 from streams.worker.delivery import Sink
 from streams.worker.engine_setup import engine_config
+from streams.worker.lease import MembershipLease, still_owned
 from streams.worker.metrics import Metrics, Published
 from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
@@ -68,6 +69,8 @@ class Runtime:
         )
         app.tables.add(self.table)
         self.engine = Engine(engine_config(settings))
+        self._app = app
+        self.lease = MembershipLease(settings.session_timeout * 1000 / 2)
         self.ready = asyncio.Event()
         self.published: Published | None = None
         self._newest_ms = 0
@@ -99,6 +102,8 @@ class Runtime:
         here, before Faust resumes its stream partitions."""
         if self.failure is not None:
             return
+        self.lease.install(self._app)
+        self.lease.confirm()  # an assignment confirms the membership
         owned = set(self.engine.partitions)
         for number in sorted(owned - active):
             self.engine.revoke(number)
@@ -213,8 +218,8 @@ class Runtime:
 
     async def tick(self) -> None:
         """Fire due deadlines, then start making everything pending durable."""
-        if self.failure is not None:
-            return
+        if self.failure is not None or not self.lease.held():
+            return  # a worker that may have lost its partitions decides nothing for them
         try:
             self._pending(self.engine.tick(int(time.time() * 1000)))
         except Exception as exc:
@@ -293,6 +298,10 @@ class Runtime:
         unacked records against a store that does not have their states yet, so nothing they
         produced is lost (signals keep their ids). Until then the engine reads the group's
         states from its in-flight overlay."""
+        while not self.lease.held():  # stalled: produce only once membership is confirmed
+            await asyncio.sleep(0.05)
+        owned = self.engine.partitions
+        signals, changes = still_owned(signals, changes, owned, self.settings.partitions)
         for kind, key, signal in signals:
             self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
         if signals:
