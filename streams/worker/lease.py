@@ -1,10 +1,10 @@
 """The membership lease (:mod:`agents.logic.lease`) fed by Faust's aiokafka group coordinator.
 
 aiokafka keeps the time of its last successful heartbeat in a local variable of its heartbeat
-routine, so the coordinator's ``_do_heartbeat`` is wrapped to record it; a pending rebalance is
-the coordinator's rejoin future being set, or its generation reset. Both are private aiokafka
-APIs (0.12): if they cannot be found the lease is not enforced (logged once), and the worker
-behaves as before.
+routine, so the coordinator's ``_do_heartbeat`` is wrapped to record it; a lost membership is
+the coordinator's generation reset (after UnknownMemberId or IllegalGeneration). Both are
+private aiokafka APIs (0.12): if they cannot be found the lease is not enforced (logged), and
+the worker behaves as before.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents.logic.lease import lease_held
+from agents.logic.lease import Lease, lease_state
 from agents.logic.partitioning import partition_for
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class MembershipLease:
         self.confirmed_ms = _now_ms()
         self._coordinator: Any = None
         self.enforced = False
+        self._was = Lease.HELD
 
     def confirm(self) -> None:
         self.confirmed_ms = _now_ms()
@@ -43,7 +44,7 @@ class MembershipLease:
         try:
             coordinator = app.consumer._thread._ensure_consumer()._coordinator
             heartbeat: Callable[[], Awaitable[bool]] = coordinator._do_heartbeat
-            coordinator._rejoin_needed_fut.done()  # present, or AttributeError
+            int(coordinator.generation)  # present, or AttributeError
         except Exception as exc:
             log.warning("membership lease not enforced: no aiokafka coordinator (%r)", exc)
             self._coordinator = False
@@ -59,16 +60,18 @@ class MembershipLease:
         self._coordinator = coordinator
         self.enforced = True
 
-    def rebalancing(self) -> bool:
-        coordinator = self._coordinator
-        if not coordinator:
-            return False
-        return bool(coordinator._rejoin_needed_fut.done() or coordinator.generation < 0)
+    def state(self) -> Lease:
+        if not self.enforced:
+            return Lease.HELD
+        member = self._coordinator.generation >= 0
+        state = lease_state(_now_ms(), self.confirmed_ms, self.valid_ms, member)
+        if state is not self._was:  # logged on each change, for operators and fault tests
+            self._was = state
+            log.warning("membership lease %s", state.value)
+        return state
 
     def held(self) -> bool:
-        if not self.enforced:
-            return True
-        return lease_held(_now_ms(), self.confirmed_ms, self.valid_ms, self.rebalancing())
+        return self.state() is Lease.HELD
 
 
 Signals = list[tuple[str, bytes, dict[str, Any]]]
@@ -84,3 +87,7 @@ def still_owned(
         [s for s in signals if partition_for(s[1], partitions) in owned],
         [c for c in changes if c[0] in owned],
     )
+
+
+class MembershipLost(RuntimeError):
+    """A group found the membership lost: the worker stops (its input is read again)."""

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.logic.lease import lease_held
+from agents.logic.lease import Lease, lease_state
 from agents.logic.partitioning import partition_for
 from streams.worker.lease import MembershipLease, still_owned
 
 
 def test_the_lease_holds_only_while_membership_was_confirmed_recently() -> None:
-    assert lease_held(now_ms=10_000, confirmed_ms=8_000, valid_ms=3_000, rebalancing=False)
-    assert not lease_held(now_ms=11_000, confirmed_ms=8_000, valid_ms=3_000, rebalancing=False)
-    assert not lease_held(now_ms=8_001, confirmed_ms=8_000, valid_ms=3_000, rebalancing=True)
+    assert lease_state(10_000, confirmed_ms=8_000, valid_ms=3_000, member=True) is Lease.HELD
+    assert lease_state(10_000, confirmed_ms=8_000, valid_ms=3_000, member=False) is Lease.HELD
+    assert lease_state(11_000, confirmed_ms=8_000, valid_ms=3_000, member=True) is Lease.UNSURE
+    assert lease_state(11_000, confirmed_ms=8_000, valid_ms=3_000, member=False) is Lease.LOST
 
 
 class FakeFuture:
@@ -49,15 +50,14 @@ def test_a_stall_past_the_lease_stops_the_worker_until_a_heartbeat_succeeds() ->
     assert lease.enforced and lease.held()
     lease.confirmed_ms -= 5_000  # the process was stopped for 5 s
     assert not lease.held()
-    coordinator.ok = False
-    assert not asyncio.run(coordinator._do_heartbeat()) and not lease.held()  # kicked out
+    assert lease.state() is Lease.UNSURE  # wait for the next heartbeat
     coordinator.ok = True
     assert asyncio.run(coordinator._do_heartbeat()) and lease.held()  # still a member
-    coordinator._rejoin_needed_fut.set = True
-    assert not lease.held()  # a rebalance is pending
-    coordinator._rejoin_needed_fut.set = False
-    coordinator.generation = -1
-    assert not lease.held()  # the coordinator reset the membership
+    lease.confirmed_ms -= 5_000
+    coordinator.ok = False
+    assert not asyncio.run(coordinator._do_heartbeat())
+    coordinator.generation = -1  # UnknownMemberId: aiokafka resets the generation
+    assert lease.state() is Lease.LOST
 
 
 def test_without_a_coordinator_the_lease_is_not_enforced() -> None:
