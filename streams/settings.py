@@ -286,6 +286,17 @@ class Settings:
         _positive_duration,
         "A user without activity for this long becomes churned (longer than the dormant delay).",
     )
+    signal_max_age: float = setting(
+        "ENGAGEMENT_SIGNAL_MAX_AGE",
+        "2d",
+        parse_duration,
+        "A signal whose trigger (deadline or returning event) is older than this relative to the "
+        "clock's now is not delivered, only counted in engagement_signals_suppressed_total; the "
+        "user's state advances as if it had been. Wall clock: now is wall time, so a first start "
+        "on months of history or a long outage does not flood consumers with stale signals. "
+        "Event clock: now is the partition's watermark, so a replay still delivers what was "
+        "fresh at its own time. 0: off.",
+    )
     discard_after: float = setting(
         "ENGAGEMENT_DISCARD_AFTER",
         "400d",

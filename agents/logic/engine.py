@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel, snapshot
+from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig
+from agents.logic.freshness import frontier_now, is_stale, observe_frontier
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
-from agents.logic.partition import KVStore, Partition, write_all_to
+from agents.logic.partition import KVStore, Partition, partitions_snapshot, write_all_to
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
@@ -44,6 +45,9 @@ class EngineConfig:
     aggregate_days: int
     retention_days: tuple[int, ...]
     source_timeout_ms: int = 30_000
+    # wall clock: deadlines wait for the input frontier carried in by_user batches (ingest)
+    frontier: bool = False
+    signal_max_age_ms: int = 0  # older triggers are not delivered (0: off); see freshness
 
     @property
     def calendar(self) -> Calendar:
@@ -58,6 +62,9 @@ class Output:
     events: int = 0
     duplicates: int = 0
     late: int = 0
+    suppressed: dict[str, int] = field(default_factory=dict)  # stale signals, by kind
+    # event clock: the watermark before a batch's own advance, which may jump days at once
+    clock_ms: int | None = None
 
 
 class Engine:
@@ -79,7 +86,7 @@ class Engine:
         for key, raw in store.items():
             try:
                 if key == META_KEY:
-                    meta = decode_meta(raw, self._n_channels)
+                    meta = decode_meta(raw, self._n_channels, self.config.source_timeout_ms)
                     continue
                 state = decode(raw)
             except StateDecodeError as exc:
@@ -104,13 +111,16 @@ class Engine:
         return max((p.meta.watermark_ms for p in self.partitions.values()), default=0)
 
     def partition_now(self, part: Partition, wall_ms: int) -> int:
-        """When deadlines fire on ``part``: wall time, or that partition's own watermark.
+        """When deadlines fire on ``part``: wall time (capped by the partition's input
+        frontier, :mod:`agents.logic.frontier`), or that partition's own watermark.
 
-        Each partition advances on the watermark carried in its own records (ingest broadcasts
-        it to idle partitions too), never on another partition's: in a replay a partition that
-        is behind must not fire deadlines for users whose later events it has not read yet.
+        Each partition advances on the clocks carried in its own records (ingest broadcasts
+        them to idle partitions too), never on another partition's: a partition that is behind
+        must not fire deadlines for users whose later events it has not read yet.
         """
-        return wall_ms if self.config.clock == "wall" else part.meta.watermark_ms
+        if self.config.clock == "event":
+            return part.meta.watermark_ms
+        return frontier_now(part.meta.frontiers, wall_ms) if self.config.frontier else wall_ms
 
     def observe_watermark(
         self, number: int, watermark_ms: int, source: str = "", wall_ms: int = 0
@@ -126,6 +136,14 @@ class Engine:
                 meta.sources = SourceWatermarks(self.config.source_timeout_ms, meta.watermark_ms)
             watermark_ms = meta.sources.observe(source, watermark_ms, wall_ms)
         meta.watermark_ms = max(meta.watermark_ms, watermark_ms)
+
+    def observe_frontier(self, number: int, source: str, frontier_ms: int, wall_ms: int) -> None:
+        """``source`` has read all its input up to ``frontier_ms`` (wall ms)."""
+        part = self.partitions.get(number)
+        if part is not None:
+            part.meta.frontiers = observe_frontier(
+                part.meta.frontiers, source, frontier_ms, wall_ms, self.config.source_timeout_ms
+            )
 
     # -- activity ----------------------------------------------------------------------------
     def process(
@@ -152,7 +170,7 @@ class Engine:
             by_user.setdefault(event.user_id, []).append(event)
             newest = max(newest, event.timestamp_ms)
             out.events += 1
-        now = self.partition_now(part, wall_ms)
+        now = out.clock_ms = self.partition_now(part, wall_ms)
         late_before = now if self.config.clock == "event" else wall_ms - self.config.lateness_ms
         if source:
             self.observe_watermark(number, watermark_ms, source, wall_ms)
@@ -290,7 +308,12 @@ class Engine:
                 horizon=cfg.fold.horizon_days,
                 processed_ms=wall_ms,
             )
-            out.signals.append((transition.kind, key, signal))
+            now = part.meta.watermark_ms if out.clock_ms is None else out.clock_ms
+            now = wall_ms if cfg.clock == "wall" else now
+            if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
+                out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
+            else:
+                out.signals.append((transition.kind, key, signal))
         if state is None:
             if old is not None:
                 part.aggregates.add(old, cfg.calendar, -1)
@@ -345,21 +368,7 @@ class Engine:
     def snapshot(self, wall_ms: int) -> tuple[Snapshot, int]:
         """Gauges summed over the owned partitions, and the day they describe."""
         now = self.now_ms(wall_ms)
-        calendar = self.config.calendar
-        today = calendar.day_of(now) if now > 0 else 0
-        if self.config.clock == "wall":
-            last_complete = calendar.day_of(now - self.config.lateness_ms) - 1
-        else:
-            last_complete = today - 1
-        total = Snapshot()
-        for part in self.partitions.values():
-            total += snapshot(
-                part.aggregates, today, last_complete, self.config.retention_days, self._n_channels
-            )
-            if part.meta.today == today:
-                total.winback_lapsed.update(dict(enumerate(part.meta.lapsed)))
-                total.winback_reactivated.update(dict(enumerate(part.meta.reactivated)))
-        return total, today
+        return partitions_snapshot(self.partitions.values(), now, self.config, self._n_channels)
 
     def user(self, user_id: str) -> UserState | None:
         key = user_id.encode()

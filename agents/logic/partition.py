@@ -7,12 +7,16 @@ holds a state whose changelog record could still be lost.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from agents.logic.aggregates import Aggregates
+from agents.logic.aggregates import Aggregates, Snapshot, snapshot
 from agents.logic.meta import Meta
 from agents.logic.timers import DeadlineIndex
+
+if TYPE_CHECKING:
+    from agents.logic.engine import EngineConfig
 
 KVStore = MutableMapping[bytes, bytes]
 
@@ -49,3 +53,23 @@ def write_all_to(store: KVStore, items: list[tuple[bytes, bytes | None]]) -> Non
             store.pop(key, None)
         else:
             store[key] = value
+
+
+def partitions_snapshot(
+    partitions: Iterable[Partition], now: int, config: EngineConfig, n_channels: int
+) -> tuple[Snapshot, int]:
+    """Gauges summed over ``partitions`` at ``now``, and the day they describe (on the wall
+    clock a day is complete once the lateness after its end has passed)."""
+    calendar = config.calendar
+    today = calendar.day_of(now) if now > 0 else 0
+    if config.clock == "wall":
+        last_complete = calendar.day_of(now - config.lateness_ms) - 1
+    else:
+        last_complete = today - 1
+    total = Snapshot()
+    for part in partitions:
+        total += snapshot(part.aggregates, today, last_complete, config.retention_days, n_channels)
+        if part.meta.today == today:
+            total.winback_lapsed.update(dict(enumerate(part.meta.lapsed)))
+            total.winback_reactivated.update(dict(enumerate(part.meta.reactivated)))
+    return total, today

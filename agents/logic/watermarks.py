@@ -25,6 +25,7 @@ Both only move forward.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from typing import Any
 
 
 class InputWatermark:
@@ -139,3 +140,16 @@ class SourceWatermarks:
             low = min(w for w, _ in self._sources.values())
             self.value = max(self.value, low)
         return self.value
+
+    def to_wire(self) -> dict[str, list[int]]:
+        """Each source's watermark and the wall ms it was last heard from (the partition meta
+        record keeps them, so a restart or a takeover continues from them)."""
+        return {name: [w, seen] for name, (w, seen) in self._sources.items()}
+
+    @classmethod
+    def from_wire(cls, timeout_ms: int, floor_ms: int, data: Any) -> SourceWatermarks:
+        """Inverse of :meth:`to_wire`; raises TypeError or ValueError on another shape."""
+        marks = cls(timeout_ms, floor_ms)
+        for name, (watermark, seen) in dict(data).items():
+            marks._sources[str(name)] = (int(watermark), int(seen))
+        return marks

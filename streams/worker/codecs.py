@@ -8,8 +8,12 @@ where a murmur2 producer would have put it. Watermark-only records (no rows) kee
 partitions' event clocks moving. Each event is a row of what the activity stage uses (a fifth
 of the bytes of the canonical object and a third of its decode time)::
 
-    {"v": 2, "wm": <watermark ms>, "src": <ingest instance id>,
+    {"v": 2, "wm": <watermark ms>, "src": <ingest instance id>, "fr": <frontier ms>,
      "rows": [[user_id, timestamp_ms, event_id, event_type, channel], ...]}
+
+``"fr"`` (optional, added within version 2: older readers ignore it) is the ingest's input
+frontier, the wall ms up to which it has read all its input (:mod:`agents.logic.frontier`); a
+record without it says nothing about the frontier.
 
 Version 1 (``"events": [<canonical event>, ...]``) is still read, for rolling upgrades.
 
@@ -40,17 +44,22 @@ from schemas.records import Activity, Event, EventLike
 BATCH_VERSION = 2
 
 
-def encode_batch(watermark_ms: int, events: Sequence[EventLike], source: str = "") -> bytes:
-    return orjson.dumps(
-        {
-            "v": BATCH_VERSION,
-            "wm": watermark_ms,
-            "src": source,
-            "rows": [
-                [e.user_id, e.timestamp_ms, e.event_id, e.event_type, e.channel] for e in events
-            ],
-        }
-    )
+def encode_batch(
+    watermark_ms: int,
+    events: Sequence[EventLike],
+    source: str = "",
+    frontier_ms: int | None = None,
+) -> bytes:
+    data: dict[str, Any] = {"v": BATCH_VERSION, "wm": watermark_ms, "src": source}
+    if frontier_ms is not None:
+        data["fr"] = frontier_ms
+    data["rows"] = [
+        [e.user_id, e.timestamp_ms, e.event_id, e.event_type, e.channel] for e in events
+    ]
+    return orjson.dumps(data)
+
+
+Clocks = tuple[int, int | None]  # (event-time watermark ms, input frontier ms or None)
 
 
 def encode_batches(
@@ -59,29 +68,41 @@ def encode_batches(
     source: str,
     max_bytes: int,
     max_rows: int,
+    *,
+    frontier_ms: int | None = None,
+    last: Clocks | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) records holding ``events`` in order, each of at most ``max_rows`` rows and,
-    unless a single row is larger, ``max_bytes`` of key and value; the key is the first user id."""
+    unless a single row is larger, ``max_bytes`` of key and value; the key is the first user id.
+    Every record carries ``(watermark_ms, frontier_ms)`` but the last, which carries ``last``
+    when given (the clocks a step moved to: see the ingest service)."""
     records: list[tuple[bytes, bytes]] = []
+    before: Clocks = (watermark_ms, frontier_ms)
     for start in range(0, len(events), max_rows):
-        _split_encode(watermark_ms, events[start : start + max_rows], source, max_bytes, records)
+        final = last is not None and start + max_rows >= len(events)
+        clocks = last if final and last is not None else before
+        rows = events[start : start + max_rows]
+        _split_encode(before, clocks, rows, source, max_bytes=max_bytes, out=records)
     return records
 
 
 def _split_encode(
-    watermark_ms: int,
+    before: Clocks,
+    clocks: Clocks,
     rows: Sequence[EventLike],
     source: str,
+    *,
     max_bytes: int,
     out: list[tuple[bytes, bytes]],
 ) -> None:
-    key, value = rows[0].user_id.encode(), encode_batch(watermark_ms, rows, source)
+    """``clocks`` for this chunk's last record; ``before`` for the others."""
+    key, value = rows[0].user_id.encode(), encode_batch(clocks[0], rows, source, clocks[1])
     if len(key) + len(value) <= max_bytes or len(rows) == 1:
         out.append((key, value))
         return
     half = len(rows) // 2  # halves until each fits: log2(rows) encodes of the whole at worst
-    _split_encode(watermark_ms, rows[:half], source, max_bytes, out)
-    _split_encode(watermark_ms, rows[half:], source, max_bytes, out)
+    _split_encode(before, before, rows[:half], source, max_bytes=max_bytes, out=out)
+    _split_encode(before, clocks, rows[half:], source, max_bytes=max_bytes, out=out)
 
 
 def largest_row_batch(source: str = "f" * 12) -> int:
@@ -109,8 +130,16 @@ class BatchReason(StrEnum):
 
 
 def decode_batch(value: bytes | None) -> tuple[int, str, list[Activity]]:
-    """(watermark ms, source, events) of a by_user record, every row checked; raises
-    :class:`BatchDecodeError` (nothing returned, so nothing folded) if any part is unreadable."""
+    """(watermark ms, source, events) of a by_user record: :func:`decode_record` without the
+    frontier."""
+    watermark, source, rows, _ = decode_record(value)
+    return watermark, source, rows
+
+
+def decode_record(value: bytes | None) -> tuple[int, str, list[Activity], int | None]:
+    """(watermark ms, source, events, frontier ms or None) of a by_user record, every row
+    checked; raises :class:`BatchDecodeError` (nothing returned, so nothing folded) if any part
+    is unreadable."""
     if value is None:
         raise BatchDecodeError(BatchReason.TOMBSTONE, "a by_user record has no value")
     try:
@@ -127,13 +156,16 @@ def decode_batch(value: bytes | None) -> tuple[int, str, list[Activity]]:
     try:
         rows = _rows_v2(data["rows"]) if version == BATCH_VERSION else _rows_v1(data["events"])
         watermark, source = data.get("wm", 0), data.get("src") or ""
+        frontier = data.get("fr")
         if type(watermark) is not int or not isinstance(source, str):
             raise TypeError("wm must be an integer and src a string")
+        if frontier is not None and type(frontier) is not int:
+            raise TypeError("fr must be an integer")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BatchDecodeError(
             BatchReason.INVALID_BATCH, f"version {version}: {type(exc).__name__}: {exc}"
         ) from None
-    return watermark, source, rows
+    return watermark, source, rows, frontier
 
 
 def _rows_v2(rows: list[Any]) -> list[Activity]:

@@ -16,9 +16,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from mode import Service
 
+from agents.logic.frontier import InputFrontier
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark, source_id
@@ -120,6 +127,8 @@ class IngestService(Service):
         self.watermark = InputWatermark(
             int(settings.allowed_lateness * 1000), int(settings.idle_timeout * 1000)
         )
+        # how far in wall time all our input has been read
+        self.frontier = InputFrontier(int(settings.allowed_lateness * 1000))
         self._broadcast_at = 0.0
 
     async def on_start(self) -> None:
@@ -150,11 +159,13 @@ class IngestService(Service):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.watermark.assign((tp.topic, tp.partition) for tp in partitions)
         self._name_source(consumer)
+        self.frontier.assign((tp.topic, tp.partition) for tp in partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, asynchronous=False)
         self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
         self._name_source(consumer)
+        self.frontier.revoke((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:  # unflushed output is re-read by the next owner: idempotent
             self._positions.pop((tp.topic, tp.partition), None)
             self._unflushed.pop((tp.topic, tp.partition), None)
@@ -216,15 +227,23 @@ class IngestService(Service):
         """Route one batch of input messages and produce its output (not yet awaited)."""
         records = []
         at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
+        read_ms: dict[tuple[str, int], int] = {}  # per partition: newest record timestamp
+        wall_ms = int(time.time() * 1000)
+        before = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         for msg in messages:
             error = msg.error()
+            tp = (msg.topic(), msg.partition())
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    at_end[(msg.topic(), msg.partition())] = True
+                    at_end[tp] = True
                 else:
                     log.warning("input consumer error: %s", error)
                 continue
-            at_end[(msg.topic(), msg.partition())] = False
+            at_end[tp] = False
+            kind, stamp = msg.timestamp()  # no timestamp (a pre-0.10 format): read now
+            stamp = stamp if kind != TIMESTAMP_NOT_AVAILABLE else wall_ms
+            if stamp > read_ms.get(tp, 0):
+                read_ms[tp] = stamp
             records.append(
                 RawRecord(
                     msg.topic(),
@@ -235,28 +254,42 @@ class IngestService(Service):
                     msg.headers(),
                 )
             )
-        wall_ms = int(time.time() * 1000)
         routed = self.router.route(records, wall_ms)
         for source, newest in routed.newest_ms.items():
             self.watermark.observe(source, newest)
+        for source, stamp in read_ms.items():
+            self.frontier.read(source, stamp, routed.newest_ms.get(source, 0))
         for source, ended in at_end.items():
             if ended:
                 self.watermark.reached_end(source, wall_ms)
+                self.frontier.reached_end(source)
         self._count(routed, len(records))
         if self.on_counted is not None:
             self.on_counted()
-        self._produce(routed)
+        self._produce(routed, before)
         if not self._unflushed:
             self._unflushed_since = time.monotonic()
         self._unflushed.update(routed.next_offsets)
         self._unflushed_events += len(records)
 
-    def _produce(self, routed: Routed) -> None:
-        watermark = self.watermark.value(int(time.time() * 1000))
+    def _produce(self, routed: Routed, before: tuple[int, int]) -> None:
+        """Records of at most ``MAX_BATCH_ROWS`` rows and ``ENGAGEMENT_RECORD_MAX_BYTES`` for
+        each partition. Only the last record of a partition carries the clocks this step moved
+        to (``before``: the watermark and frontier before it read anything): the activity stage
+        advances on each record's clocks, and would otherwise fire deadlines of users whose
+        newer events are in the next record."""
+        wall_ms = int(time.time() * 1000)
+        after = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         max_bytes = self.settings.record_max_bytes
         for partition, events in routed.batches.items():
             for key, value in encode_batches(
-                watermark, events, self.source, max_bytes, MAX_BATCH_ROWS
+                before[0],
+                events,
+                self.source,
+                max_bytes,
+                MAX_BATCH_ROWS,
+                frontier_ms=before[1],
+                last=after,
             ):
                 self.deliverer.produce(self.by_user, key, value, partition)
         for dead in routed.dead:
@@ -273,17 +306,19 @@ class IngestService(Service):
         metrics.dead_lettered.inc(len(routed.dead))
 
     def _broadcast_watermark(self, consumer: Consumer) -> None:
-        """Every second, tell every partition how far event time got (and that this source is
-        alive), so partitions without events of their own do not stall."""
+        """Every second, tell every partition how far event time got and how far in wall time
+        all input has been read (and that this source is alive), so partitions without events
+        of their own do not stall. Before any event time is known (watermark 0) the record
+        carries the frontier only."""
         now = time.monotonic()
         if now - self._broadcast_at < WATERMARK_EVERY_S:
             return
         self._broadcast_at = now
         self._reopen_unread(consumer)
-        watermark = self.watermark.value(int(time.time() * 1000))
-        if watermark <= 0:
-            return
-        value = encode_batch(watermark, [], self.source)
+        wall_ms = int(time.time() * 1000)
+        value = encode_batch(
+            self.watermark.value(wall_ms), [], self.source, self.frontier.value(wall_ms)
+        )
         for partition in range(self.settings.partitions):
             self.deliverer.produce(self.by_user, None, value, partition)
 
@@ -301,6 +336,7 @@ class IngestService(Service):
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0 and high > tp.offset:
                     self.watermark.has_unread((tp.topic, tp.partition))
+                    self.frontier.has_unread((tp.topic, tp.partition))
         except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
             log.debug("unread check skipped: %s", exc)
 

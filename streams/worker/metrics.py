@@ -28,6 +28,7 @@ from schemas.records import SIGNAL_KINDS
 from streams.worker.codecs import BatchReason
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
+SUPPRESSED_REASONS = ("max_age", "revoked")
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
 
 
@@ -96,6 +97,14 @@ class Metrics:
         self.signals = Counter(
             "engagement_signals_emitted", "Signals delivered, by kind.", ["kind"], registry=registry
         )
+        self.suppressed = Counter(
+            "engagement_signals_suppressed",
+            "Signals decided but not delivered, by kind and reason (max_age: the trigger is "
+            "older than ENGAGEMENT_SIGNAL_MAX_AGE, the user's state advanced as if delivered; "
+            "revoked: the worker stalled and lost the partition before delivering).",
+            ["kind", "reason"],
+            registry=registry,
+        )
         self.delivery_retries = Counter(
             "engagement_delivery_retries",
             "Deliveries retried because Kafka refused or timed out, by topic role.",
@@ -121,6 +130,8 @@ class Metrics:
             self.valid.labels(event_type)
         for kind in SIGNAL_KINDS:
             self.signals.labels(kind)
+            for why in SUPPRESSED_REASONS:
+                self.suppressed.labels(kind, why)
         for role in ("by_user", "dead_letter", "changelog", "signals"):
             self.delivery_retries.labels(role)
 
@@ -137,6 +148,7 @@ class Published:
     partitions: int
     pending_deadlines: int
     watermark_s: float
+    frontier_lag_s: float = 0.0
 
 
 class SnapshotCollector(Collector):
@@ -214,6 +226,14 @@ class SnapshotCollector(Collector):
             "The clock's now (event clock: the watermark).",
             [],
             [((), published.watermark_s)],
+        )
+        yield _family(
+            "engagement_input_frontier_lag_seconds",
+            "Wall time minus the input frontier (the wall time up to which all input has been "
+            "read), the largest over the owned partitions: how far wall-clock deadlines are held "
+            "back while input waits unread.",
+            [],
+            [((), published.frontier_lag_s)],
         )
         yield _family(
             "engagement_snapshot_timestamp_seconds",

@@ -24,62 +24,28 @@ from typing import Any
 import faust
 import orjson
 
-from agents.logic.churn import ModelParams
-from agents.logic.days import Calendar
-from agents.logic.engine import Engine, EngineConfig, Output
-from agents.logic.fold import FoldConfig
-from agents.logic.lifecycle import LifecycleConfig
-from agents.logic.signals import SignalContext
+from agents.logic.engine import Engine, Output
+from agents.logic.freshness import frontier_lag_ms
+from agents.logic.lease import Lease
 from schemas.errors import BatchDecodeError, StateDecodeError
 from schemas.records import EventLike
 from streams.settings import Settings
 from streams.topics import STATE_TABLE, Topics
 from streams.worker.changelog import read_partitions
-from streams.worker.codecs import decode_batch
+from streams.worker.codecs import decode_record
 from streams.worker.delivery import Sink
+from streams.worker.engine_setup import engine_config
+from streams.worker.lease import MembershipLease, MembershipLost, still_owned
 from streams.worker.metrics import Metrics, Published
 from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
 
+__all__ = ["Runtime", "engine_config"]  # engine_config: re-exported for older importers
 log = logging.getLogger(__name__)
 Ack = Callable[[], Awaitable[Any]]
 GROUP_EVENTS = 20_000  # a group is made durable at this many events ...
 GROUP_RECORDS = 64  # ... or input records, or on the next tick (ENGAGEMENT_TICK_INTERVAL)
 STALLED_AFTER_S = 10.0  # /readyz: 503 once a group is in flight this long (or half the timeout)
-
-
-def model_params(settings: Settings) -> ModelParams:
-    """Population parameters: the parameters file if one is set, else the settings."""
-    if settings.model_file:
-        return ModelParams.load(settings.model_file)
-    return ModelParams(settings.model_r, settings.model_alpha, settings.model_a, settings.model_b)
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    calendar = Calendar(settings.timezone)
-    return EngineConfig(
-        fold=FoldConfig.build(
-            calendar, settings.horizon_days, settings.channels, settings.categories
-        ),
-        lifecycle=LifecycleConfig(
-            calendar,
-            int(settings.dormant_after * 1000),
-            int(settings.churned_after * 1000),
-            int(settings.discard_after * 1000),
-            settings.alive_threshold,
-            model_params(settings),
-        ),
-        signals=SignalContext(
-            settings.clock,
-            settings.channel_labels,
-            tuple(name for name, _ in settings.categories),
-        ),
-        clock=settings.clock,
-        lateness_ms=int(settings.allowed_lateness * 1000),
-        aggregate_days=settings.aggregate_days,
-        retention_days=settings.retention_days,
-        source_timeout_ms=int(settings.idle_timeout * 1000),
-    )
 
 
 class Runtime:
@@ -104,6 +70,8 @@ class Runtime:
         )
         app.tables.add(self.table)
         self.engine = Engine(engine_config(settings))
+        self._app = app
+        self.lease = MembershipLease(settings.session_timeout * 1000 / 2)
         self.ready = asyncio.Event()
         self.published: Published | None = None
         self._newest_ms = 0
@@ -135,6 +103,8 @@ class Runtime:
         here, before Faust resumes its stream partitions."""
         if self.failure is not None:
             return
+        self.lease.install(self._app)
+        self.lease.confirm()  # an assignment confirms the membership
         owned = set(self.engine.partitions)
         for number in sorted(owned - active):
             self.engine.revoke(number)
@@ -168,12 +138,17 @@ class Runtime:
             return
         try:
             try:
-                watermark, source, events = decode_batch(message.value)
+                watermark, source, events, frontier = decode_record(message.value)
             except BatchDecodeError as exc:
                 timeout = self.settings.durable_timeout
                 await asyncio.wait_for(self.quarantine.put(message, exc), timeout)
                 await ack()
             else:
+                if frontier is not None:
+                    wall = int(time.time() * 1000)
+                    self.engine.observe_frontier(partition, source, frontier, wall)
+                if watermark <= 0 and not events:
+                    source = ""  # a frontier-only record: no news for the event clock
                 await self.on_events(partition, events, watermark, source, ack, offset=offset)
         except Exception as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
@@ -244,8 +219,8 @@ class Runtime:
 
     async def tick(self) -> None:
         """Fire due deadlines, then start making everything pending durable."""
-        if self.failure is not None:
-            return
+        if self.failure is not None or not self.lease.held():
+            return  # a worker that may have lost its partitions decides nothing for them
         try:
             self._pending(self.engine.tick(int(time.time() * 1000)))
         except Exception as exc:
@@ -324,6 +299,20 @@ class Runtime:
         unacked records against a store that does not have their states yet, so nothing they
         produced is lost (signals keep their ids). Until then the engine reads the group's
         states from its in-flight overlay."""
+        while (lease := self.lease.state()) is Lease.UNSURE:  # stalled: wait for a heartbeat
+            await asyncio.sleep(0.05)
+        if lease is Lease.LOST:  # replaced while stalled: nothing decided since may be produced
+            raise MembershipLost("the group membership was lost while the worker stalled")
+        kept, changes = still_owned(
+            signals, changes, self.engine.partitions, self.settings.partitions
+        )
+        if len(kept) < len(signals):  # revoked during a stall: the new owner decides again
+            for kind, _, _ in (s for s in signals if s not in kept):
+                self.metrics.suppressed.labels(kind, "revoked").inc()
+            log.warning(
+                "dropped %d signal(s) of partitions revoked meanwhile", len(signals) - len(kept)
+            )
+        signals = kept
         for kind, key, signal in signals:
             self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
         if signals:
@@ -374,6 +363,8 @@ class Runtime:
             metrics.duplicate.inc(out.duplicates)
         if out.late:
             metrics.late.inc(out.late)
+        for kind, n in out.suppressed.items():
+            metrics.suppressed.labels(kind, "max_age").inc(n)
 
     def _observe(self, events: Sequence[EventLike], wall_ms: int) -> None:
         if not events:
@@ -393,4 +384,8 @@ class Runtime:
             partitions=len(self.engine.partitions),
             pending_deadlines=sum(len(p.index) for p in self.engine.partitions.values()),
             watermark_s=self.engine.now_ms(wall) / 1000,
+            frontier_lag_s=frontier_lag_ms(
+                (p.meta.frontiers for p in self.engine.partitions.values()), wall
+            )
+            / 1000,
         )

@@ -13,7 +13,7 @@ from schemas.errors import BatchDecodeError, StateDecodeError
 from schemas.records import Activity, Event
 from streams.settings import Settings
 from streams.worker.codecs import BatchReason, decode_batch, encode_batch
-from streams.worker.runtime import engine_config
+from streams.worker.engine_setup import engine_config
 
 T0 = 1_767_225_600_000
 GOOD = [Activity("u1", T0, "e1", "page_view", "organic")]
@@ -73,8 +73,8 @@ def test_a_corrupt_meta_record_raises_state_decode_error(raw: bytes) -> None:
 
 def test_a_newer_meta_version_says_so_and_the_current_one_reads() -> None:
     with pytest.raises(StateDecodeError) as caught:
-        decode_meta(b'{"v": 2, "today": 1}', 3)
-    assert caught.value.version == 2 and "meta version 2" in str(caught.value)
+        decode_meta(b'{"v": 3, "today": 1}', 3)
+    assert caught.value.version == 3 and "meta version 3" in str(caught.value)
     assert decode_meta(encode_meta(Meta(5, 6, [1], [2])), 2) == Meta(5, 6, [1, 0], [2, 0])
 
 

@@ -36,6 +36,7 @@ COUNTERS = {
     "engagement_events_late_total",
     "engagement_events_folded_total",
     "engagement_signals_emitted_total",
+    "engagement_signals_suppressed_total",
     "engagement_delivery_retries_total",
 }
 HISTOGRAM = "engagement_event_lag_seconds"
@@ -54,6 +55,7 @@ GAUGES = {
     "engagement_partitions_owned",
     "engagement_deadlines_pending",
     "engagement_watermark_timestamp_seconds",
+    "engagement_input_frontier_lag_seconds",
     "engagement_snapshot_timestamp_seconds",
 }
 EXPORTED = COUNTERS | GAUGES | {f"{HISTOGRAM}_{suffix}" for suffix in ("bucket", "sum", "count")}
