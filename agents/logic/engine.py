@@ -25,7 +25,7 @@ from agents.logic.fold import FoldConfig
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
-from agents.logic.partition import KVStore, Partition, partitions_snapshot, write_all_to
+from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
@@ -345,25 +345,9 @@ class Engine:
         return changes
 
     def mark_durable(self, changes: list[tuple[int, bytes, bytes | None]]) -> set[int]:
-        """Kafka has ``changes``: write them to the local stores (a store with a
-        ``write_all(items)`` method gets each partition's changes in one call). Returns the
-        partitions written: a partition revoked meanwhile is not, and its store must not be
-        told that it holds the changelog up to these changes."""
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
-        for number, key, value in changes:
-            by_partition.setdefault(number, []).append((key, value))
-        written: set[int] = set()
-        for number, items in by_partition.items():
-            part = self.partitions.get(number)
-            if part is None:
-                continue  # revoked meanwhile; the new owner recovers from the changelog
-            write_all_to(part.store, items)
-            written.add(number)
-            flushing = part.flushing
-            for key, value in items:
-                if flushing.get(key, b"") is value:
-                    del flushing[key]
-        return written
+        """Kafka has ``changes``: write them to the local stores; returns the partitions
+        written (see :func:`agents.logic.partition.mark_durable`)."""
+        return mark_durable(self.partitions, changes)
 
     def snapshot(self, wall_ms: int) -> tuple[Snapshot, int]:
         """Gauges summed over the owned partitions, and the day they describe."""

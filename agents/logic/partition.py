@@ -7,7 +7,7 @@ holds a state whose changelog record could still be lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -73,3 +73,27 @@ def partitions_snapshot(
             total.winback_lapsed.update(dict(enumerate(part.meta.lapsed)))
             total.winback_reactivated.update(dict(enumerate(part.meta.reactivated)))
     return total, today
+
+
+def mark_durable(
+    partitions: Mapping[int, Partition], changes: list[tuple[int, bytes, bytes | None]]
+) -> set[int]:
+    """Kafka has ``changes``: write them to the local stores (a store with a
+    ``write_all(items)`` method gets each partition's changes in one call). Returns the
+    partitions written: a partition revoked meanwhile is not, and its store must not be
+    told that it holds the changelog up to these changes."""
+    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    for number, key, value in changes:
+        by_partition.setdefault(number, []).append((key, value))
+    written: set[int] = set()
+    for number, items in by_partition.items():
+        part = partitions.get(number)
+        if part is None:
+            continue  # revoked meanwhile; the new owner recovers from the changelog
+        write_all_to(part.store, items)
+        written.add(number)
+        flushing = part.flushing
+        for key, value in items:
+            if flushing.get(key, b"") is value:
+                del flushing[key]
+    return written
