@@ -194,6 +194,7 @@ class IngestService(Service):
             except RuntimeError:  # closed by on_stop meanwhile
                 break
             if messages:
+                self._reopen_unread(consumer)  # a partition idle before a long flush may not be
                 self.step(messages)
             self._broadcast_watermark(consumer)
             if self._unflushed and (
@@ -229,7 +230,6 @@ class IngestService(Service):
         at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
         read_ms: dict[tuple[str, int], int] = {}  # per partition: newest record timestamp
         wall_ms = int(time.time() * 1000)
-        before = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         for msg in messages:
             error = msg.error()
             tp = (msg.topic(), msg.partition())
@@ -254,6 +254,10 @@ class IngestService(Service):
                     msg.headers(),
                 )
             )
+        for source in read_ms:  # records now: not idle, whatever end it reached before
+            self.watermark.has_unread(source)
+            self.frontier.has_unread(source)
+        before = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
         routed = self.router.route(records, wall_ms)
         for source, newest in routed.newest_ms.items():
             self.watermark.observe(source, newest)
