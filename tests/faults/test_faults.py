@@ -26,9 +26,9 @@ GRACE_S = 30.0  # WorkerProcess.stop's SIGTERM grace period before SIGKILL
 
 def test_kill_9_mid_stream_then_restart(make_system) -> None:
     system: System = make_system("kill9")
-    load = workload(101)
+    load = workload(101, system)
     worker = system.start("w0")
-    system.publish(load.first + load.second)
+    system.publish_in_background(load.first + load.second)
     progress(system, load.size // 4)
     worker.kill()
     where = system.ingest_position()
@@ -40,14 +40,14 @@ def test_kill_9_mid_stream_then_restart(make_system) -> None:
 
 def test_two_workers_one_killed_other_takes_over(make_system) -> None:
     system: System = make_system("takeover")
-    load = workload(202)
+    load = workload(202, system)
     w0, w1 = system.start("w0"), system.start("w1")
     wait_until(
         lambda: [w.metrics().get("engagement_partitions_owned") for w in (w0, w1)] == [2.0, 2.0],
         60,
         "two partitions on each worker",
     )
-    system.publish(load.first + load.second)
+    system.publish_in_background(load.first + load.second)
     progress(system, load.size // 4)
     w1.kill()
     killed = time.monotonic()
@@ -69,9 +69,9 @@ def test_two_workers_one_killed_other_takes_over(make_system) -> None:
 
 def test_broker_restart_while_the_worker_runs(make_system, fault_broker) -> None:
     system: System = make_system("broker")
-    load = workload(303)
+    load = workload(303, system)
     system.start("w0")
-    system.publish(load.first + load.second)
+    system.publish_in_background(load.first + load.second)
     progress(system, load.size // 4)
     down = time.monotonic()
     fault_broker.restart()  # SIGTERM, same port and log dir, start again
@@ -82,7 +82,7 @@ def test_broker_restart_while_the_worker_runs(make_system, fault_broker) -> None
 
 def test_sigterm_is_a_clean_shutdown(make_system) -> None:
     system: System = make_system("sigterm")
-    load = workload(404)
+    load = workload(404, system)
     worker = system.start("w0")
     system.publish(load.first)
     wait_until(
@@ -116,7 +116,7 @@ def test_sigterm_is_a_clean_shutdown(make_system) -> None:
 
 def test_dead_letter_topic_unwritable_for_a_while(make_system) -> None:
     system: System = make_system("dlq")
-    load = workload(505)
+    load = workload(505, system)
     bad = abusive_input(int(time.time() * 1000), scale=1)[0]
     worker = system.start("w0")
     topic = Topics.of(system.settings).dead_letter
@@ -147,7 +147,7 @@ def test_input_abuse_at_high_rate(make_system) -> None:
     system: System = make_system("abuse")
     now = int(time.time() * 1000)
     bad, late = abusive_input(now, scale=20)
-    load = workload(606, extra=late.oracle_events)
+    load = workload(606, system, extra=late.oracle_events)
     worker = system.start("w0")
     pid = worker_pid(worker)
     system.publish(load.first)
@@ -169,7 +169,8 @@ def test_input_abuse_at_high_rate(make_system) -> None:
     )
     finish(system, load, "input abuse at high rate", started, notes)
     assert growth < 200, f"RSS grew by {growth:.0f} MiB"
-    assert after_rate > clean_rate / 3, f"throughput did not recover: {notes}"
+    if load.clock == "event":  # paced (wall-clock) input has no throughput to compare
+        assert after_rate > clean_rate / 3, f"throughput did not recover: {notes}"
 
 
 def worker_pid(worker: WorkerProcess) -> int:
@@ -180,7 +181,7 @@ def worker_pid(worker: WorkerProcess) -> int:
 
 def test_unreadable_by_user_records_are_quarantined(make_system) -> None:
     system: System = make_system("quarantine")
-    load = workload(707)
+    load = workload(707, system)
     worker = system.start("w0")
     system.publish(load.first)
     progress(system, len(load.first) // 2)
@@ -211,7 +212,7 @@ def test_unreadable_by_user_records_are_quarantined(make_system) -> None:
 
 def test_an_unreadable_state_stops_the_worker_until_repaired(make_system) -> None:
     system: System = make_system("badstate")
-    load = workload(808)
+    load = workload(808, system)
     worker = system.start("w0")
     system.publish(load.first)
     wait_until(system.ingest_caught_up, 240, "the first half")
@@ -243,7 +244,7 @@ def test_an_unreadable_state_stops_the_worker_until_repaired(make_system) -> Non
 
 def test_changelog_unwritable_stops_the_worker(make_system) -> None:
     system: System = make_system("changelog", ENGAGEMENT_DURABLE_TIMEOUT="10s")
-    load = workload(909)
+    load = workload(909, system)
     worker = system.start("w0")
     system.publish(load.first)
     progress(system, len(load.first) // 2)
