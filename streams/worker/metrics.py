@@ -28,7 +28,7 @@ from schemas.records import SIGNAL_KINDS
 from streams.worker.codecs import BatchReason
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
-SUPPRESSED_REASONS = ("max_age",)
+SUPPRESSED_REASONS = ("max_age", "revoked")
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
 
 
@@ -100,7 +100,8 @@ class Metrics:
         self.suppressed = Counter(
             "engagement_signals_suppressed",
             "Signals decided but not delivered, by kind and reason (max_age: the trigger is "
-            "older than ENGAGEMENT_SIGNAL_MAX_AGE); the user's state advanced as if delivered.",
+            "older than ENGAGEMENT_SIGNAL_MAX_AGE, the user's state advanced as if delivered; "
+            "revoked: the worker stalled and lost the partition before delivering).",
             ["kind", "reason"],
             registry=registry,
         )

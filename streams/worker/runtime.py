@@ -26,6 +26,7 @@ import orjson
 
 from agents.logic.engine import Engine, Output
 from agents.logic.freshness import frontier_lag_ms
+from agents.logic.lease import Lease
 from schemas.errors import BatchDecodeError, StateDecodeError
 from schemas.records import EventLike
 from streams.settings import Settings
@@ -34,6 +35,7 @@ from streams.worker.changelog import read_partitions
 from streams.worker.codecs import decode_record
 from streams.worker.delivery import Sink
 from streams.worker.engine_setup import engine_config
+from streams.worker.lease import MembershipLease, MembershipLost, still_owned
 from streams.worker.metrics import Metrics, Published
 from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
@@ -68,6 +70,8 @@ class Runtime:
         )
         app.tables.add(self.table)
         self.engine = Engine(engine_config(settings))
+        self._app = app
+        self.lease = MembershipLease(settings.session_timeout * 1000 / 2)
         self.ready = asyncio.Event()
         self.published: Published | None = None
         self._newest_ms = 0
@@ -99,6 +103,8 @@ class Runtime:
         here, before Faust resumes its stream partitions."""
         if self.failure is not None:
             return
+        self.lease.install(self._app)
+        self.lease.confirm()  # an assignment confirms the membership
         owned = set(self.engine.partitions)
         for number in sorted(owned - active):
             self.engine.revoke(number)
@@ -213,8 +219,8 @@ class Runtime:
 
     async def tick(self) -> None:
         """Fire due deadlines, then start making everything pending durable."""
-        if self.failure is not None:
-            return
+        if self.failure is not None or not self.lease.held():
+            return  # a worker that may have lost its partitions decides nothing for them
         try:
             self._pending(self.engine.tick(int(time.time() * 1000)))
         except Exception as exc:
@@ -293,6 +299,20 @@ class Runtime:
         unacked records against a store that does not have their states yet, so nothing they
         produced is lost (signals keep their ids). Until then the engine reads the group's
         states from its in-flight overlay."""
+        while (lease := self.lease.state()) is Lease.UNSURE:  # stalled: wait for a heartbeat
+            await asyncio.sleep(0.05)
+        if lease is Lease.LOST:  # replaced while stalled: nothing decided since may be produced
+            raise MembershipLost("the group membership was lost while the worker stalled")
+        kept, changes = still_owned(
+            signals, changes, self.engine.partitions, self.settings.partitions
+        )
+        if len(kept) < len(signals):  # revoked during a stall: the new owner decides again
+            for kind, _, _ in (s for s in signals if s not in kept):
+                self.metrics.suppressed.labels(kind, "revoked").inc()
+            log.warning(
+                "dropped %d signal(s) of partitions revoked meanwhile", len(signals) - len(kept)
+            )
+        signals = kept
         for kind, key, signal in signals:
             self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
         if signals:
