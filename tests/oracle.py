@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from hashlib import blake2b
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 DAY_MS = 86_400_000
@@ -162,10 +163,6 @@ class ExpectedSignals:
     """What :func:`expected_signals` finds, in time order per user."""
 
     signals: list[ExpectedSignal] = field(default_factory=list)
-    # Users with a deadline d and a next event e where e - lateness < d <= e: the definition says
-    # the deadline fired (no activity for the whole delay), but on the event clock it fires only
-    # if the watermark passed d before e was read, which the arrival order decides.
-    undecided: set[str] = field(default_factory=set)
 
     def identities(self, exclude: Iterable[str] = ()) -> set[tuple[str, str, int]]:
         skip = set(exclude)
@@ -233,17 +230,16 @@ class _SignalOracle:
             return "churned", last + round(rules.churned_days * DAY_MS)
         return "discard", last + round(rules.discard_days * DAY_MS)
 
-    def silence(self, user: str, life: _Life, next_ms: int | None) -> _Life | None:
+    def silence(self, user: str, life: _Life, next_ms: int | None) -> _Life | Literal[False] | None:
         """Every deadline due before the next event (inclusive; or up to now): their signals,
-        and None if the user's state is forgotten."""
+        and None if the user's state is forgotten. False if a deadline before the next event
+        lies after now: the clock has not decided it yet, nor anything after it."""
         until = self.now_ms if next_ms is None else min(next_ms, self.now_ms)
         while True:
             kind, due = self.next_deadline(life)
             if due > until:
-                return life
+                return False if next_ms is not None and due <= next_ms else life
             due = int(due)
-            if next_ms is not None and due > next_ms - self.rules.lateness_ms:
-                self.result.undecided.add(user)
             if kind == "discard":
                 return None
             self.result.signals.append(ExpectedSignal(user, kind, due, due))
@@ -266,7 +262,10 @@ class _SignalOracle:
         life: _Life | None = None
         for ms in times:
             if life is not None:
-                life = self.silence(user, life, ms)
+                after = self.silence(user, life, ms)
+                if after is False:
+                    return  # the clock has not reached a deadline before this event
+                life = after
             if life is None:
                 life = _Life(ms, {self.day(ms)})
             else:
@@ -281,9 +280,17 @@ def expected_signals(
     """The signals the definitions imply for ``events`` once the event clock reached ``now_ms``
     (the watermark at the end of the replay: at least the newest event time minus the lateness).
 
-    Only event times matter: duplicates and arrival order (within the lateness) change nothing,
-    except for the users listed in ``undecided``. Deadlines count in elapsed days from the last
-    event; calendar days (timezone) only enter the churn model's x, t_x and T.
+    Deadlines fire up to the next event (inclusive) and up to now. A user whose next deadline
+    before an event lies after now has nothing decided from there on: an event read later may
+    still land before that deadline. Deadlines count in elapsed days from the last event;
+    calendar days (timezone) only enter the churn model's x, t_x and T.
+
+    Only event times matter: duplicates, batching and arrival order change nothing for a user
+    none of whose events is *read late*, i.e. read when its partition's event clock (the newest
+    event time the partition had read before that event's batch, minus the lateness; or the
+    watermark the partition was given) had already passed the event's time. A late-read event
+    cannot undo what has fired (ARCHITECTURE.md, "Clocks and lateness"), so for such a user
+    the engine may differ from this.
     """
     times: dict[str, set[int]] = {}
     for event in events:

@@ -21,21 +21,15 @@ from typing import Any
 
 from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
 from agents.logic.days import Calendar
-from agents.logic.fold import FoldConfig, fold, new_state
+from agents.logic.fold import FoldConfig
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
-from agents.logic.lifecycle import (
-    Before,
-    LifecycleConfig,
-    Transition,
-    advance,
-    on_activity,
-    schedule,
-)
+from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
 from agents.logic.partition import KVStore, Partition, partitions_snapshot, write_all_to
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
+from agents.logic.walk import Fired, Walk
 from agents.logic.watermarks import SourceWatermarks
 from schemas.errors import StateDecodeError
 from schemas.records import EventLike
@@ -164,7 +158,9 @@ class Engine:
 
         ``watermark_ms`` and ``source`` come from the batch's header (ingest). Without a source
         (the direct mode, tests) the partition's own newest event time minus the lateness
-        advances its clock too.
+        advances its clock too. An event is late if it is older than the clock before the
+        batch; the batch is folded with the clock as it stands after it (:mod:`agents.logic.walk`
+        defers an event that jumps past a deadline the clock has not passed).
         """
         out = Output()
         part = self.partitions[number]
@@ -176,21 +172,22 @@ class Engine:
             out.events += 1
         now = out.clock_ms = self.partition_now(part, wall_ms)
         late_before = now if self.config.clock == "event" else wall_ms - self.config.lateness_ms
+        if source:
+            self.observe_watermark(number, watermark_ms, source, wall_ms)
+        else:
+            self.observe_watermark(number, max(watermark_ms, newest - self.config.lateness_ms))
+        settle = self.partition_now(part, wall_ms)
         for user_id, user_events in by_user.items():
             self._fold_user(
                 part,
                 user_id,
                 user_events,
-                now=now,
+                settle=settle,
                 late_before=late_before,
                 wall_ms=wall_ms,
                 out=out,
             )
-        if source:
-            self.observe_watermark(number, watermark_ms, source, wall_ms)
-        else:
-            self.observe_watermark(number, max(watermark_ms, newest - self.config.lateness_ms))
-        self._advance_partition(part, self.partition_now(part, wall_ms), wall_ms, out)
+        self._advance_partition(part, settle, wall_ms, out)
         return out
 
     def _fold_user(
@@ -199,94 +196,29 @@ class Engine:
         user_id: str,
         events: list[EventLike],
         *,
-        now: int,
+        settle: int,
         late_before: int,
         wall_ms: int,
         out: Output,
     ) -> None:
-        """Fold one user's events of a batch in event-time order.
-
-        Before each event, the user's deadlines up to ``event time - lateness`` fire (the event
-        shows the watermark got that far; a return or new active day earlier in the batch may
-        have moved the deadline earlier), so a replay read in large batches yields the same
-        signals (dormant, churned, then reactivated) as the same events arriving live.
-        """
+        """Fold one user's events of a batch in event-time order (see :class:`Walk`)."""
         cfg = self.config
         key = user_id.encode()
         raw = part.get(key)
         old = decode(raw) if raw is not None else None
-        state = old.copy() if old is not None else None
-        transitions: list[Transition] = []
-        changed = stale = False  # stale: folded since the deadline was last scheduled
-        lateness = cfg.lateness_ms
+        walk = Walk(old.copy() if old is not None else None, settle, cfg.fold, cfg.lifecycle)
         if len(events) > 1:
             events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
-            ts = event.timestamp_ms
-            if ts < late_before:
+            if event.timestamp_ms < late_before:
                 out.late += 1
-            if state is not None:
-                if stale:
-                    schedule(state, cfg.lifecycle)
-                    stale = False
-                if state.deadline_ms <= ts - lateness:
-                    state = self._catch_up(state, ts, wall_ms, transitions)
-                    changed = True
-            if self._fold_event(part, state, event, transitions, out):
-                changed = stale = True
-            if state is None:
-                state = new_state(event, cfg.calendar.day_of(ts), cfg.fold)
-                on_activity(None, state, cfg.lifecycle)
-                changed = stale = True
-        if state is None or not changed:
-            return
-        if stale:
-            schedule(state, cfg.lifecycle)
-        transitions.extend(advance(state, now, cfg.lifecycle))
-        self._commit(
-            part,
-            key,
-            user_id,
-            old=old,
-            state=state,
-            transitions=transitions,
-            wall_ms=wall_ms,
-            out=out,
-        )
-
-    def _catch_up(
-        self, state: UserState, ts: int, wall_ms: int, transitions: list[Transition]
-    ) -> UserState | None:
-        """Fire the user's deadlines before an event at ``ts``; None if its state expired."""
-        until = ts - self.config.lateness_ms
-        if self.config.clock == "wall":
-            until = min(until, wall_ms)
-        fired = advance(state, until, self.config.lifecycle)
-        transitions.extend(fired)
-        return None if fired and fired[-1].kind == "discard" else state
-
-    def _fold_event(
-        self,
-        part: Partition,
-        state: UserState | None,
-        event: EventLike,
-        transitions: list[Transition],
-        out: Output,
-    ) -> bool:
-        """Fold ``event`` into an existing ``state``; True if anything changed."""
-        if state is None:
-            return False
-        cfg = self.config
-        before = Before.of(state)
-        if not fold(state, event, cfg.calendar.day_of(event.timestamp_ms), cfg.fold):
-            out.duplicates += 1
-            return False
-        returned = on_activity(before, state, cfg.lifecycle)
-        if returned is not None:
-            transitions.append(returned)
-            if 0 <= state.channel < len(part.meta.reactivated):
-                part.meta.reactivated[state.channel] += 1
-        return True
+            walk.add(event)
+        state = walk.finish()
+        out.duplicates += walk.duplicates
+        if walk.changed:
+            self._commit(
+                part, key, user_id, old=old, state=state, fired=walk.fired, wall_ms=wall_ms, out=out
+            )
 
     # -- deadlines ---------------------------------------------------------------------------
     def tick(self, wall_ms: int) -> Output:
@@ -321,21 +253,22 @@ class Engine:
             raw = part.get(key)
             if raw is None:
                 continue
-            state = decode(raw)
-            if state.deadline is Deadline.NONE:
+            old = decode(raw)
+            if old.deadline is Deadline.NONE:
                 continue
-            if state.deadline_ms > now:
-                part.index.add(state.deadline_ms, key)
+            if old.deadline_ms > now:
+                part.index.add(old.deadline_ms, key)
                 continue
-            old = state.copy()
-            transitions = advance(state, now, self.config.lifecycle)
+            walk = Walk(old.copy(), now, self.config.fold, self.config.lifecycle)
+            state = walk.finish()
+            out.duplicates += walk.duplicates
             self._commit(
                 part,
                 key,
                 key.decode(),
                 old=old,
                 state=state,
-                transitions=transitions,
+                fired=walk.fired,
                 wall_ms=wall_ms,
                 out=out,
                 rearm=True,
@@ -349,26 +282,26 @@ class Engine:
         user_id: str,
         *,
         old: UserState | None,
-        state: UserState,
-        transitions: list[Transition],
+        state: UserState | None,
+        fired: list[Fired],
         wall_ms: int,
         out: Output,
         rearm: bool = False,
     ) -> None:
-        """Emit signals, keep aggregates and index in step, store and log the new state.
+        """Emit signals, keep aggregates and index in step, store and log the new state
+        (``None``: forgotten).
 
         ``rearm``: the caller popped the user's index entry, so one is added whatever the
         deadline; otherwise only a deadline that moved earlier needs a new entry.
         """
         cfg = self.config
-        # a discarded state has no deadline left; one re-created by a later event has one
-        discard = state.deadline is Deadline.NONE
-        for transition in transitions:
-            if transition.kind == "discard":
-                continue
+        reactivated = part.meta.reactivated
+        for transition, at_state in fired:
+            if transition.kind == "reactivated" and 0 <= at_state.channel < len(reactivated):
+                reactivated[at_state.channel] += 1
             signal = build_signal(
                 user_id,
-                state,
+                at_state,
                 transition,
                 config=cfg.lifecycle,
                 context=cfg.signals,
@@ -381,7 +314,7 @@ class Engine:
                 out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
             else:
                 out.signals.append((transition.kind, key, signal))
-        if discard:
+        if state is None:
             if old is not None:
                 part.aggregates.add(old, cfg.calendar, -1)
             part.dirty[key] = None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from zlib import crc32
 
 from agents.logic.days import Calendar
-from agents.logic.state import Stage, UserState
+from agents.logic.state import Pending, Stage, UserState
 from schemas.records import EventLike
 
 
@@ -58,19 +58,31 @@ def fingerprint(event_id: str) -> int:
     return crc32(event_id.encode())
 
 
+def pending_of(event: EventLike, config: FoldConfig) -> Pending:
+    """What the fold needs of ``event``, to keep while the event is deferred."""
+    category = config.category_index.get(event.event_type, -1)
+    channel = config.channel_index.get(event.channel, 0) if event.channel else 0
+    return (event.timestamp_ms, fingerprint(event.event_id), category, channel)
+
+
 def new_state(event: EventLike, day: int, config: FoldConfig) -> UserState:
     """The state of a user whose first seen event is ``event``."""
+    return new_state_of(pending_of(event, config), day, config)
+
+
+def new_state_of(event: Pending, day: int, config: FoldConfig) -> UserState:
+    """:func:`new_state` of a deferred event."""
+    ms, fp, category, channel = event
     categories = [0] * config.n_categories
-    category = config.category_index.get(event.event_type)
-    if category is not None:
+    if category >= 0:
         categories[category] = 1
     return UserState(
-        first_ms=event.timestamp_ms,
-        last_ms=event.timestamp_ms,
+        first_ms=ms,
+        last_ms=ms,
         last_day=day,
-        channel=config.channel_index.get(event.channel, 0) if event.channel else 0,
+        channel=channel,
         categories=categories,
-        recent=[(event.timestamp_ms, fingerprint(event.event_id))],
+        recent=[(ms, fp)],
         stage=Stage.NEW,  # stage_since_ms is set by the lifecycle once the batch is folded
     )
 
@@ -117,12 +129,26 @@ def fold(state: UserState, event: EventLike, day: int, config: FoldConfig) -> bo
     if not _remember(state, (ms, fingerprint(event.event_id)), config.recent_ids):
         return False
     _mark_day(state, day, config.category_index.get(event.event_type), config)
-    state.last_ms = max(state.last_ms, ms)
     channel = config.channel_index.get(event.channel, 0) if event.channel else 0
+    _extremes(state, ms, channel)
+    return True
+
+
+def fold_pending(state: UserState, event: Pending, day: int, config: FoldConfig) -> bool:
+    """:func:`fold` of a deferred event."""
+    ms, fp, category, channel = event
+    if not _remember(state, (ms, fp), config.recent_ids):
+        return False
+    _mark_day(state, day, category if category >= 0 else None, config)
+    _extremes(state, ms, channel)
+    return True
+
+
+def _extremes(state: UserState, ms: int, channel: int) -> None:
+    state.last_ms = max(state.last_ms, ms)
     if ms < state.first_ms or (ms == state.first_ms and channel > state.channel):
         state.first_ms = ms
         state.channel = channel
-    return True
 
 
 def active_day_numbers(state: UserState) -> list[int]:

@@ -19,6 +19,15 @@ Wire format v1 (all integers little-endian)::
     u8  n, then n bytes: activity bitmap
     C x (u8 n, n bytes): category bitmaps
     u8  k, then k x (u32 fingerprint, u32 ms before last event): recent event ids
+
+Wire format v2 is v1 (with version byte 2) followed by the deferred events (see
+:mod:`agents.logic.walk`): events read while a deadline before them was still ahead of the
+clock, kept out of the state's facts until the clock passes that deadline::
+
+    u16 p, then p x (i64 event ms, u32 fingerprint, u8 category (255 = none), u8 channel)
+
+A state without deferred events is written as v1 (the same bytes as before v2 existed), so
+almost every value stays readable by a v1 worker; this worker reads both.
 """
 
 from __future__ import annotations
@@ -29,9 +38,15 @@ from enum import IntEnum
 
 from schemas.errors import StateDecodeError
 
-VERSION = 1
+VERSION = 2  # the newest version this module reads; it writes 1 unless events are deferred
 _HEAD = struct.Struct("<BBBBqqqqiH")
 _PAIR = struct.Struct("<II")
+_PENDING = struct.Struct("<qIBB")
+_COUNT = struct.Struct("<H")
+_NO_CATEGORY = 255
+
+# A deferred event: (event ms, fingerprint, category index or -1, channel index)
+Pending = tuple[int, int, int, int]
 
 
 class Stage(IntEnum):
@@ -75,6 +90,7 @@ class UserState:
     stage_since_ms: int = 0
     deadline_ms: int = 0
     deadline: Deadline = Deadline.NONE
+    pending: list[Pending] = field(default_factory=list)  # deferred events, oldest first
 
     def active_days(self) -> int:
         """Distinct active days over the user's whole life."""
@@ -94,6 +110,7 @@ class UserState:
             self.stage_since_ms,
             self.deadline_ms,
             self.deadline,
+            list(self.pending),
         )
 
 
@@ -105,9 +122,9 @@ def _bitmap_bytes(value: int) -> bytes:
 
 
 def encode(state: UserState) -> bytes:
-    """The v1 bytes of ``state`` (see the module docstring)."""
+    """The v1 bytes of ``state``, or v2 if it holds deferred events (module docstring)."""
     head = _HEAD.pack(
-        VERSION,
+        2 if state.pending else 1,
         state.stage | (state.deadline << 4),
         state.channel,
         len(state.categories),
@@ -123,12 +140,19 @@ def encode(state: UserState) -> bytes:
     parts.append(bytes((len(state.recent),)))
     last = state.last_ms
     parts.extend(_PAIR.pack(fp, min(last - ms, 0xFFFFFFFF)) for ms, fp in state.recent)
+    if state.pending:
+        parts.append(_COUNT.pack(len(state.pending)))
+        parts.extend(
+            _PENDING.pack(ms, fp, _NO_CATEGORY if cat < 0 else cat, channel)
+            for ms, fp, cat, channel in state.pending
+        )
     return b"".join(parts)
 
 
 def decode(data: bytes) -> UserState:
-    """Inverse of :func:`encode`; raises :class:`StateDecodeError` on foreign bytes."""
-    if not data or data[0] != VERSION:
+    """Inverse of :func:`encode` (reads v1 and v2); raises :class:`StateDecodeError` on
+    foreign bytes."""
+    if not data or not 1 <= data[0] <= VERSION:
         raise _version_error(data)
     try:
         (
@@ -153,6 +177,8 @@ def decode(data: bytes) -> UserState:
         for _ in range(data[pos]):
             fp, delta = _PAIR.unpack_from(data, pos + 1 + _PAIR.size * len(recent))
             recent.append((last_ms - delta, fp))
+        pos += 1 + _PAIR.size * len(recent)
+        pending = _decode_pending(data, pos) if data[0] == 2 else []
         return UserState(
             first_ms,
             last_ms,
@@ -166,9 +192,19 @@ def decode(data: bytes) -> UserState:
             since_ms,
             deadline_ms,
             Deadline(stage_kind >> 4),
+            pending,
         )
     except (struct.error, IndexError, ValueError) as exc:
         raise StateDecodeError(f"corrupt state: {exc}") from exc
+
+
+def _decode_pending(data: bytes, pos: int) -> list[Pending]:
+    pending: list[Pending] = []
+    (count,) = _COUNT.unpack_from(data, pos)
+    for i in range(count):
+        ms, fp, cat, channel = _PENDING.unpack_from(data, pos + _COUNT.size + _PENDING.size * i)
+        pending.append((ms, fp, -1 if cat == _NO_CATEGORY else cat, channel))
+    return pending
 
 
 def _version_error(data: bytes) -> StateDecodeError:

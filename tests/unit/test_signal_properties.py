@@ -4,8 +4,20 @@ Random small populations (gaps around the dormant, churned and discard delays an
 churn model's deadlines land, duplicates), reordered within the allowed lateness, spread over
 partitions, cut into random batches and interleaved at random, are fed to the engine on the
 event clock; its signals must be exactly the independent oracle's (``tests/oracle.py``):
-same (user, kind, trigger), each once. Users for whom the definitions leave the answer to the
-arrival order (a deadline within the lateness before their next event) are left out.
+same (user, kind, trigger), each once, for every user, including those whose next event comes
+within the lateness after a deadline (the engine defers such an event until the clock passes
+the deadline, :mod:`agents.logic.walk`).
+
+The one class left out is the one the definitions leave open: users with an event *read late*,
+i.e. read when its partition's event clock (newest event time read before that batch, minus
+the lateness) had already passed it. The arrival order reorders within the lateness, so no
+event is read late, except in the scenarios that explicitly delay a few events by more than
+the lateness (``late_reads``); their users are left out and the engine must have counted each
+of those events as late.
+
+Also left out, as a known gap of the engine rather than of the definitions: users with two
+events read out of time order (within the lateness) and a deadline between them
+(``reordered_around_a_deadline``; see the xfail test in ``test_deferred_deadlines.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ class Scenario:
     rules: SignalRules
     events: list[RawEvent]  # every event, duplicates included, in time order
     arrival: list[RawEvent]  # the order they are read in (each partition keeps it)
+    late_reads: bool  # whether some events were delayed beyond the lateness
     partition_of: dict[str, int]
     steps: list[tuple[int, int]]  # (partition, batch size) in the order the engine reads them
     now_ms: int
@@ -100,15 +113,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             if draw(st.integers(0, 9)) == 0:
                 events.append(RawEvent(user, f"{user}-{i}", ms))  # a duplicate
     events.sort(key=lambda e: e.timestamp_ms)
-    # each event is read at most the lateness after its time: none is late
-    delays = draw(st.lists(st.integers(0, rules.lateness_ms - 1), min_size=len(events)))
+    # each event is read at most the lateness after its time: none is late; unless a few events
+    # are delayed by up to two days on purpose
+    late_reads = draw(st.integers(0, 9)) == 0
+    within = st.integers(0, rules.lateness_ms - 1)
+    beyond = st.integers(rules.lateness_ms, 2 * DAY_MS)
+    delay = st.one_of(within, within, within, beyond) if late_reads else within
+    delays = draw(st.lists(delay, min_size=len(events), max_size=len(events)))
     keyed = sorted(zip(events, delays, strict=False), key=lambda p: p[0].timestamp_ms + p[1])
     arrival = [e for e, _ in keyed]
     steps = cut_and_interleave(draw, arrival, partition_of)
     newest = max(e.timestamp_ms for e in events)
     now = newest - rules.lateness_ms + draw(st.integers(0, 60 * DAY_MS))
     now = -(-now // TIMER_MS) * TIMER_MS  # the timer index fires a deadline on its slot's end
-    return Scenario(rules, events, arrival, partition_of, steps, now)
+    return Scenario(rules, events, arrival, late_reads, partition_of, steps, now)
 
 
 def cut_and_interleave(
@@ -131,7 +149,23 @@ def cut_and_interleave(
     return steps
 
 
-def run_engine(scenario: Scenario) -> list[dict[str, Any]]:
+def read_late(scenario: Scenario) -> list[RawEvent]:
+    """The events read late: older than their partition's clock before their batch."""
+    queues: dict[int, list[RawEvent]] = {}
+    for e in scenario.arrival:
+        queues.setdefault(scenario.partition_of[e.user_id], []).append(e)
+    clock: dict[int, int] = {}
+    late = []
+    for number, size in scenario.steps:
+        batch, queues[number] = queues[number][:size], queues[number][size:]
+        late += [e for e in batch if e.timestamp_ms < clock.get(number, 0)]
+        newest = max(e.timestamp_ms for e in batch) - scenario.rules.lateness_ms
+        clock[number] = max(clock.get(number, 0), newest)
+    return late
+
+
+def run_engine(scenario: Scenario) -> tuple[list[dict[str, Any]], int]:
+    """The signals, and how many events the engine counted as late."""
     engine = Engine(config_for(scenario.rules))
     queues: dict[int, list[Event]] = {}
     for e in scenario.arrival:
@@ -140,21 +174,24 @@ def run_engine(scenario: Scenario) -> list[dict[str, Any]]:
     for number in queues:
         engine.assign(number, {})
     signals: list[dict[str, Any]] = []
+    late = 0
     for number, size in scenario.steps:
         batch, queues[number] = queues[number][:size], queues[number][size:]
-        signals += [s for _, _, s in engine.process(number, batch, 0).signals]
+        out = engine.process(number, batch, 0)
+        signals += [s for _, _, s in out.signals]
+        late += out.late
     for number in sorted(engine.partitions):  # the replay's end: the clock reaches now
         signals += [s for _, _, s in engine.process(number, [], 0, scenario.now_ms).signals]
-    return signals
+    return signals, late
 
 
 def assert_same_signals(
-    got: list[dict[str, Any]], expected: ExpectedSignals, lateness_ms: int
+    got: list[dict[str, Any]], expected: ExpectedSignals, lateness_ms: int, skip: set[str]
 ) -> None:
     ids = Counter(s["signal_id"] for s in got)
     assert all(n == 1 for n in ids.values()), "a signal emitted twice"
-    engine = [s for s in got if s["user_id"] not in expected.undecided]
-    oracle = [s for s in expected.signals if s.user_id not in expected.undecided]
+    engine = [s for s in got if s["user_id"] not in skip]
+    oracle = [s for s in expected.signals if s.user_id not in skip]
     explain = (sorted((s["user_id"], s["kind"], s["event_time_ms"]) for s in engine), oracle)
     # churn_risk: trigger = event time, to 1 ms (T* is computed two ways in floating point)
     risks = sorted((s["user_id"], s["event_time_ms"]) for s in engine if s["kind"] == "churn_risk")
@@ -177,13 +214,51 @@ def assert_same_signals(
             assert s["signal_id"] == signal_id(s["user_id"], s["kind"], s["event_time_ms"])
 
 
+def reordered_around_a_deadline(expected: ExpectedSignals, scenario: Scenario) -> set[str]:
+    """Users with events a < b read in the order b, a, and an oracle deadline d, a <= d <= b:
+    the engine folds a into the state after b, and a deadline a's own state had before b is
+    lost (a known gap, not a question the definitions leave open)."""
+    read_at: dict[tuple[str, int], int] = {}
+    for i, e in enumerate(scenario.arrival):
+        read_at.setdefault((e.user_id, e.timestamp_ms), i)
+    users = set()
+    for s in expected.signals:
+        if s.kind == "reactivated":
+            continue
+        mine = [(ms, i) for (u, ms), i in read_at.items() if u == s.user_id]
+        if any(a <= s.at_ms <= b and ia > ib for a, ia in mine for b, ib in mine):
+            users.add(s.user_id)
+    return users
+
+
+def deadline_just_before_an_event(expected: ExpectedSignals, scenario: Scenario) -> bool:
+    """Whether a deadline fired within the lateness before one of its user's events (the
+    users once left out as undecided)."""
+    times: dict[str, list[int]] = {}
+    for e in scenario.events:
+        times.setdefault(e.user_id, []).append(e.timestamp_ms)
+    lateness = scenario.rules.lateness_ms
+    return any(
+        s.kind != "reactivated" and any(t - lateness < s.at_ms <= t for t in times[s.user_id])
+        for s in expected.signals
+    )
+
+
 @settings(max_examples=2000, deadline=None)
 @given(scenarios())
 def test_the_engine_gives_exactly_the_oracles_signals(scenario: Scenario) -> None:
     expected = expected_signals(scenario.events, scenario.rules, scenario.now_ms)
-    got = run_engine(scenario)
-    users = set(scenario.partition_of)
-    event(f"undecided users: {len(expected.undecided)} of {len(users)}")
+    got, counted_late = run_engine(scenario)
+    late = read_late(scenario)
+    assert counted_late == len(late)  # the class left out is the events the engine calls late
+    assert scenario.late_reads or not late  # ... and only scenarios that delay events have any
+    skip = {e.user_id for e in late}
+    fragile = reordered_around_a_deadline(expected, scenario) - skip
+    event(f"users reordered around a deadline: {len(fragile)}")
+    skip |= fragile
+    event(f"users with a late read: {len(skip)} of {len(scenario.partition_of)}")
+    if deadline_just_before_an_event(expected, scenario):
+        event("a deadline within the lateness before an event")
     for kind in sorted({s.kind for s in expected.signals}):
         event(f"expects {kind}")
-    assert_same_signals(got, expected, scenario.rules.lateness_ms)
+    assert_same_signals(got, expected, scenario.rules.lateness_ms, skip)

@@ -7,6 +7,14 @@ from hypothesis import strategies as st
 from agents.logic.state import Deadline, Stage, UserState, decode, encode
 from schemas.errors import StateDecodeError
 
+T0 = 1_767_225_600_000
+# written by the v1 encoder (git show aeea581:agents/logic/state.py), for the value in
+# test_v1_bytes_written_before_v2_existed_still_read
+V1_HEX = (
+    "0121020200a8da769b010000809611779b010000801a1e9b9b010000809611779b010000"
+    "e64f00000000010301010001efbeadde00000000"
+)
+
 states = st.builds(
     UserState,
     first_ms=st.integers(0, 2**50),
@@ -21,6 +29,15 @@ states = st.builds(
     stage_since_ms=st.integers(0, 2**50),
     deadline_ms=st.integers(0, 2**52),
     deadline=st.sampled_from(list(Deadline)),
+    pending=st.lists(
+        st.tuples(
+            st.integers(0, 2**52),
+            st.integers(0, 2**32 - 1),
+            st.integers(-1, 254),
+            st.integers(0, 255),
+        ),
+        max_size=3,
+    ).map(sorted),
 )
 
 
@@ -43,7 +60,38 @@ def test_typical_state_is_compact() -> None:
     assert len(encode(state)) <= 90
 
 
-@pytest.mark.parametrize("data", [b"", b"\x02rest", b"\x01short"])
+def test_a_state_without_deferred_events_is_written_as_v1_and_with_them_as_v2() -> None:
+    state = UserState(T0, T0, 20454, days=0b101, recent=[(T0, 7)], deadline_ms=T0 + 1)
+    assert encode(state)[0] == 1
+    state.pending = [(T0 + 5, 9, -1, 2), (T0 + 6, 10, 0, 0)]
+    raw = encode(state)
+    without = UserState(T0, T0, 20454, days=0b101, recent=[(T0, 7)], deadline_ms=T0 + 1)
+    assert raw[0] == 2 and len(raw) == len(encode(without)) + 2 + 2 * 14
+    assert decode(raw) == state
+
+
+def test_v1_bytes_written_before_v2_existed_still_read() -> None:
+    """A v1 value as the v1 encoder wrote it (stage active, dormant deadline, one recent id)."""
+    v1 = bytes.fromhex(V1_HEX)
+    state = decode(v1)
+    assert state == UserState(
+        first_ms=T0,
+        last_ms=T0 + 3_600_000,
+        last_day=20454,
+        channel=2,
+        days=0b11,
+        categories=[1, 0],
+        recent=[(T0 + 3_600_000, 0xDEADBEEF)],
+        stage=Stage.ACTIVE,
+        stage_since_ms=T0 + 3_600_000,
+        deadline_ms=T0 + 3_600_000 + 7 * 86_400_000,
+        deadline=Deadline.DORMANT,
+        pending=[],
+    )
+    assert encode(state) == v1
+
+
+@pytest.mark.parametrize("data", [b"", b"\x03rest", b"\x01short", b"\x02short"])
 def test_foreign_bytes_raise_a_clear_error(data: bytes) -> None:
     with pytest.raises(StateDecodeError):
         decode(data)
