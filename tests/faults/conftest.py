@@ -36,8 +36,8 @@ WALL = {
     "ENGAGEMENT_STORE": "rocksdict://",
     "ENGAGEMENT_DORMANT_AFTER": "20s",
     "ENGAGEMENT_CHURNED_AFTER": "60s",
-    # scaled down with the delays (1 h to 7 d), so that the oracle's undecided window (a
-    # deadline within the lateness before the user's next event) stays as narrow
+    # scaled down with the delays (1 h to 7 d): how late an event may be read and still count
+    # as on time
     "ENGAGEMENT_ALLOWED_LATENESS": "2s",
 }
 CONFIGS = {"event-memory": {}, "wall-rocksdict": WALL}

@@ -13,13 +13,11 @@ import time
 
 import pytest
 
-from streams.settings import Settings
 from streams.testbed.processes import WorkerProcess
 from tests.faults import Message, System, build_ledger, wait_until
 from tests.faults.checks import finish, progress
 from tests.faults.conftest import CHANNELS, Workload, canonical, workload
-from tests.faults.verdict import rules_of
-from tests.oracle import DAY_MS, expected_signals, population
+from tests.oracle import DAY_MS, population
 
 PAUSE_S = 20.0  # beyond ENGAGEMENT_SESSION_TIMEOUT (6 s in the fault scenarios)
 OUTAGE_S = 28.0  # beyond ENGAGEMENT_DORMANT_AFTER (20 s in wall-rocksdict)
@@ -83,15 +81,11 @@ def test_an_outage_longer_than_the_dormancy_delay(make_system) -> None:
 
 
 def history(seed: int, users: int, days: int) -> Workload:
-    """``days`` of history up to a minute ago, in time order, published in bulk; users for
-    whom the oracle says the read order decides are left out (so the counts are exact)."""
+    """``days`` of history up to a minute ago, in time order, published in bulk."""
     end_ms = int(time.time() * 1000) - 60_000
     start = end_ms // DAY_MS * DAY_MS - (days - 1) * DAY_MS
     events = sorted(population(seed, users, days, start, CHANNELS), key=lambda e: e.timestamp_ms)
     events = [e for e in events if e.timestamp_ms < end_ms]
-    rules = rules_of(Settings.from_env({}))  # the chart's delays: 7 d, 30 d, lateness 1 h
-    undecided: set[str] = getattr(expected_signals(events, rules, end_ms), "undecided", set())
-    events = [e for e in events if e.user_id not in undecided]
     messages: list[Message] = [canonical(e) for e in events]
     half = len(messages) // 2
     return Workload(messages[:half], messages[half:], events, end_ms, clock="wall")

@@ -3,11 +3,9 @@
 The expected set is :func:`tests.oracle.expected_signals` over the raw events the scenario
 published (never the worker's own output), with the rules taken from the worker's settings and
 ``now`` the clock's end (event clock: the final watermark; wall clock: the moment of the
-check). Two classes of difference are inherent and allowed, each checked rather than assumed
+check). Three classes of difference are inherent and allowed, each checked rather than assumed
 (README, "Reliability"):
 
-* **undecided**: a user for whom the oracle itself says the arrival order decides (a deadline
-  within the allowed lateness before their next event; :attr:`ExpectedSignals.undecided`).
 * **late**: the user has an event that arrived later than the allowed lateness
   (:meth:`System.late_events`: behind the newest event time its partition had seen by more
   than the lateness), and the difference is a deadline between that event's time and where
@@ -195,7 +193,6 @@ def judge(
     oracle = expected_signals(events, rules, now_ms)
     at_ms = {(s.user_id, s.kind, s.trigger_ms): s.at_ms for s in oracle.signals}
     want = set(at_ms)
-    undecided: set[str] = getattr(oracle, "undecided", set())  # gone with deferral (issue 22)
     ids = identify(signals, times)
     unidentified = sorted({s.signal_id for s in signals} - set(ids))
     got = set(ids.values())
@@ -227,8 +224,6 @@ def judge(
             name = "late"
         elif identity in extra and by_identity[identity] in proven:
             name = "backlog"
-        elif user in undecided:
-            name = "undecided"
         else:
             out.append(identity)
             return
