@@ -30,12 +30,12 @@ USERS = int(os.environ.get("ENGAGEMENT_FAULT_USERS", "2000"))
 DAYS = 40
 # the wall-clock variant: chart defaults (wall clock, RocksDB) with delays of seconds
 WALL_USERS = int(os.environ.get("ENGAGEMENT_FAULT_WALL_USERS", "150"))
-WALL_SECONDS = 40
+WALL_SECONDS = 30
 WALL = {
     "ENGAGEMENT_CLOCK": "wall",
     "ENGAGEMENT_STORE": "rocksdict://",
     "ENGAGEMENT_DORMANT_AFTER": "20s",
-    "ENGAGEMENT_CHURNED_AFTER": "60s",
+    "ENGAGEMENT_CHURNED_AFTER": "40s",
     # scaled down with the delays (1 h to 7 d): how late an event may be read and still count
     # as on time
     "ENGAGEMENT_ALLOWED_LATENESS": "2s",
@@ -76,7 +76,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             f"event-memory: {USERS:,} simulated users over {DAYS} days per scenario (event clock, "
             "memory store, reordering, late events, 5 % duplicates); wall-rocksdict: "
             f"{WALL_USERS} users sending events live for {WALL_SECONDS} s (wall clock, RocksDB, "
-            "dormant after 20 s, churned after 60 s, lateness 2 s). Apache Kafka 4.1.1, "
+            "dormant after 20 s, churned after 40 s, lateness 2 s). Apache Kafka 4.1.1, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Recovery: from the end of "
             "the fault until input is committed to its end and every gauge equals the oracle. "
             "Missing / extra: signals the oracle expects and no worker delivered / delivered "
