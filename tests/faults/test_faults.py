@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from agents.logic.meta import META_KEY
+from agents.logic.state import VERSION as STATE_VERSION
 from streams.testbed.processes import WorkerProcess
 from streams.topics import Topics
 from tests.faults import System, rss_bytes, wait_until
@@ -237,7 +238,8 @@ def test_an_unreadable_state_stops_the_worker_until_repaired(make_system) -> Non
         if msg.partition() == part and msg.key() != META_KEY
     }
     key, good = next((k, v) for k, v in latest.items() if v is not None)
-    [bad_at] = system.produce(topics.changelog, [(part, key, b"\x02" + good[1:])])
+    newer = STATE_VERSION + 1  # a state written by a newer worker
+    [bad_at] = system.produce(topics.changelog, [(part, key, bytes([newer]) + good[1:])])
     before = system.committed(settings.app_id, topics.by_user)
     system.publish(load.second)
     worker.start(wait_ready=None)
@@ -245,7 +247,7 @@ def test_an_unreadable_state_stops_the_worker_until_repaired(make_system) -> Non
     log = worker.log_tail(300)
     assert code == 70, log
     assert f"{topics.changelog} partition {part} at offset {bad_at}" in log, log
-    assert "state version 2 is newer" in log
+    assert f"state version {newer} is newer" in log
     assert system.committed(settings.app_id, topics.by_user)[part] == before[part]
     system.produce(topics.changelog, [(part, key, good)])  # the repair: a valid, newer record
     repaired = time.monotonic()
