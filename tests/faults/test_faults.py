@@ -265,7 +265,7 @@ def test_changelog_unwritable_stops_the_worker(make_system) -> None:
     topic = Topics.of(system.settings).changelog
     system.set_topic_config(topic, "max.message.bytes", "1")  # the broker refuses every batch
     refused = time.monotonic()
-    system.publish(load.second)
+    system.publish_in_background(load.second)  # paced (wall clock): the fail-stop comes first
     answers: list[tuple[int, bytes]] = []
 
     def stuck() -> bool:  # /readyz says so before the timeout stops the worker
