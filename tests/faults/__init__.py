@@ -1,9 +1,11 @@
 """Fault scenarios against real workers on Apache Kafka (``make faults``, ``tests/faults``).
 
 - :mod:`tests.faults.harness`: :class:`System`, the workers and input of one scenario.
-- :mod:`tests.faults.ledger`: the books kept from the topics (input accounted for, expected
-  signals replayed through a fresh pure engine, delivered signals and their duplicates).
-- :mod:`tests.faults.report`: the oracle comparison and the results table.
+- :mod:`tests.faults.ledger`: the books kept from the topics (input accounted for, delivered
+  signals and their duplicates).
+- :mod:`tests.faults.verdict`: the delivered signals against the independent oracle
+  (``tests/oracle.py``): nothing missing, nothing extra but the named, checked classes.
+- :mod:`tests.faults.report`: the gauge comparison and the results table.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ and the results table written to ``reports/faults.md`` at the end of the session
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -28,12 +29,40 @@ HOUR = 3_600_000
 PARTITIONS = 4
 USERS = int(os.environ.get("ENGAGEMENT_FAULT_USERS", "2000"))
 DAYS = 40
+# the wall-clock variant: chart defaults (wall clock, RocksDB) with delays of seconds
+WALL_USERS = int(os.environ.get("ENGAGEMENT_FAULT_WALL_USERS", "150"))
+WALL_SECONDS = 30
+WALL = {
+    "ENGAGEMENT_CLOCK": "wall",
+    "ENGAGEMENT_STORE": "rocksdict://",
+    "ENGAGEMENT_DORMANT_AFTER": "20s",
+    "ENGAGEMENT_CHURNED_AFTER": "40s",
+    # scaled down with the delays (1 h to 7 d): how late an event may be read and still count
+    # as on time
+    "ENGAGEMENT_ALLOWED_LATENESS": "2s",
+}
+CONFIGS = {"event-memory": {}, "wall-rocksdict": WALL}
 ROWS: list[Row] = []
 FAILED: list[tuple[str, str]] = []  # (test, first line of the error) of failed scenarios
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "faults: fault scenarios (make faults)")
+    config.addinivalue_line("markers", "configs(*names): run a fault scenario only in these")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every scenario runs in both configurations (``-k event-memory`` or ``-k wall``), but
+    for those marked ``@pytest.mark.configs(name, ...)``."""
+    if "fault_config" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("configs")
+        names = list(marker.args) if marker is not None else list(CONFIGS)
+        metafunc.parametrize("fault_config", names, indirect=True)
+
+
+@pytest.fixture
+def fault_config(request: pytest.FixtureRequest) -> dict[str, str]:
+    return CONFIGS[request.param]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,10 +74,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if ROWS or FAILED:
         preamble = (
-            f"{USERS:,} simulated users over {DAYS} days per scenario (event clock, reordering, "
-            "late events, 5 % duplicates), Apache Kafka 4.1.1, "
+            f"event-memory: {USERS:,} simulated users over {DAYS} days per scenario (event clock, "
+            "memory store, reordering, late events, 5 % duplicates); wall-rocksdict: "
+            f"{WALL_USERS} users sending events live for {WALL_SECONDS} s (wall clock, RocksDB, "
+            "dormant after 20 s, churned after 40 s, lateness 2 s). Apache Kafka 4.1.1, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Recovery: from the end of "
-            "the fault until input is committed to its end and every gauge equals the oracle."
+            "the fault until input is committed to its end and every gauge equals the oracle. "
+            "Missing / extra: signals the oracle expects and no worker delivered / delivered "
+            "and not expected, beyond the classified ones in brackets (README, Reliability)."
         )
         print("\n" + write_report(ROWS, REPORT, preamble, FAILED))
 
@@ -89,27 +122,44 @@ def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
 
 @dataclass
 class Workload:
-    """A population's input messages (two halves) and the oracle's view of it."""
+    """A population's input messages (two halves) and the raw events behind them.
+
+    Event clock: the events are stamped over the last ``DAYS`` days and published in bulk.
+    Wall clock: each message is stamped when it is sent, paced over ``WALL_SECONDS``
+    (``Message.at_ms``), so the raw events are only known once sent (:meth:`raw_events`).
+    """
 
     first: list[Message]
     second: list[Message]
-    oracle: Oracle
+    events: list[RawEvent]  # every valid event (event clock; wall clock: the unpaced ones)
     end_ms: int
+    clock: str = "event"
+    start_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # wall, at creation
 
     @property
     def size(self) -> int:
         return len(self.first) + len(self.second)
 
-    @property
-    def today(self) -> int:
-        return (self.end_ms - HOUR) // DAY_MS
+    def raw_events(self, system: System) -> list[RawEvent]:
+        return self.events + (system.sent if self.clock == "wall" else [])
+
+    def oracle(self, system: System) -> Oracle:
+        return Oracle.from_events(self.raw_events(system), CHANNELS)
+
+    def today(self, lateness_ms: int = HOUR) -> int:
+        if self.clock == "wall":
+            return int(time.time() * 1000) // DAY_MS
+        return (self.end_ms - lateness_ms) // DAY_MS
 
 
 def canonical(e: RawEvent) -> Message:
     return Message(e.user_id.encode(), orjson.dumps(e.canonical()), (e.user_id, e.event_id))
 
 
-def workload(seed: int, extra: list[RawEvent] | None = None) -> Workload:
+def workload(seed: int, system: System, extra: list[RawEvent] | None = None) -> Workload:
+    """The scenario's input for the clock ``system`` runs on."""
+    if system.settings.clock == "wall":
+        return wall_workload(seed, extra)
     end_ms = int(time.time() * 1000) - 60_000  # never in the future
     start = end_ms // DAY_MS * DAY_MS - (DAYS - 1) * DAY_MS
     events = [e for e in population(seed, USERS, DAYS, start, CHANNELS) if e.timestamp_ms < end_ms]
@@ -120,8 +170,30 @@ def workload(seed: int, extra: list[RawEvent] | None = None) -> Workload:
         for p, c in enumerate(clock)
     ]
     half = len(stream) // 2
-    oracle = Oracle.from_events(events + clock + (extra or []), CHANNELS)
-    return Workload(stream[:half], stream[half:] + closing, oracle, end_ms)
+    return Workload(stream[:half], stream[half:] + closing, events + clock + (extra or []), end_ms)
+
+
+def wall_workload(seed: int, extra: list[RawEvent] | None = None) -> Workload:
+    """Users sending events live for ``WALL_SECONDS``: gaps within a session, just under and
+    over the dormant delay (20 s), each event stamped when it is sent."""
+    rnd = random.Random(seed)
+    paced: list[tuple[int, RawEvent]] = []
+    span = WALL_SECONDS * 1000
+    for u in range(WALL_USERS):
+        channel = rnd.choice([*CHANNELS, None, "tiktok"])
+        at, k = rnd.randrange(span * 3 // 4), 0
+        while at < span:
+            paced.append((at, RawEvent(f"u{u}", f"u{u}-{k}", at, channel)))
+            at += rnd.choice([rnd.randrange(200, 3_000), rnd.randrange(15_000, 45_000)])
+            k += 1
+    paced.sort(key=lambda pair: pair[0])
+    messages = [
+        Message(e.user_id.encode(), None, (e.user_id, e.event_id), at_ms=at, event=e)
+        for at, e in paced
+    ]
+    half = len(messages) // 2
+    now = int(time.time() * 1000)
+    return Workload(messages[:half], messages[half:], list(extra or []), now, clock="wall")
 
 
 def expected_gauges(oracle: Oracle, today: int) -> dict[str, float]:
@@ -143,20 +215,24 @@ def expected_gauges(oracle: Oracle, today: int) -> dict[str, float]:
 
 
 @pytest.fixture
-def make_system(fault_broker: KafkaBroker, tmp_path: Path) -> Iterator[type[System] | object]:
+def make_system(
+    fault_broker: KafkaBroker, tmp_path: Path, fault_config: dict[str, str]
+) -> Iterator[type[System] | object]:
     """``make_system(scenario, **settings)``: a System on the single fault broker."""
-    yield from _systems(fault_broker.url, tmp_path)
+    yield from _systems(fault_broker.url, tmp_path, fault_config)
 
 
 @pytest.fixture
 def make_cluster_system(
-    fault_cluster: KafkaCluster, tmp_path: Path
+    fault_cluster: KafkaCluster, tmp_path: Path, fault_config: dict[str, str]
 ) -> Iterator[type[System] | object]:
     """``make_cluster_system(scenario, **settings)``: a System on the three-node cluster."""
-    yield from _systems(fault_cluster.url, tmp_path)
+    yield from _systems(fault_cluster.url, tmp_path, fault_config)
 
 
-def _systems(broker_url: str, tmp_path: Path) -> Iterator[type[System] | object]:
+def _systems(
+    broker_url: str, tmp_path: Path, fault_config: dict[str, str]
+) -> Iterator[type[System] | object]:
     systems: list[System] = []
 
     def make(scenario: str, **overrides: str) -> System:
@@ -174,10 +250,7 @@ def _systems(broker_url: str, tmp_path: Path) -> Iterator[type[System] | object]
             # the end of the input is idleness after 10 s, not 30 s: scenarios end sooner
             "ENGAGEMENT_IDLE_TIMEOUT": "10s",
             "ENGAGEMENT_CHANNELS": ",".join(CHANNELS),
-            # the ledger replays by_user in one engine; around a takeover its watermark at a
-            # batch differs from the live worker's, and so would which late reactivations are
-            # older than the max age: the scenarios check delivery, so the max age is off
-            "ENGAGEMENT_SIGNAL_MAX_AGE": "0",
+            **fault_config,
             **overrides,
         }
         system = System(env, tmp_path / scenario)

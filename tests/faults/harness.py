@@ -9,12 +9,14 @@ process dies): how far ingest committed, where the topics end, how much memory a
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
@@ -30,18 +32,24 @@ from streams.testbed.brokers import free_port
 from streams.testbed.processes import WorkerProcess
 from streams.worker.codecs import decode_batch
 from tests.faults.ledger import Offset
+from tests.oracle import RawEvent
 
 Ident = tuple[str, str] | None  # what an input message should become: (user, event id) or None
 
 
 @dataclass(frozen=True)
 class Message:
-    """One input record and what it should become."""
+    """One input record and what it should become.
+
+    A paced message (``at_ms`` set) is sent ``at_ms`` after the first paced one, and its value
+    is ``event`` stamped with the moment it is sent (wall-clock scenarios)."""
 
     key: bytes | None
     value: bytes | None
     ident: Ident
     partition: int = -1  # -1: murmur2 of the key
+    at_ms: int | None = None
+    event: RawEvent | None = None
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> float:
@@ -62,6 +70,16 @@ def rss_bytes(pid: int) -> int:
     raise BrokerError(f"no VmRSS for pid {pid}")
 
 
+@dataclass(frozen=True)
+class Late:
+    """An event that arrived later than the allowed lateness: its user, its time, and the
+    newest event time its partition had seen before it (where the clock may have been)."""
+
+    user_id: str
+    timestamp_ms: int
+    frontier_ms: int
+
+
 @dataclass
 class System:
     """Workers of one app (own topics and groups) on one broker."""
@@ -70,6 +88,11 @@ class System:
     workdir: Path
     workers: dict[str, WorkerProcess] = field(default_factory=dict)
     inputs: dict[Offset, Ident] = field(default_factory=dict)
+    sent: list[RawEvent] = field(default_factory=list)  # paced events, as stamped and sent
+    calls: dict[Offset, int] = field(default_factory=dict)  # input offset -> publish call number
+    _calls_made: int = 0
+    _origin_ms: int | None = None  # wall ms of a paced message's at_ms 0
+    _senders: list[tuple[threading.Thread, list[BaseException]]] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -109,6 +132,7 @@ class System:
                                         "message.max.bytes": 2_000_000, "acks": "all"})
         )  # fmt: skip
         failures: list[str] = []
+        call = self._calls_made = self._calls_made + 1
 
         def on_delivery(ident: Ident) -> Callable[[Any, Any], None]:
             def delivered(err: Any, msg: Any) -> None:
@@ -116,21 +140,88 @@ class System:
                     failures.append(str(err))
                 else:
                     self.inputs[(msg.partition(), msg.offset())] = ident
+                    self.calls[(msg.partition(), msg.offset())] = call
 
             return delivered
 
         for m in messages:
             extra: dict[str, Any] = {"partition": m.partition} if m.partition >= 0 else {}
             extra["on_delivery"] = on_delivery(m.ident)
+            value = m.value if m.at_ms is None else self._paced(m, producer)
             while True:
                 try:
-                    producer.produce(settings.input_topic, m.value, m.key, **extra)
+                    producer.produce(settings.input_topic, value, m.key, **extra)
                     break
                 except BufferError:
                     producer.poll(0.1)
             producer.poll(0)
         if producer.flush(60) != 0 or failures:
             raise BrokerError(f"input not delivered: {failures[:3]}")
+
+    def late_events(self, events: Sequence[RawEvent], lateness_ms: int) -> list[Late]:
+        """The valid events that arrived later than the allowed lateness: behind the newest
+        event time published before them on their partition, or (the partitions went idle
+        between two publish calls, so the watermark followed the newest of any) before them
+        in an earlier call, by more than ``lateness_ms``. Only each event's first copy counts."""
+        times = {(e.user_id, e.event_id): e.timestamp_ms for e in events}
+        newest_call: dict[int, int] = {}
+        for where, ident in self.inputs.items():
+            if ident in times:
+                call = self.calls[where]
+                newest_call[call] = max(newest_call.get(call, 0), times[ident])
+        late: list[Late] = []
+        seen: set[tuple[str, str]] = set()
+        frontier: dict[int, int] = {}  # partition -> newest event time read so far
+        for (partition, position), ident in sorted(self.inputs.items()):
+            if ident is None or ident not in times:
+                continue
+            call = self.calls[(partition, position)]
+            before = max((ms for c, ms in newest_call.items() if c < call), default=0)
+            front = max(frontier.get(partition, 0), before)
+            ms = times[ident]
+            if ident not in seen and ms < front - lateness_ms:
+                late.append(Late(ident[0], ms, front))
+            seen.add(ident)
+            frontier[partition] = max(frontier.get(partition, 0), ms)
+        return late
+
+    def publish_in_background(self, messages: Sequence[Message]) -> None:
+        """:meth:`publish` in a thread, so that a fault can strike while paced input is sent;
+        :meth:`wait_published` joins it (and raises what it raised)."""
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                self.publish(messages)
+            except BaseException as exc:  # re-raised by wait_published
+                errors.append(exc)
+
+        thread = threading.Thread(target=send, name="publisher", daemon=True)
+        thread.start()
+        self._senders.append((thread, errors))
+
+    def wait_published(self, timeout: float = 300.0) -> None:
+        for thread, errors in self._senders:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise BrokerError("input still being published")
+            if errors:
+                raise errors[0]
+        self._senders.clear()
+
+    def _paced(self, m: Message, producer: Producer) -> bytes:
+        """Wait for ``m``'s moment and stamp its event with it. After a pause between two
+        publish calls (a worker stopped meanwhile) the rest keep their gaps from now on."""
+        assert m.at_ms is not None and m.event is not None
+        now = int(time.time() * 1000)
+        if self._origin_ms is None or now - (self._origin_ms + m.at_ms) > 1_000:
+            self._origin_ms = now - m.at_ms
+        due = self._origin_ms + m.at_ms
+        while (wait := due - int(time.time() * 1000)) > 0:
+            producer.poll(min(wait, 50) / 1000)
+        event = replace(m.event, timestamp_ms=due)
+        self.sent.append(event)
+        return orjson.dumps(event.canonical())
 
     # -- what Kafka says -------------------------------------------------------------------
     def _consumer(self, group: str) -> Consumer:

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.faults.ledger import Accounts, SignalCheck
+from tests.faults.verdict import Verdict
 
 HEADER = (
-    "| scenario | events in | valid | dead-lettered | quarantined "
-    "| signals expected / delivered / duplicated "
-    "| aggregates = oracle | recovery | notes |\n|---|---:|---:|---:|---:|---|:-:|---:|---|"
+    "| scenario | config | events in | valid | dead-lettered | quarantined "
+    "| signals expected / delivered / duplicated | missing | extra "
+    "| aggregates = oracle | recovery | notes |"
+    "\n|---|---|---:|---:|---:|---:|---|---:|---:|:-:|---:|---|"
 )
 
 
@@ -27,8 +29,10 @@ def compare(actual: Mapping[str, float], expected: Mapping[str, float]) -> list[
 @dataclass
 class Row:
     scenario: str
+    config: str
     accounts: Accounts
     signals: SignalCheck
+    verdict: Verdict
     aggregates_equal: bool
     recovery_s: float
     notes: str = ""
@@ -36,14 +40,17 @@ class Row:
 
     @property
     def passed(self) -> bool:
-        return self.accounts.balanced and self.signals.ok and self.aggregates_equal
+        return (
+            self.accounts.balanced and self.signals.ok and self.verdict.ok and self.aggregates_equal
+        )
 
     def markdown(self) -> str:
-        a, s = self.accounts, self.signals
+        a, s, v = self.accounts, self.signals, self.verdict
+        missing, extra = v.cells()
         return (
-            f"| {self.scenario} | {a.events_in:,} | {a.valid:,} | {a.dead_lettered:,} "
-            f"| {self.quarantined:,} "
-            f"| {s.expected:,} / {s.delivered:,} / {s.duplicated:,} "
+            f"| {self.scenario} | {self.config} | {a.events_in:,} | {a.valid:,} "
+            f"| {a.dead_lettered:,} | {self.quarantined:,} "
+            f"| {v.expected:,} / {s.delivered:,} / {s.duplicated:,} | {missing} | {extra} "
             f"| {'yes' if self.aggregates_equal else 'no'} | {self.recovery_s:.1f} s "
             f"| {self.notes} |"
         )
@@ -58,7 +65,7 @@ def write_report(
 ) -> str:
     """Write the table (with ``preamble``, and scenarios that failed before their row) to
     ``path``; returns the text."""
-    lines = [f"| {name} | FAILED: {why} | | | | | | | |" for name, why in failures]
+    lines = [f"| {name} | FAILED: {why} | | | | | | | | | | |" for name, why in failures]
     body = "\n".join([table(rows), *lines])
     text = "# Fault scenarios\n\n" + (preamble + "\n\n" if preamble else "") + body + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
