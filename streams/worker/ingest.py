@@ -122,6 +122,7 @@ class IngestService(Service):
         self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
         self._flush_lock = asyncio.Lock()
         self.instance = uuid.uuid4().hex[:12]
+        self._inputs = 0  # the input topic's partitions (on_start asks the broker)
         # this instance and the input partitions it reads, for the partitions' clocks
         self.source = source_id(self.instance, 0, ())
         self.watermark = InputWatermark(
@@ -137,6 +138,7 @@ class IngestService(Service):
         config["enable.partition.eof"] = True  # idle partitions must not hold the watermark
         # Idleness is decided by time: at its end for ENGAGEMENT_IDLE_TIMEOUT
         self._consumer = Consumer(config)
+        self._inputs = self._input_partitions(self._consumer)
         self._consumer.subscribe(
             [self.settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -344,16 +346,21 @@ class IngestService(Service):
         except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
             log.debug("unread check skipped: %s", exc)
 
-    def _name_source(self, consumer: Consumer) -> None:
-        """Name this source after the input partitions it reads now (see
-        :func:`agents.logic.watermarks.source_id`)."""
+    def _input_partitions(self, consumer: Consumer) -> int:
+        """The input topic's partition count, asked once before subscribing (never from a
+        rebalance callback: librdkafka may serve other callbacks inside that call)."""
         topic = self.settings.input_topic
         try:
-            described = consumer.list_topics(topic, timeout=10).topics[topic]
-            inputs = len(described.partitions)
-            owned = [p for t, p in cast("set[tuple[str, int]]", self.watermark.assigned)
-                     if t == topic]  # fmt: skip
-        except (KafkaException, KeyError) as exc:  # say nothing rather than something wrong
-            log.warning("input partitions not known (%s): this ingest holds every clock", exc)
-            inputs, owned = 1, []
+            return len(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+        except (KafkaException, KeyError) as exc:
+            log.warning("input partitions not known yet (%s): taken from the assignment", exc)
+            return 0
+
+    def _name_source(self, consumer: Consumer) -> None:
+        """Name this source after the input partitions it reads now (see
+        :func:`agents.logic.watermarks.source_id`). Runs in the rebalance callbacks: no broker
+        calls here."""
+        topic = self.settings.input_topic
+        owned = [p for t, p in cast("set[tuple[str, int]]", self.watermark.assigned) if t == topic]
+        inputs = max(self._inputs, max(owned, default=-1) + 1)
         self.source = source_id(self.instance, inputs, owned)
