@@ -28,15 +28,6 @@ from tests.oracle import DAY_MS
 
 GRACE_S = 30.0  # WorkerProcess.stop's SIGTERM grace period before SIGKILL
 NODE_DOWN_S = 20.0  # the killed cluster node stays down at least this long
-IDLE_PARTITION_RACE = pytest.mark.xfail(
-    reason="event clock: an input partition idle for over ENGAGEMENT_IDLE_TIMEOUT while the "
-    "dead-letter topic was unwritable still counts as idle when new input arrives, until "
-    "ingest fetches it; the other partitions' new events move the watermark meanwhile "
-    "(2026-12-02 07:19 run: by_user partition 0 got a watermark 2.3 days past the newest event "
-    "read there, then 3 deadline signals fired for users whose events waited unread and 4 "
-    "returns were kept back as older than ENGAGEMENT_SIGNAL_MAX_AGE)",
-    strict=False,
-)
 
 
 def test_kill_9_mid_stream_then_restart(make_system) -> None:
@@ -129,11 +120,9 @@ def test_sigterm_is_a_clean_shutdown(make_system) -> None:
     row.notes += ", nothing re-read"
 
 
-def test_dead_letter_topic_unwritable_for_a_while(make_system, request) -> None:
+def test_dead_letter_topic_unwritable_for_a_while(make_system) -> None:
     system: System = make_system("dlq")
     load = workload(505, system)
-    if load.clock == "event":
-        request.applymarker(IDLE_PARTITION_RACE)
     bad = abusive_input(int(time.time() * 1000), scale=1)[0]
     worker = system.start("w0")
     topic = Topics.of(system.settings).dead_letter
