@@ -15,12 +15,11 @@ import time
 
 import pytest
 
-from schemas.records import Signal
 from streams.settings import Settings
-from streams.tools.signals import SignalConsumer
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import (
     produce_events,
+    read_signals,
     running_worker,
     wait_for,
     wait_metric,
@@ -30,11 +29,6 @@ from tests.oracle import DAY_MS, SignalRules, expected_signals, population
 
 pytestmark = pytest.mark.integration
 DORMANT_S = 20
-
-
-def read_signals(settings: Settings) -> list[Signal]:
-    with SignalConsumer(settings, dedupe=False) as consumer:
-        return list(consumer)
 
 
 def test_no_dormant_signal_for_a_user_whose_newer_event_waited_in_the_backlog(

@@ -13,12 +13,11 @@ from collections import defaultdict
 
 import pytest
 
-from schemas.records import Signal
 from streams.settings import Settings
-from streams.tools.signals import SignalConsumer
 from tests.integration.conftest import BrokerHandle
 from tests.integration.workers import (
     produce_events,
+    read_signals,
     running_worker,
     wait_for,
     wait_metric,
@@ -27,11 +26,6 @@ from tests.integration.workers import (
 
 pytestmark = pytest.mark.integration
 DORMANT_S, CHURNED_S = 8, 20
-
-
-def read_signals(settings: Settings) -> list[Signal]:
-    with SignalConsumer(settings, dedupe=False) as consumer:
-        return list(consumer)
 
 
 def test_deadlines_fire_on_time_and_survive_a_restart(

@@ -9,9 +9,11 @@ from contextlib import contextmanager
 import orjson
 from confluent_kafka import Producer
 
+from schemas.records import Signal
 from streams.settings import Settings
 from streams.testbed.brokers import free_port
 from streams.testbed.processes import WorkerProcess
+from streams.tools.signals import SignalConsumer
 from tests.integration.conftest import BrokerHandle
 
 
@@ -114,3 +116,9 @@ def produce_events(
             headers=headers,
         )
     assert producer.flush(30) == 0
+
+
+def read_signals(settings: Settings) -> list[Signal]:
+    """Every signal on the deployment's signal topics, duplicates included."""
+    with SignalConsumer(settings, dedupe=False) as consumer:
+        return list(consumer)
