@@ -94,10 +94,6 @@ def test_no_dormant_signal_for_a_user_whose_newer_event_waited_in_the_backlog(
         lag = "engagement_input_frontier_lag_seconds"
         wait_for(lambda: worker.metrics().get(lag, 1e9) < 5, 10, f"{lag} < 5")
 
-    t0 = min(min(times) for times in sent.values())
-    for signal in read_signals(settings):
-        print(signal.user_id, signal.kind, signal.event_time_ms - t0, signal.processed_at_ms - t0)
-    print({u: [t - t0 for t in times] for u, times in sent.items()})
     for signal in read_signals(settings):
         if signal.kind != "dormant":
             continue
