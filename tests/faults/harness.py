@@ -53,13 +53,21 @@ class Message:
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> float:
-    """Seconds until ``check()`` held; AssertionError naming ``what`` after ``timeout``."""
+    """Seconds until ``check()`` held; AssertionError naming ``what`` after ``timeout``.
+
+    A check that cannot reach a process (connection refused or reset: a worker starting,
+    stopping or paused) has not held yet; the last such error is named on timeout."""
     started = time.monotonic()
+    unreachable: OSError | None = None
     while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
+        try:
+            if check():
+                return time.monotonic() - started
+        except OSError as exc:  # URLError, ConnectionResetError, TimeoutError
+            unreachable = exc
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    cause = f" (last check: {unreachable!r})" if unreachable is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{cause}")
 
 
 def rss_bytes(pid: int) -> int:
