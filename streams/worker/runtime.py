@@ -97,17 +97,27 @@ class Runtime:
         self._unowned_logged: set[int] = set()
 
     # -- partitions (called by the store after recovery) ---------------------------------------
-    def on_partitions(self, active: set[int], standby: set[int]) -> None:
+    def on_partitions(
+        self, active: set[int], standby: set[int], changed: frozenset[int] = frozenset()
+    ) -> None:
         """Faust awaits this (via the store) with ``asyncio.wait`` and never looks at an
         exception raised here, so a partition that cannot be taken over stops the worker from
-        here, before Faust resumes its stream partitions."""
+        here, before Faust resumes its stream partitions.
+
+        ``changed`` partitions were written by recovery: kept here across a rebalance this
+        worker missed (paused past its session while another took them over), they are
+        rebuilt from the store, not served from what was built before."""
         if self.failure is not None:
             return
         self.lease.install(self._app)
         self.lease.confirm()  # an assignment confirms the membership
         owned = set(self.engine.partitions)
-        for number in sorted(owned - active):
+        stale = owned & changed
+        if stale:
+            log.info("partitions %s changed while away: rebuilding them", sorted(stale))
+        for number in sorted((owned - active) | stale):
             self.engine.revoke(number)
+        owned -= stale
         started = time.monotonic()
         for number in sorted(active - owned):
             try:

@@ -35,7 +35,8 @@ from faust.types import TP
 from schemas.errors import SettingsError
 
 log = logging.getLogger(__name__)
-PartitionsChanged = Callable[[set[int], set[int]], None]  # (active, standby)
+#: (active, standby, changed): changed are active partitions whose store recovery wrote to
+PartitionsChanged = Callable[[set[int], set[int], frozenset[int]], None]
 Apply = Callable[[Any], None]  # one confluent-kafka message
 #: (topic, partition -> first offset, apply) -> partition -> offset of the last record read
 Restorer = Callable[[str, Mapping[int, int], Apply], dict[int, int]]
@@ -51,6 +52,7 @@ class _Restoring:
     table: Any
     app: Any
     _active: frozenset[int] = frozenset()
+    _changed: frozenset[int] = frozenset()  # partitions recovery wrote to since the last notify
     # provided by the store classes below
     restore_start: Callable[[int], int]  # first offset to read of a partition made active here
     partition: Callable[[int], MutableMapping[bytes, bytes]]
@@ -73,6 +75,7 @@ class _Restoring:
         fresh, self._active = active - self._active, frozenset(active)
         if self.restorer is None or not fresh:
             return
+        self._changed |= fresh
         started = time.monotonic()
         starts = {number: self.restore_start(number) for number in sorted(fresh)}
         targets = {number: self.partition(number) for number in starts}
@@ -104,12 +107,21 @@ class _Restoring:
         last = self.restorer(self.table.changelog_topic_name, starts, apply)
         return count, last
 
+    def _recovered(self, partitions: set[int]) -> None:
+        """Recovery wrote these partitions' stores (Faust's per-record path)."""
+        self._changed |= partitions
+
     def _notify(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Tell the runtime which partitions are active and standby, and which active ones
+        recovery changed: a partition this worker kept across a rebalance it did not take
+        part in (paused past its session) may have been written by another owner meanwhile,
+        and what the runtime built from it before is stale."""
         topic = self.table.changelog_topic_name
+        active = {tp.partition for tp in active_tps if tp.topic == topic}
+        changed, self._changed = self._changed & active, frozenset()
         if self.on_partitions is not None:
             self.on_partitions(
-                {tp.partition for tp in active_tps if tp.topic == topic},
-                {tp.partition for tp in standby_tps if tp.topic == topic},
+                active, {tp.partition for tp in standby_tps if tp.topic == topic}, changed
             )
 
 
@@ -137,13 +149,16 @@ class MemoryStore(_Restoring, faust_memory.Store):  # type: ignore[type-arg]
         return self.partitions.setdefault(number, {})
 
     def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
+        recovered: set[int] = set()
         for event in batch:
             message = event.message
+            recovered.add(message.partition)
             data = self.partition(message.partition)
             if message.value is None:
                 data.pop(message.key, None)
             else:
                 data[message.key] = message.value
+        self._recovered(recovered)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         keep = {tp.partition for tp in active_tps | standby_tps}
@@ -225,6 +240,11 @@ class RocksStore(_Restoring, faust_rocksdb.Store):
 
     def partition(self, number: int) -> MutableMapping[bytes, bytes]:
         return RdictPartition(self._db_for_partition(number))
+
+    def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events, to_key, to_value)
+        self._recovered({event.message.partition for event in events})
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

@@ -11,6 +11,7 @@ from typing import Any
 
 from faust.types import TP
 
+from agents.logic.state import UserState, encode
 from streams.worker.consumer import partitions_to_rewind
 from streams.worker.store import BEGINNING, MemoryStore
 from tests.agents.conftest import MemorySink, make_worker
@@ -115,3 +116,44 @@ def test_stream_partitions_without_a_committed_offset_are_rewound_to_the_start()
     ]
     rewind = partitions_to_rewind(assigned, committed, {"users-changelog"})
     assert rewind == [TP("by_user", 0), TP("by_user", 1)]
+
+
+@dataclass
+class Recovered:
+    """What Faust's recovery hands ``apply_changelog_batch``: events with a message."""
+
+    message: Any
+
+
+@dataclass
+class FaustMessage:
+    partition: int
+    key: bytes
+    value: bytes | None
+
+
+def test_a_partition_kept_across_a_missed_rebalance_is_rebuilt_when_recovery_wrote_to_it() -> None:
+    """A worker paused past its session keeps its partitions in memory while another worker
+    takes them over and writes their changelog; when it resumes and gets them back, Faust's
+    recovery reads the tail into its store, and the runtime rebuilds them from the store."""
+    worker = make_worker(MemorySink())
+    runtime = worker.runtime
+    store = runtime.table.data
+    assert isinstance(store, MemoryStore)
+    topic = store.table.changelog_topic_name
+    active = {TP(topic, 0), TP(topic, 1)}
+    asyncio.run(store.on_recovery_completed(active, set()))
+    assert sorted(runtime.engine.partitions) == [0, 1]
+    before = runtime.engine.partitions[1]
+    assert sum(before.aggregates.stages.values()) == 0
+    day_ms = 86_400_000
+    t0 = 1_767_225_600_000
+    written = encode(UserState(t0, t0, t0 // day_ms))  # by the other owner, meanwhile
+    store.apply_changelog_batch([Recovered(FaustMessage(1, b"u9", written))], None, None)
+    asyncio.run(store.on_recovery_completed(active, set()))
+    after = runtime.engine.partitions[1]
+    assert after is not before and sum(after.aggregates.stages.values()) == 1
+    assert runtime.engine.partitions[0] is not None
+    unchanged = runtime.engine.partitions[0]
+    asyncio.run(store.on_recovery_completed(active, set()))  # nothing recovered: kept as built
+    assert runtime.engine.partitions[0] is unchanged and runtime.engine.partitions[1] is after
