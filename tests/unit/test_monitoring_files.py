@@ -18,6 +18,7 @@ from agents.logic.aggregates import Snapshot
 from streams.worker.metrics import Metrics, Published, SnapshotCollector
 from tests.monitoring import (
     DASHBOARD_FILE,
+    ROOT,
     RULE_TESTS_FILE,
     RULES_FILE,
     iter_panels,
@@ -132,13 +133,60 @@ def test_rule_tests_cover_every_rule() -> None:
             name = rule["alert"]
             assert f"alertname: {name}\n" in tests, f"no alert_rule_test for {name}"
             assert rule["labels"].get("severity") in {"critical", "warning", "info"}, name
-            assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+            assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}, name
 
 
-def test_recording_rule_names() -> None:
+RECORDED = re.compile(r"(?P<level>[a-z_]+):(?P<metric>engagement_[a-z0-9_]+):(?P<ops>[a-z0-9_]+)")
+
+
+def test_recording_rule_names_follow_level_metric_operations() -> None:
+    """``level:metric:operations``: the labels kept (namespace goes with job), the exported
+    metric (no ``_total``/``_bucket``; ``a_per_b`` for a ratio), the operations."""
     for rule in load_rules():
-        if "record" in rule:
-            assert re.fullmatch(r"engagement:[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
+        if "record" not in rule:
+            continue
+        name, expr = rule["record"], str(rule["expr"])
+        parts = RECORDED.fullmatch(name)
+        assert parts, name
+        by = re.search(r"\bby \(([^)]*)\)", expr)
+        assert by, name
+        kept = [label.strip() for label in by.group(1).split(",")]
+        assert kept[:2] == ["namespace", "job"], name
+        assert parts["level"] == "_".join(x for x in kept[1:] if x != "le"), name
+        first = re.search(r"\bengagement_\w+", expr)
+        assert first, name
+        metric = re.sub(r"_(total|bucket)$", "", first.group())
+        assert parts["metric"] == metric or parts["metric"].startswith(f"{metric}_"), name
+        ratio = "/" in expr
+        assert ratio == ("_per_" in parts["metric"]), name
+        assert ratio == parts["ops"].startswith("ratio"), name
+        window = re.search(r"\brate\([^\[]*\[(\w+)\]", expr)
+        assert not window or parts["ops"].endswith(f"rate{window.group(1)}"), name
+
+
+RUNBOOKS = "https://github.com/engagement-stream/engagement-stream/blob/main/README.md#"
+
+
+def readme_anchors() -> set[str]:
+    """GitHub's anchors for the README's headings."""
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_its_runbook_in_the_readme() -> None:
+    anchors = readme_anchors()
+    for rule in load_rules():
+        if "alert" in rule:
+            url = rule["annotations"]["runbook_url"]
+            assert url == f"{RUNBOOKS}{rule['alert'].lower()}", url
+            assert url.removeprefix(RUNBOOKS) in anchors, f"no README section for {url}"
+
+
+def test_readme_lists_every_recording_rule_and_alert() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- rules:start -->")[1].split("<!-- rules:end -->")[0]
+    listed = set(re.findall(r"^\| `([\w:]+)` \|", section, re.MULTILINE))
+    assert listed == {rule.get("record", rule.get("alert")) for rule in load_rules()}
 
 
 def test_metric_names_cannot_drift() -> None:
@@ -244,12 +292,12 @@ def test_dashboard_shows_everything_asked_for() -> None:
         for name in metric_names(target["expr"])
     }
     assert {
-        "engagement:active_users:sum",
-        "engagement:stickiness:ratio",
+        "job_window:engagement_active_users:sum",
+        "job:engagement_active_users_1d_per_30d:ratio",
         "engagement_lifecycle_users",
         "engagement_stage_users",
-        "engagement:retention:ratio",
-        "engagement:winback:ratio",
+        "job_day_channel_period:engagement_retention_retained_users_per_cohort_users:ratio",
+        "job_channel:engagement_winback_reactivated_users_per_lapsed_users:ratio",
         "engagement_signals_emitted_total",
         "engagement_events_consumed_total",
         "engagement_events_valid_total",
