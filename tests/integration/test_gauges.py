@@ -40,7 +40,8 @@ MUST_HAVE_DATA = (
     "panel 'Lifecycle today'",
     "panel 'Users per stage'",
     "panel 'Event rates' target A",
-    "panel 'Per worker",
+    "panel 'Partitions per worker'",
+    "panel 'Users and deadlines per worker'",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def test_metric_names_cannot_drift() -> None:
     # variables' queries too: label_values(metric, label)
     for var in dashboard["templating"]["list"]:
         if var["type"] == "query":
-            metric = re.match(r"label_values\((\w+),", var["definition"])
+            metric = re.match(r"label_values\((\w+)(?:\{[^}]*\})?,", var["definition"])
             assert metric and metric.group(1) in EXPORTED, var["definition"]
 
 
@@ -257,7 +258,15 @@ def test_dashboard_ranges_use_rate_interval() -> None:
 
 
 def test_dashboard_variables() -> None:
+    names = [var["name"] for var in load_dashboard()["templating"]["list"]]
     variables = {var["name"]: var for var in load_dashboard()["templating"]["list"]}
+    namespace, job = variables["namespace"], variables["job"]
+    assert names.index("namespace") < names.index("job")  # job's values follow the namespace
+    assert namespace["definition"] == "label_values(engagement_build_info, namespace)"
+    assert job["definition"] == 'label_values(engagement_build_info{namespace=~"$namespace"}, job)'
+    for var in (namespace, job):
+        assert var["type"] == "query" and var["query"] == var["definition"]
+        assert var["multi"] and var["includeAll"] and var["allValue"] == ".*"
     channel = variables["channel"]
     assert channel["multi"] and channel["definition"] == (
         "label_values(engagement_retention_cohort_users, channel)"
@@ -292,7 +301,7 @@ def test_dashboard_shows_everything_asked_for() -> None:
         for name in metric_names(target["expr"])
     }
     assert {
-        "job_window:engagement_active_users:sum",
+        "engagement_active_users",
         "job:engagement_active_users_1d_per_30d:ratio",
         "engagement_lifecycle_users",
         "engagement_stage_users",
@@ -308,6 +317,9 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "engagement_event_lag_seconds_bucket",
         "engagement_delivery_retries_total",
         "engagement_snapshot_timestamp_seconds",
+        "engagement_partitions_owned",
+        "engagement_users_tracked",
+        "engagement_deadlines_pending",
     } <= used
     days = {
         m
@@ -316,3 +328,68 @@ def test_dashboard_shows_everything_asked_for() -> None:
         for m in re.findall(r'day="(\d+)",period="last_complete"', t["expr"])
     }
     assert days == {"1", "7", "30"}
+
+
+AGGREGATION = re.compile(
+    r"\b(sum|min|max|avg|count|topk|bottomk|quantile)\s*(by\s*\(([^)]*)\))?\s*\("
+)
+SELECTOR = re.compile(r"\b([A-Za-z_:][\w:]*)\{([^}]*)\}")
+
+
+def deployment_targets() -> Iterator[tuple[str, str]]:
+    """(panel title, expr) of every target but the lag exporter's (its namespace and job are
+    the exporter's, not the workers')."""
+    for panel in iter_panels(load_dashboard()["panels"]):
+        for target in panel.get("targets", []):
+            if "${lag_metric}" not in target["expr"]:
+                yield panel["title"], target["expr"]
+
+
+def test_every_panel_filters_on_namespace_and_job() -> None:
+    checked = 0
+    for title, expr in deployment_targets():
+        selectors = SELECTOR.findall(expr)
+        assert selectors, (title, expr)
+        for _, matchers in selectors:
+            assert 'namespace=~"$namespace"' in matchers, (title, expr)
+            assert 'job=~"$job"' in matchers, (title, expr)
+        checked += 1
+    assert checked > 20
+
+
+def test_no_panel_adds_deployments_together() -> None:
+    """With "All" jobs chosen each deployment stays a series of its own."""
+    for title, expr in deployment_targets():
+        for _, by, labels in AGGREGATION.findall(expr):
+            kept = {label.strip() for label in labels.split(",")} if by else set()
+            assert {"namespace", "job"} <= kept, (title, expr)
+
+
+def test_panels_reading_recording_rules_say_so() -> None:
+    """A recorded series is empty without the PrometheusRule: the panel's description says so."""
+    recorded = {rule["record"] for rule in load_rules() if "record" in rule}
+    readers = 0
+    for panel in iter_panels(load_dashboard()["panels"]):
+        used = {
+            name
+            for target in panel.get("targets", [])
+            for name in metric_names(target["expr"])
+            if ":" in name
+        }
+        assert used <= recorded, (panel["title"], used - recorded)
+        if used:
+            readers += 1
+            description = panel.get("description", "")
+            assert "PrometheusRule" in description, panel["title"]
+            assert all(name in description for name in used), panel["title"]
+    assert readers == 3
+    assert "PrometheusRule" in load_dashboard()["description"]
+
+
+def test_panels_do_not_share_an_axis_between_units() -> None:
+    """Partitions are not users: the partition count has a panel of its own."""
+    for panel in iter_panels(load_dashboard()["panels"]):
+        names = {n for t in panel.get("targets", []) for n in metric_names(t["expr"])}
+        if "engagement_partitions_owned" in names:
+            assert names == {"engagement_partitions_owned"}, panel["title"]
+            assert panel["fieldConfig"]["defaults"]["unit"] == "none"
