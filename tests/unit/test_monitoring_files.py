@@ -16,7 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents.logic.aggregates import Snapshot
-from streams.worker.metrics import Metrics, Published, SnapshotCollector
+from streams.worker.metrics import (
+    Metrics,
+    Published,
+    SnapshotCollector,
+    register_process_collectors,
+)
 from tests.monitoring import (
     DASHBOARD_FILE,
     ROOT,
@@ -61,6 +66,19 @@ GAUGES = {
     "engagement_snapshot_timestamp_seconds",
 }
 EXPORTED = COUNTERS | GAUGES | {f"{HISTOGRAM}_{suffix}" for suffix in ("bucket", "sum", "count")}
+# the client library's process and runtime metrics, on the worker's registry too
+PROCESS = {
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "python_info",
+    "python_gc_objects_collected_total",
+    "python_gc_objects_uncollectable_total",
+    "python_gc_collections_total",
+}
 NOT_OURS = {"up"}  # Prometheus' own; lag exporters' metrics come from the lag_metric variable
 
 KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
@@ -96,9 +114,10 @@ def run_promtool(*args: str, stdin: bytes | None = None) -> subprocess.Completed
 
 
 def exposition() -> bytes:
-    """What a worker exports: its counters and a (zero) snapshot's gauges."""
+    """What a worker exports: its counters, a (zero) snapshot's gauges, process and GC."""
     registry = CollectorRegistry()
     Metrics(registry, ["page_view"])
+    register_process_collectors(registry)
     published = Published(Snapshot(), 0.0, 0, 0, 0.0)
     registry.register(SnapshotCollector(lambda: published, ["other", "organic"], [1, 7, 30]))
     return generate_latest(registry)
@@ -123,6 +142,11 @@ def test_promtool_check_metrics_accepts_the_exposition() -> None:
 def test_listed_metrics_are_what_the_worker_exports() -> None:
     names = set(re.findall(rb"^(engagement_\w+)", exposition(), re.MULTILINE))
     assert {name.decode() for name in names} == EXPORTED
+
+
+def test_the_exposition_has_process_and_gc_metrics() -> None:
+    names = set(re.findall(rb"^((?:process|python)_\w+)", exposition(), re.MULTILINE))
+    assert {name.decode() for name in names} == PROCESS
 
 
 def test_rule_tests_cover_every_rule() -> None:
