@@ -322,9 +322,7 @@ def test_prometheus_rule_is_the_rules_file(rendered: dict[str, list[dict[str, An
 
 def test_runbook_links_can_point_at_another_readme() -> None:
     base = "https://git.example.com/ops/engagement-stream/-/blob/main/README.md"
-    manifests = render(
-        [SCENARIOS["monitoring"]], [f"monitoring.prometheusRule.runbookBaseUrl={base}"]
-    )
+    manifests = render(files_of("monitoring"), [f"monitoring.prometheusRule.runbookBaseUrl={base}"])
     rendered_rules = one(manifests, "PrometheusRule")["spec"]["groups"]
     source_rules = yaml.safe_load(RULES_FILE.read_text())["groups"]
     links = [
