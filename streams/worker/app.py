@@ -20,7 +20,7 @@ from streams.worker.consumer import RewindingApp
 from streams.worker.delivery import Deliverer, Sink
 from streams.worker.ingest import IngestService, ingest_limits
 from streams.worker.ingest_process import IngestProcess, own_process
-from streams.worker.metrics import Metrics, SnapshotCollector
+from streams.worker.metrics import Metrics, SnapshotCollector, register_process_collectors
 from streams.worker.runtime import Runtime
 from streams.worker.store import require_store
 
@@ -111,6 +111,7 @@ def create_worker(
     require_store(settings.store)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, settings.event_types)
+    register_process_collectors(registry)
     app = faust_app(settings)
     # A deliverer injected by a test cannot be shared with a child process: ingest stays here.
     ingest_apart = deliverer is None and own_process(settings.ingest_process)

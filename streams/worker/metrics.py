@@ -15,7 +15,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -39,6 +42,16 @@ def _version() -> str:
         return version("engagement-stream")
     except PackageNotFoundError:  # running from a source tree without installing
         return "0.0.0"
+
+
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """The client library's ``process_*`` (CPU, memory, file descriptors, start time),
+    ``python_info`` and ``python_gc_*`` metrics of this process on ``registry``: the default
+    registry has them, a custom one only when asked. A worker's ingest child process is not
+    covered (its counters are mirrored into the worker's, its process metrics are not)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 class Metrics:

@@ -34,13 +34,14 @@ HOUR = 3_600_000
 CHANNELS = ("organic", "paid_search", "paid_social", "email", "referral")
 DAYS = 60
 MUST_HAVE_DATA = (
-    "record engagement:active_users",
-    "record engagement:retention:ratio",
+    "record job_window:engagement_active_users",
+    "record job_day_channel_period:engagement_retention_retained_users_per_cohort_users:ratio",
     "panel 'Active users",
     "panel 'Lifecycle today'",
     "panel 'Users per stage'",
     "panel 'Event rates' target A",
-    "panel 'Per worker",
+    "panel 'Partitions per worker'",
+    "panel 'Users and deadlines per worker'",
 )
 
 

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.integration
 
 CHANNELS = ["other", "organic", "paid_search"]
 DAU = {"w1": 120, "w2": 80}
+STICKINESS = "job:engagement_active_users_1d_per_30d:ratio"
+RETENTION = "job_day_channel_period:engagement_retention_retained_users_per_cohort_users:ratio"
+WINBACK = "job_channel:engagement_winback_reactivated_users_per_lapsed_users:ratio"
 
 
 def fake_worker(name: str, scale: int) -> CollectorRegistry:
@@ -93,17 +96,16 @@ def wait_for(
 def test_every_expression_evaluates_against_two_workers(workers: list[str]) -> None:
     with PrometheusServer(workers) as prom:
         expected = [float(sum(DAU.values()))]
-        dau = wait_for(prom, 'engagement:active_users:sum{window="1d"}', expected.__eq__)
+        dau = wait_for(prom, 'job_window:engagement_active_users:sum{window="1d"}', expected.__eq__)
         assert dau == expected, "DAU is not the sum of the workers' DAU"
         # rates need two scrapes of each worker
         scraped_before = "count(engagement_events_consumed_total offset 2s)"
         assert wait_for(prom, scraped_before, [2.0].__eq__) == [2.0]
-        assert wait_for(prom, "engagement:events_consumed:rate5m", bool) == [0.0]
+        assert wait_for(prom, "job:engagement_events_consumed:rate5m", bool) == [0.0]
 
         results = assert_all_expressions_evaluate(prom)
 
-        assert float(results["record engagement:stickiness:ratio"][0]["value"][1]) == 0.1
-        retention = results["record engagement:retention:ratio"]
-        assert len(retention) == 3 * len(CHANNELS) * 2
-        assert len(results["record engagement:winback:ratio"]) == 2  # nobody lapsed in "other"
+        assert float(results[f"record {STICKINESS}"][0]["value"][1]) == 0.1
+        assert len(results[f"record {RETENTION}"]) == 3 * len(CHANNELS) * 2
+        assert len(results[f"record {WINBACK}"]) == 2  # nobody lapsed in "other"
         assert not results["alert EngagementStale"]

@@ -36,6 +36,8 @@ def test_thousand_events_are_counted_exactly(broker: BrokerHandle, unique_name) 
         metrics = worker.metrics()
         assert metrics["engagement_events_consumed_total"] == 1000
         assert metrics["engagement_events_duplicate_total"] == 0
+        assert metrics["process_resident_memory_bytes"] > 0  # the process and GC collectors
+        assert 'python_gc_collections_total{generation="2"}' in metrics
         today = int(time.time() * 1000) // 86_400_000
         dau = len({e["user_id"] for e in events if e["timestamp"] // 86_400_000 == today})
         assert metrics['engagement_active_users{window="1d"}'] == dau

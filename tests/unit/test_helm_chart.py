@@ -320,6 +320,30 @@ def test_prometheus_rule_is_the_rules_file(rendered: dict[str, list[dict[str, An
     assert "{{ $value" in yaml.safe_dump(rule["spec"]["groups"], width=1000)
 
 
+def test_runbook_links_can_point_at_another_readme() -> None:
+    base = "https://git.example.com/ops/engagement-stream/-/blob/main/README.md"
+    manifests = render(files_of("monitoring"), [f"monitoring.prometheusRule.runbookBaseUrl={base}"])
+    rendered_rules = one(manifests, "PrometheusRule")["spec"]["groups"]
+    source_rules = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    links = [
+        (rule["annotations"]["runbook_url"], source["annotations"]["runbook_url"])
+        for group, source_group in zip(rendered_rules, source_rules, strict=True)
+        for rule, source in zip(group["rules"], source_group["rules"], strict=True)
+        if "alert" in rule
+    ]
+    assert links
+    for link, source in links:
+        assert link == f"{base}#{source.split('#', 1)[1]}"
+    # nothing else changes
+    for group in rendered_rules:
+        for rule in group["rules"]:
+            rule.get("annotations", {}).pop("runbook_url", None)
+    for group in source_rules:
+        for rule in group["rules"]:
+            rule.get("annotations", {}).pop("runbook_url", None)
+    assert rendered_rules == source_rules
+
+
 def test_dashboard_configmap_is_the_dashboard_file(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
@@ -408,6 +432,10 @@ def test_keda_above_the_partition_count_fails(tmp_path: Path) -> None:
         ),
         ({"config": {"ENGAGEMENT_STORE": "rocksdb://"}}, "at '/config/ENGAGEMENT_STORE'"),
         ({"keda": {"maxReplicas": "8"}}, "at '/keda/maxReplicas': got string, want integer"),
+        (
+            {"monitoring": {"prometheusRule": {"runbookBaseUrl": "README.md#x"}}},
+            "at '/monitoring/prometheusRule/runbookBaseUrl'",
+        ),
     ],
 )
 def test_schema_rejects(tmp_path: Path, values: dict[str, Any], message: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,15 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents.logic.aggregates import Snapshot
-from streams.worker.metrics import Metrics, Published, SnapshotCollector
+from streams.worker.metrics import (
+    Metrics,
+    Published,
+    SnapshotCollector,
+    register_process_collectors,
+)
 from tests.monitoring import (
     DASHBOARD_FILE,
+    ROOT,
     RULE_TESTS_FILE,
     RULES_FILE,
     iter_panels,
@@ -59,6 +66,19 @@ GAUGES = {
     "engagement_snapshot_timestamp_seconds",
 }
 EXPORTED = COUNTERS | GAUGES | {f"{HISTOGRAM}_{suffix}" for suffix in ("bucket", "sum", "count")}
+# the client library's process and runtime metrics, on the worker's registry too
+PROCESS = {
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "python_info",
+    "python_gc_objects_collected_total",
+    "python_gc_objects_uncollectable_total",
+    "python_gc_collections_total",
+}
 NOT_OURS = {"up"}  # Prometheus' own; lag exporters' metrics come from the lag_metric variable
 
 KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
@@ -94,9 +114,10 @@ def run_promtool(*args: str, stdin: bytes | None = None) -> subprocess.Completed
 
 
 def exposition() -> bytes:
-    """What a worker exports: its counters and a (zero) snapshot's gauges."""
+    """What a worker exports: its counters, a (zero) snapshot's gauges, process and GC."""
     registry = CollectorRegistry()
     Metrics(registry, ["page_view"])
+    register_process_collectors(registry)
     published = Published(Snapshot(), 0.0, 0, 0, 0.0)
     registry.register(SnapshotCollector(lambda: published, ["other", "organic"], [1, 7, 30]))
     return generate_latest(registry)
@@ -123,6 +144,11 @@ def test_listed_metrics_are_what_the_worker_exports() -> None:
     assert {name.decode() for name in names} == EXPORTED
 
 
+def test_the_exposition_has_process_and_gc_metrics() -> None:
+    names = set(re.findall(rb"^((?:process|python)_\w+)", exposition(), re.MULTILINE))
+    assert {name.decode() for name in names} == PROCESS
+
+
 def test_rule_tests_cover_every_rule() -> None:
     tests = RULE_TESTS_FILE.read_text()
     for rule in load_rules():
@@ -132,13 +158,60 @@ def test_rule_tests_cover_every_rule() -> None:
             name = rule["alert"]
             assert f"alertname: {name}\n" in tests, f"no alert_rule_test for {name}"
             assert rule["labels"].get("severity") in {"critical", "warning", "info"}, name
-            assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+            assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}, name
 
 
-def test_recording_rule_names() -> None:
+RECORDED = re.compile(r"(?P<level>[a-z_]+):(?P<metric>engagement_[a-z0-9_]+):(?P<ops>[a-z0-9_]+)")
+
+
+def test_recording_rule_names_follow_level_metric_operations() -> None:
+    """``level:metric:operations``: the labels kept (namespace goes with job), the exported
+    metric (no ``_total``/``_bucket``; ``a_per_b`` for a ratio), the operations."""
     for rule in load_rules():
-        if "record" in rule:
-            assert re.fullmatch(r"engagement:[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
+        if "record" not in rule:
+            continue
+        name, expr = rule["record"], str(rule["expr"])
+        parts = RECORDED.fullmatch(name)
+        assert parts, name
+        by = re.search(r"\bby \(([^)]*)\)", expr)
+        assert by, name
+        kept = [label.strip() for label in by.group(1).split(",")]
+        assert kept[:2] == ["namespace", "job"], name
+        assert parts["level"] == "_".join(x for x in kept[1:] if x != "le"), name
+        first = re.search(r"\bengagement_\w+", expr)
+        assert first, name
+        metric = re.sub(r"_(total|bucket)$", "", first.group())
+        assert parts["metric"] == metric or parts["metric"].startswith(f"{metric}_"), name
+        ratio = "/" in expr
+        assert ratio == ("_per_" in parts["metric"]), name
+        assert ratio == parts["ops"].startswith("ratio"), name
+        window = re.search(r"\brate\([^\[]*\[(\w+)\]", expr)
+        assert not window or parts["ops"].endswith(f"rate{window.group(1)}"), name
+
+
+RUNBOOKS = "https://github.com/engagement-stream/engagement-stream/blob/main/README.md#"
+
+
+def readme_anchors() -> set[str]:
+    """GitHub's anchors for the README's headings."""
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_its_runbook_in_the_readme() -> None:
+    anchors = readme_anchors()
+    for rule in load_rules():
+        if "alert" in rule:
+            url = rule["annotations"]["runbook_url"]
+            assert url == f"{RUNBOOKS}{rule['alert'].lower()}", url
+            assert url.removeprefix(RUNBOOKS) in anchors, f"no README section for {url}"
+
+
+def test_readme_lists_every_recording_rule_and_alert() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- rules:start -->")[1].split("<!-- rules:end -->")[0]
+    listed = set(re.findall(r"^\| `([\w:]+)` \|", section, re.MULTILINE))
+    assert listed == {rule.get("record", rule.get("alert")) for rule in load_rules()}
 
 
 def test_metric_names_cannot_drift() -> None:
@@ -157,7 +230,7 @@ def test_metric_names_cannot_drift() -> None:
     # variables' queries too: label_values(metric, label)
     for var in dashboard["templating"]["list"]:
         if var["type"] == "query":
-            metric = re.match(r"label_values\((\w+),", var["definition"])
+            metric = re.match(r"label_values\((\w+)(?:\{[^}]*\})?,", var["definition"])
             assert metric and metric.group(1) in EXPORTED, var["definition"]
 
 
@@ -209,7 +282,15 @@ def test_dashboard_ranges_use_rate_interval() -> None:
 
 
 def test_dashboard_variables() -> None:
+    names = [var["name"] for var in load_dashboard()["templating"]["list"]]
     variables = {var["name"]: var for var in load_dashboard()["templating"]["list"]}
+    namespace, job = variables["namespace"], variables["job"]
+    assert names.index("namespace") < names.index("job")  # job's values follow the namespace
+    assert namespace["definition"] == "label_values(engagement_build_info, namespace)"
+    assert job["definition"] == 'label_values(engagement_build_info{namespace=~"$namespace"}, job)'
+    for var in (namespace, job):
+        assert var["type"] == "query" and var["query"] == var["definition"]
+        assert var["multi"] and var["includeAll"] and var["allValue"] == ".*"
     channel = variables["channel"]
     assert channel["multi"] and channel["definition"] == (
         "label_values(engagement_retention_cohort_users, channel)"
@@ -244,12 +325,12 @@ def test_dashboard_shows_everything_asked_for() -> None:
         for name in metric_names(target["expr"])
     }
     assert {
-        "engagement:active_users:sum",
-        "engagement:stickiness:ratio",
+        "engagement_active_users",
+        "job:engagement_active_users_1d_per_30d:ratio",
         "engagement_lifecycle_users",
         "engagement_stage_users",
-        "engagement:retention:ratio",
-        "engagement:winback:ratio",
+        "job_day_channel_period:engagement_retention_retained_users_per_cohort_users:ratio",
+        "job_channel:engagement_winback_reactivated_users_per_lapsed_users:ratio",
         "engagement_signals_emitted_total",
         "engagement_events_consumed_total",
         "engagement_events_valid_total",
@@ -260,6 +341,9 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "engagement_event_lag_seconds_bucket",
         "engagement_delivery_retries_total",
         "engagement_snapshot_timestamp_seconds",
+        "engagement_partitions_owned",
+        "engagement_users_tracked",
+        "engagement_deadlines_pending",
     } <= used
     days = {
         m
@@ -268,3 +352,68 @@ def test_dashboard_shows_everything_asked_for() -> None:
         for m in re.findall(r'day="(\d+)",period="last_complete"', t["expr"])
     }
     assert days == {"1", "7", "30"}
+
+
+AGGREGATION = re.compile(
+    r"\b(sum|min|max|avg|count|topk|bottomk|quantile)\s*(by\s*\(([^)]*)\))?\s*\("
+)
+SELECTOR = re.compile(r"\b([A-Za-z_:][\w:]*)\{([^}]*)\}")
+
+
+def deployment_targets() -> Iterator[tuple[str, str]]:
+    """(panel title, expr) of every target but the lag exporter's (its namespace and job are
+    the exporter's, not the workers')."""
+    for panel in iter_panels(load_dashboard()["panels"]):
+        for target in panel.get("targets", []):
+            if "${lag_metric}" not in target["expr"]:
+                yield panel["title"], target["expr"]
+
+
+def test_every_panel_filters_on_namespace_and_job() -> None:
+    checked = 0
+    for title, expr in deployment_targets():
+        selectors = SELECTOR.findall(expr)
+        assert selectors, (title, expr)
+        for _, matchers in selectors:
+            assert 'namespace=~"$namespace"' in matchers, (title, expr)
+            assert 'job=~"$job"' in matchers, (title, expr)
+        checked += 1
+    assert checked > 20
+
+
+def test_no_panel_adds_deployments_together() -> None:
+    """With "All" jobs chosen each deployment stays a series of its own."""
+    for title, expr in deployment_targets():
+        for _, by, labels in AGGREGATION.findall(expr):
+            kept = {label.strip() for label in labels.split(",")} if by else set()
+            assert {"namespace", "job"} <= kept, (title, expr)
+
+
+def test_panels_reading_recording_rules_say_so() -> None:
+    """A recorded series is empty without the PrometheusRule: the panel's description says so."""
+    recorded = {rule["record"] for rule in load_rules() if "record" in rule}
+    readers = 0
+    for panel in iter_panels(load_dashboard()["panels"]):
+        used = {
+            name
+            for target in panel.get("targets", [])
+            for name in metric_names(target["expr"])
+            if ":" in name
+        }
+        assert used <= recorded, (panel["title"], used - recorded)
+        if used:
+            readers += 1
+            description = panel.get("description", "")
+            assert "PrometheusRule" in description, panel["title"]
+            assert all(name in description for name in used), panel["title"]
+    assert readers == 3
+    assert "PrometheusRule" in load_dashboard()["description"]
+
+
+def test_panels_do_not_share_an_axis_between_units() -> None:
+    """Partitions are not users: the partition count has a panel of its own."""
+    for panel in iter_panels(load_dashboard()["panels"]):
+        names = {n for t in panel.get("targets", []) for n in metric_names(t["expr"])}
+        if "engagement_partitions_owned" in names:
+            assert names == {"engagement_partitions_owned"}, panel["title"]
+            assert panel["fieldConfig"]["defaults"]["unit"] == "none"
