@@ -62,12 +62,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env_or_exit()
     setup_logging(settings)
-    shown = " ".join(f"{name}={value}" for name, value in settings.masked().items())
-    log.info("worker settings: %s", shown)
+    # Start-up checks first, so that a failure is the one line main() prints.
     model_params(settings)  # a missing ENGAGEMENT_MODEL_FILE stops start-up here (exit 4)
     os.makedirs(settings.data_dir, exist_ok=True)
     require_store(settings.store)
     check_brokers(settings)
+    shown = " ".join(f"{name}={value}" for name, value in settings.masked().items())
+    log.info("worker settings: %s", shown)
     ensure_topics(settings)
     check_record_limit(settings)
     worker = create_worker(settings)

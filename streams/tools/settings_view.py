@@ -38,7 +38,8 @@ def render_effective(settings: Settings, environ: dict[str, str], out: TextIO) -
         print(f"{env}={value}  ({origin})\n    {doc}", file=out)
 
 
-def settings_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def settings_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     if args.markdown:
         print(markdown_table(), file=out)
         return 0
