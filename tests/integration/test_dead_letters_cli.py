@@ -32,7 +32,8 @@ def dead_letter(key: bytes | None, value: bytes | None, reason: str, offset: int
 def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for key, value, headers in records:
-        producer.produce(topic, key=key, value=value, headers=headers, partition=0)
+        pairs: list[tuple[str, str | bytes | None]] = list(headers)
+        producer.produce(topic, key=key, value=value, headers=pairs, partition=0)
     assert producer.flush(30) == 0
 
 
