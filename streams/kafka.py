@@ -8,6 +8,7 @@ security options and partitioning are the same everywhere.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -87,19 +88,27 @@ def raise_on_access_failure(error: KafkaError) -> None:
 
 
 def check_brokers(settings: Settings, timeout: float | None = None) -> None:
-    """Ask the brokers for metadata once, waiting at most ``timeout`` (default
+    """Ask the brokers for metadata, waiting at most ``timeout`` (default
     ENGAGEMENT_CONNECT_TIMEOUT): :class:`BrokerUnreachable` naming ENGAGEMENT_BROKER if none
-    answers, so a command fails in seconds instead of retrying for minutes."""
+    answers, so a command fails in seconds instead of retrying for minutes. A refused TLS
+    handshake or SASL login is reported as such (the error callback, served between tries)."""
     wait = settings.connect_timeout if timeout is None else timeout
     admin = AdminClient(client_config(settings))
-    try:
-        admin.list_topics(timeout=wait)
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise BrokerUnreachable(
-            f"no Kafka broker answered at {bootstrap_servers(settings)} within {wait:g}s "
-            f"({reason}); check ENGAGEMENT_BROKER, or raise ENGAGEMENT_CONNECT_TIMEOUT"
-        ) from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            failure = exc
+        admin.poll(0)  # raises BrokerUnreachable from raise_on_access_failure on a refusal
+        if time.monotonic() >= deadline:
+            break
+    reason = failure.args[0].str() if hasattr(failure.args[0], "str") else str(failure)
+    raise BrokerUnreachable(
+        f"no Kafka broker answered at {bootstrap_servers(settings)} within {wait:g}s "
+        f"({reason}); check ENGAGEMENT_BROKER, or raise ENGAGEMENT_CONNECT_TIMEOUT"
+    )
 
 
 def record_headroom(max_bytes: int) -> int:
