@@ -252,3 +252,13 @@ def test_json_logging_config_covers_faust_aiokafka_and_librdkafka(
 def test_a_bad_log_format_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="ENGAGEMENT_LOG_FORMAT"):
         Settings.from_env({"ENGAGEMENT_LOG_FORMAT": "yaml"})
+
+
+def test_readme_lists_every_exit_code() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("<!-- exits:start -->")[1].split("<!-- exits:end -->")[0]
+    rows = [line.split(" | ") for line in section.strip().splitlines()[2:]]
+    documented = {int(cells[0].strip("| ")): cells[1].strip(" |") for cells in rows}
+    assert documented == dict(exits.TABLE)
