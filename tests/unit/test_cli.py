@@ -28,6 +28,19 @@ from streams.tools.settings_view import effective
 RST_OR_PATHS = ("``", ":mod:", ":func:", ":class:", ":meth:", "streams.", "agents.", "schemas.")
 
 
+@pytest.fixture(autouse=True)
+def clean_logging() -> Iterator[None]:
+    """main() installs a root handler and a masking record factory: undo both after a test."""
+    root = logging.getLogger()
+    handlers, level, factory = root.handlers[:], root.level, logging.getLogRecordFactory()
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.setLogRecordFactory(factory)
+
+
 def subparsers() -> dict[str, argparse.ArgumentParser]:
     action = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
     return dict(action.choices)  # type: ignore[arg-type]
@@ -198,18 +211,6 @@ def test_replay_sends_original_bytes_of_chosen_reasons_only() -> None:
 
 
 # -- JSON logs ---------------------------------------------------------------------------------
-@pytest.fixture
-def clean_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, factory = root.handlers[:], root.level, logging.getLogRecordFactory()
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.setLogRecordFactory(factory)
-
-
 def test_json_formatter_writes_one_object_per_line() -> None:
     record = logging.LogRecord("faust.worker", logging.INFO, __file__, 1, "a\nb %s", ("c",), None)
     line = JsonFormatter().format(record)
@@ -222,7 +223,7 @@ def test_json_formatter_writes_one_object_per_line() -> None:
 
 
 def test_json_logging_config_covers_faust_aiokafka_and_librdkafka(
-    clean_logging: None, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mode.utils.logging import setup_logging
 
