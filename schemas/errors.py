@@ -5,8 +5,10 @@
     ├── InvalidEvent (+ ValueError)       input that cannot become a canonical event
     ├── StateDecodeError (+ ValueError)   stored state bytes of an unknown version or shape
     ├── BatchDecodeError (+ ValueError)   an events.by_user record that cannot be read
-    ├── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
-    └── DeliveryFailed (+ RuntimeError)   Kafka refused a record for good; names the record
+    ├── BrokerError (+ RuntimeError)      a broker we manage or talk to failed
+    │   └── BrokerUnreachable             no broker answered in time, or it refused our login
+    ├── DeliveryFailed (+ RuntimeError)   Kafka refused a record for good; names the record
+    └── UsageError (+ ValueError)         a command-line argument a command cannot use
 
 Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
 """
@@ -67,9 +69,18 @@ class BatchDecodeError(EngagementError, ValueError):
 
 
 class BrokerError(EngagementError, RuntimeError):
-    """A broker process we manage failed to start, answer or stop."""
+    """A broker process we manage failed to start, answer or stop, or Kafka failed a request."""
+
+
+class BrokerUnreachable(BrokerError):
+    """No broker of ENGAGEMENT_BROKER answered within ENGAGEMENT_CONNECT_TIMEOUT, or the
+    brokers refused the TLS handshake or SASL login (the command exits with status 3)."""
 
 
 class DeliveryFailed(EngagementError, RuntimeError):
     """Kafka refused a record for a reason retrying cannot fix (and it could not be reduced):
     the worker stops rather than acknowledge the input behind it."""
+
+
+class UsageError(EngagementError, ValueError):
+    """A command-line argument that parses but cannot be used (exit status 2, as argparse's)."""

@@ -8,16 +8,33 @@ security options and partitioning are the same everywhere.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from schemas.errors import BrokerError
+from schemas.errors import BrokerUnreachable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 _FATAL_ACCESS = {KafkaError._AUTHENTICATION: "authentication", KafkaError._SSL: "TLS"}
+
+
+class LibrdkafkaLog:
+    """librdkafka's own log lines (``logger`` in a client's configuration), into Python logging
+    as logger ``librdkafka`` instead of raw ``%3|...|FAIL|...`` lines on stderr: so they follow
+    ENGAGEMENT_LOG_FORMAT and secret masking. Connection failures are retried by librdkafka and
+    reported through the error callback, so its lines are logged at debug level (critical
+    ones, syslog levels 0-2, at error level)."""
+
+    logger = logging.getLogger("librdkafka")
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        self.logger.log(logging.ERROR if level >= logging.CRITICAL else logging.DEBUG, msg, *args)
+
+
+LIBRDKAFKA_LOG = LibrdkafkaLog()
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -31,6 +48,7 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "bootstrap.servers": bootstrap_servers(settings),
         "client.id": settings.app_id,
         "error_cb": raise_on_access_failure,
+        "logger": LIBRDKAFKA_LOG,
         **security_config(settings),
     }
     config.update(overrides)
@@ -64,7 +82,33 @@ def raise_on_access_failure(error: KafkaError) -> None:
     if what is None:
         log.debug("kafka client: %s", error.str())
         return
-    raise BrokerError(f"Kafka {what} failed: {error.str()} (check ENGAGEMENT_SECURITY_* settings)")
+    raise BrokerUnreachable(
+        f"Kafka {what} failed: {error.str()} (check ENGAGEMENT_SECURITY_* settings)"
+    )
+
+
+def check_brokers(settings: Settings, timeout: float | None = None) -> None:
+    """Ask the brokers for metadata, waiting at most ``timeout`` (default
+    ENGAGEMENT_CONNECT_TIMEOUT): :class:`BrokerUnreachable` naming ENGAGEMENT_BROKER if none
+    answers, so a command fails in seconds instead of retrying for minutes. A refused TLS
+    handshake or SASL login is reported as such (the error callback, served between tries)."""
+    wait = settings.connect_timeout if timeout is None else timeout
+    admin = AdminClient(client_config(settings))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            failure = exc
+        admin.poll(0)  # raises BrokerUnreachable from raise_on_access_failure on a refusal
+        if time.monotonic() >= deadline:
+            break
+    reason = failure.args[0].str() if hasattr(failure.args[0], "str") else str(failure)
+    raise BrokerUnreachable(
+        f"no Kafka broker answered at {bootstrap_servers(settings)} within {wait:g}s "
+        f"({reason}); check ENGAGEMENT_BROKER, or raise ENGAGEMENT_CONNECT_TIMEOUT"
+    )
 
 
 def record_headroom(max_bytes: int) -> int:

@@ -421,6 +421,20 @@ class Settings:
         _choice("debug", "info", "warning", "error"),
         "Log level of the worker and tools.",
     )
+    log_format: str = setting(
+        "ENGAGEMENT_LOG_FORMAT",
+        "text",
+        _choice("text", "json"),
+        "Log lines of the worker (and its libraries: Faust, aiokafka, librdkafka): text, or json "
+        "(one JSON object per line: time, level, logger, message, exception).",
+    )
+    connect_timeout: float = setting(
+        "ENGAGEMENT_CONNECT_TIMEOUT",
+        "5s",
+        _positive_duration,
+        "How long the worker and tools wait for a first answer from ENGAGEMENT_BROKER before "
+        "they stop with exit code 3 (broker unreachable).",
+    )
     security_protocol: str = setting(
         "ENGAGEMENT_SECURITY_PROTOCOL",
         "PLAINTEXT",
@@ -489,11 +503,13 @@ class Settings:
     @classmethod
     def from_env_or_exit(cls) -> Settings:
         """For commands: Settings from the environment, or exit status 2 naming the variable."""
+        from streams.exits import USAGE
+
         try:
             return cls.from_env()
         except SettingsError as exc:
             print(f"engagement: invalid setting {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(USAGE) from None
 
     def _checked(self) -> Settings:
         if self.churned_after <= self.dormant_after:

@@ -129,6 +129,8 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "ENGAGEMENT_DURABLE_TIMEOUT": _DURATION,
     "ENGAGEMENT_SESSION_TIMEOUT": _DURATION,
     "ENGAGEMENT_LOG_LEVEL": {"enum": ["debug", "info", "warning", "error"]},
+    "ENGAGEMENT_LOG_FORMAT": {"enum": ["text", "json"]},
+    "ENGAGEMENT_CONNECT_TIMEOUT": _DURATION,
 }
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from agents.logic.days import Calendar
+from schemas.errors import UsageError
 from schemas.timestamps import rfc3339_ms
 from streams.settings import Settings
 from streams.worker.changelog import ChangelogSnapshot, load_changelog
@@ -44,13 +45,21 @@ def parse_time(text: str, timezone: str = "UTC") -> int:
 
 
 def now_arg(settings: Settings, text: str | None) -> int | None:
-    """``--now`` in epoch ms (None when not given); exits naming the option when malformed."""
+    """``--now`` in epoch ms (None when not given); UsageError naming the option if malformed."""
     if text is None:
         return None
     try:
         return parse_time(text, settings.timezone)
     except ValueError as exc:
-        raise SystemExit(f"engagement: --now {text!r}: {exc}") from None
+        raise UsageError(f"--now {text!r}: {exc}") from None
+
+
+def iso_date(text: str) -> date:
+    """A ``YYYY-MM-DD`` option (argparse reports a malformed one)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def positive(text: str) -> int:

@@ -147,6 +147,10 @@ def _report_fit(result: FitResult, source: str, now_ms: int, out: TextIO) -> Non
 # -- command line --------------------------------------------------------------------------------
 def _run_fit(args: argparse.Namespace) -> int:
     settings = Settings.from_env_or_exit()
+    if args.events is None:
+        from streams.kafka import check_brokers
+
+        check_brokers(settings)
     return fit_command(
         settings,
         events=args.events,
@@ -159,7 +163,13 @@ def _run_fit(args: argparse.Namespace) -> int:
 def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``engagement fit``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "fit", help="fit the MBG/NBD churn-model parameters (r, alpha, a, b)"
+        "fit",
+        help="fit the MBG/NBD churn-model parameters (r, alpha, a, b)",
+        description="Fit the churn model's population parameters (MBG/NBD r, alpha, a, b) by "
+        "maximum likelihood, from a file of events or from every user's state in a running "
+        "system, and write a parameters file for ENGAGEMENT_MODEL_FILE. TIME is RFC 3339 "
+        "(2026-02-01T12:00:00Z), a date or local date-time in ENGAGEMENT_TIMEZONE (a date means "
+        "the end of that day), or epoch milliseconds.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--events", metavar="FILE.jsonl", help="canonical events, JSON lines")

@@ -193,6 +193,13 @@ def read_events(
             raise ValueError(f"unknown format {kind!r} (use jsonl, json or csv)")
 
 
+def require_readable(source: str) -> None:
+    """OSError naming the file (exit status 4) unless ``source`` is ``-`` or can be read."""
+    if source != "-":
+        with open(source, "rb"):
+            pass
+
+
 def _raise(line: int, why: str) -> None:
     raise InvalidEvent("invalid_json", f"line {line}: {why}")
 

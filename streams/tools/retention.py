@@ -1,7 +1,8 @@
 """``engagement retention``: the cohort retention triangle of every partition of a running
 system (read from the state changelog), as text and as an HTML heatmap.
 
-engagement retention [--cohorts 14] [--by-channel] [--html FILE] [--now TIME]
+engagement retention [--cohorts 14] [--by-channel] [--format table|csv|json] [--html FILE]
+                     [--now TIME]
 
 The triangle is read off :class:`agents.logic.aggregates.Aggregates` (cohort counters keyed
 ``(first active day, channel index, k)``, k = 0 being the cohort size), so it counts exactly what
@@ -11,13 +12,17 @@ the live retention gauges count.
 from __future__ import annotations
 
 import argparse
+import csv
 import html
+import io
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+import orjson
 
 from agents.logic.aggregates import Aggregates, rebuild
 from agents.logic.days import Calendar
@@ -124,6 +129,62 @@ def render_text(triangle: Triangle, calendar: Calendar) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cells(triangle: Triangle, calendar: Calendar) -> Iterator[dict[str, Any]]:
+    """One dict per known cell: cohort, channel, users, day k, retained count and percent."""
+    for row in triangle.rows:
+        for k in range(triangle.columns):
+            count, pct = row.counts[k], row.percent(k)
+            if count is None:
+                continue
+            yield {
+                "cohort": calendar.iso(row.cohort_day),
+                "channel": row.channel,
+                "users": row.size,
+                "day": k,
+                "retained": count,
+                "percent": None if pct is None else round(pct, 2),
+            }
+
+
+def render_csv(triangle: Triangle, calendar: Calendar) -> str:
+    """Long format, one row per known cell: cohort,channel,users,day,retained,percent."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for cell in _cells(triangle, calendar):
+        writer.writerow({**cell, "channel": cell["channel"] or ""})
+    return buffer.getvalue()
+
+
+def render_json(triangle: Triangle, calendar: Calendar) -> str:
+    """One JSON document: today, timezone, and per cohort (and channel) the retained counts and
+    percents by day k (null where day k is still in the future)."""
+    cohorts = [
+        {
+            "cohort": calendar.iso(row.cohort_day),
+            "channel": row.channel,
+            "users": row.size,
+            "retained": list(row.counts),
+            "percent": [
+                None if (p := row.percent(k)) is None else round(p, 2)
+                for k in range(triangle.columns)
+            ],
+        }
+        for row in triangle.rows
+    ]
+    document = {
+        "today": calendar.iso(triangle.today),
+        "timezone": calendar.name,
+        "days": triangle.columns,
+        "by_channel": triangle.by_channel,
+        "cohorts": cohorts,
+    }
+    return orjson.dumps(document).decode() + "\n"
+
+
+RENDERERS = {"table": render_text, "csv": render_csv, "json": render_json}
+CSV_COLUMNS = ("cohort", "channel", "users", "day", "retained", "percent")
+
 _CSS = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px;
        color: #1f2933; background: #fff; }
@@ -205,39 +266,57 @@ def retention_command(
     now_ms: int | None = None,
     out: TextIO = sys.stdout,
     loader: Loader = default_loader,
+    fmt: str = "table",
 ) -> int:
-    """Print the retention triangle of the last ``cohorts`` cohorts; optionally write HTML."""
+    """Print the retention triangle of the last ``cohorts`` cohorts as ``fmt`` (table, csv or
+    json); optionally write HTML (its "wrote" line goes to stderr)."""
     calendar = Calendar(settings.timezone)
     snapshot = loader(settings)
     today = retention_today(settings, snapshot, now_ms)
     agg = rebuild((state for _, state in snapshot.users()), calendar)
     channels = settings.channel_labels
     triangle = retention_triangle(agg, today, cohorts, channels, by_channel=by_channel)
-    out.write(render_text(triangle, calendar))
+    out.write(RENDERERS[fmt](triangle, calendar))
     if html_path:
         Path(html_path).write_text(render_html(triangle, calendar), encoding="utf-8")
-        print(f"wrote {html_path}", file=out)
+        print(f"wrote {html_path}", file=sys.stderr if fmt != "table" else out)
     return 0
 
 
 def _run_retention(args: argparse.Namespace) -> int:
+    from streams.kafka import check_brokers
+
     settings = Settings.from_env_or_exit()
+    now_ms = now_arg(settings, args.now)
+    check_brokers(settings)
     return retention_command(
         settings,
         cohorts=args.cohorts,
         by_channel=args.by_channel,
         html_path=args.html,
-        now_ms=now_arg(settings, args.now),
+        now_ms=now_ms,
+        fmt=args.format,
     )
 
 
 def add_retention_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``engagement retention``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "retention", help="the cohort retention triangle from the state changelog"
+        "retention",
+        help="the cohort retention triangle from the state changelog",
+        description="Print the cohort retention triangle of every partition of a running "
+        "system, read from the state changelog: for each cohort (users whose first active day "
+        "it is), the share active on day k after it. It counts exactly what the live retention "
+        "gauges count.",
     )
     parser.add_argument("--cohorts", type=positive, default=14, help="cohorts (and day columns)")
     parser.add_argument("--by-channel", action="store_true", help="one row per cohort and channel")
+    parser.add_argument(
+        "--format",
+        choices=tuple(RENDERERS),
+        default="table",
+        help="table (aligned text), csv (one row per cohort, channel and day) or json",
+    )
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML heatmap")
     parser.add_argument(
         "--now",

@@ -224,8 +224,21 @@ def signals_command(
     return 0
 
 
+DESCRIPTION = """\
+Print signals as JSON lines, one per signal, from the signal topics (all kinds, or those given
+with --kind), then a summary line on stderr. Repeats of a signal_id are dropped.
+
+Without --group: a fresh consumer group that reads everything from the beginning and commits
+nothing, so it never disturbs a real consumer. With --group G: resumes from G's committed
+offsets and commits what it printed. Without --follow it stops at the end of the topics."""
+
+
 def _run(args: argparse.Namespace) -> int:
-    return signals_command(Settings.from_env_or_exit(), args.kind, args.follow, args.group)
+    from streams.kafka import check_brokers
+
+    settings = Settings.from_env_or_exit()
+    check_brokers(settings)
+    return signals_command(settings, args.kind, args.follow, args.group)
 
 
 def add_signals_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -233,15 +246,18 @@ def add_signals_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "signals",
         help="print signals from the signal topics as JSON lines",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--kind",
-        action="append",
+        action="extend",
+        nargs="+",
         choices=SIGNAL_KINDS,
         default=None,
-        help="a signal kind to read (repeatable; default: all)",
+        metavar="KIND",
+        help=f"signal kinds to read: {', '.join(SIGNAL_KINDS)} (one or more, the option may "
+        "repeat; default: all)",
     )
     parser.add_argument("--follow", action="store_true", help="keep waiting for new signals")
     parser.add_argument(

@@ -4,9 +4,6 @@ The model is in :mod:`streams.tools.population` (channels that retain differentl
 activity with weekly seasonality, win-back); this module writes its events as JSON lines or
 produces them to Kafka keyed by user id, optionally paced: one event-time day per
 ``seconds_per_day`` of wall time, so a replay on the event clock looks live.
-
-engagement simulate [--users N] [--days D] [--seed S] [--start YYYY-MM-DD]
-                    [--out FILE|-] [--seconds M] [--close-partitions P]
 """
 
 from __future__ import annotations
@@ -17,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, BinaryIO
 
 import orjson
 
+from streams.tools.args import iso_date, positive
 from streams.tools.population import (
     DAY_MS,
     DEFAULT_CHANNELS,
@@ -144,7 +141,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     return SimulationConfig(
         users=args.users,
         days=args.days,
-        start=date.fromisoformat(args.start) if args.start else None,
+        start=args.start,
         seed=args.seed,
         winback_share=args.winback_share,
         close_partitions=args.close_partitions,
@@ -166,10 +163,11 @@ def simulate_command(args: argparse.Namespace) -> int:
         return 0
     from confluent_kafka import Producer
 
-    from streams.kafka import producer_config
+    from streams.kafka import check_brokers, producer_config
     from streams.settings import Settings
 
     settings = Settings.from_env_or_exit()
+    check_brokers(settings)
     topic = args.topic or settings.input_topic
     pace = args.seconds / config.days if args.seconds else None
     stats = publish_simulation(
@@ -189,14 +187,20 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "simulate",
         help="generate a realistic population's events (to Kafka, a file or stdout)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate a realistic, seeded population's events: acquisition channels "
+        "that retain differently, habits with weekly seasonality, drop-outs and win-backs. "
+        "Writes JSON lines to a file or stdout (--out), or publishes them to the input topic "
+        "keyed by user id, optionally paced to look live (--seconds).",
     )
-    parser.add_argument("--users", type=int, default=2_000)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--start", default=None, help="day 0, YYYY-MM-DD (default: D days ago)")
-    parser.add_argument("--winback-share", type=float, default=0.25)
+    parser.add_argument("--users", type=positive, default=2_000, help="users (2000)")
+    parser.add_argument("--days", type=positive, default=60, help="days (60)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    parser.add_argument(
+        "--start", type=iso_date, default=None, help="day 0, YYYY-MM-DD (default: D days ago)"
+    )
+    parser.add_argument(
+        "--winback-share", type=float, default=0.25, help="share of lapsed users who come back"
+    )
     parser.add_argument("--out", default=None, help="write JSON lines here (- for stdout)")
     parser.add_argument("--topic", default=None, help="default: ENGAGEMENT_INPUT_TOPIC")
     parser.add_argument("--seconds", type=float, default=None, help="play the days over M s")

@@ -34,6 +34,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from agents.logic.routing import Router
+from streams.exits import FAILURE
+from streams.logs import setup_logging
 from streams.redaction import mask_secrets
 from streams.settings import Settings
 from streams.worker.delivery import Deliverer
@@ -91,7 +93,7 @@ def die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):  # not Linux: the closed pipe still stops the child
         pass
     if os.getppid() != parent:  # the worker died before the line above
-        os._exit(1)
+        os._exit(FAILURE)
 
 
 def child_main(settings: Settings, conn: Connection, parent: int) -> None:
@@ -104,10 +106,7 @@ def child_main(settings: Settings, conn: Connection, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
     mask_secrets(settings.secrets())
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s",
-    )
+    setup_logging(settings, "ingest")
     tune_gc()
     asyncio.run(_serve(settings, conn))
 

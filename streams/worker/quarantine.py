@@ -29,12 +29,13 @@ from typing import Any
 from agents.logic.ingest import error_headers
 from agents.logic.meta import META_KEY
 from schemas.errors import BatchDecodeError, StateDecodeError
+from streams.exits import FAIL_STOP
 from streams.settings import Settings
 from streams.worker.delivery import Sink
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
-EXIT_FAIL_STOP = 70  # EX_SOFTWARE: the orchestrator restarts the worker
+EXIT_FAIL_STOP = FAIL_STOP  # 70, EX_SOFTWARE: the orchestrator restarts the worker
 
 
 class Quarantine:

@@ -488,4 +488,4 @@ def test_dockerignore_sends_only_the_package() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "schemas", "streams", "agents"}
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "schemas", "streams", "agents"}

@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_OUT = Path("bench/results")
+DESCRIPTION = (
+    "Start Apache Kafka (as the tests do), produce a simulated data set once, then measure in "
+    "turn: one engagement worker, the raw confluent-kafka loop, the naive Faust agent (on a "
+    "prefix), two engagement workers, latency to a signal, and (unless --skip-large) deadline "
+    "delay, memory and recovery with --users-large tracked users. Writes "
+    "bench/results/<UTC time>.json and .md."
+)
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,8 +30,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
         help="benchmark against the raw-client limit and a naive Faust agent",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
     )
     add = parser.add_argument
     add("--events", type=int, default=2_000_000, help="events in the data set")
@@ -49,6 +55,11 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def bench_command(args: argparse.Namespace) -> int:
     """Run the benchmark (heavy imports here, so that ``engagement --help`` stays fast)."""
-    from streams.testbed.bench.run import run_bench
+    import errno
 
+    from streams.testbed.bench.run import run_bench
+    from streams.testbed.brokers import kafka_jars_present
+
+    if args.kafka_lib is not None and not kafka_jars_present(args.kafka_lib):
+        raise FileNotFoundError(errno.ENOENT, "no Apache Kafka jars there", str(args.kafka_lib))
     return run_bench(args)
