@@ -10,6 +10,11 @@ Two levels, both pure (wall time passed in):
   partition that is momentarily caught up still has events to come whose times may lie behind
   the other partitions'. A partition with unread records is never idle. Only when every
   partition is idle does the newest of them set the clock (nothing is left to wait for).
+  "At its end" is what the consumer's last fetch said, and a partition whose leader is down or
+  moving is fetched from by nobody: it looks idle while its events wait on the broker. So an
+  idle partition stops holding the clock only once the broker has *confirmed* its end
+  (:meth:`InputWatermark.confirmed`), and only for the data read before that confirmation was
+  asked for: new data on the other partitions waits for the next confirmation.
 * :class:`SourceWatermarks` — one ``events.by_user`` partition over the ingest instances
   (sources) writing to it: the minimum over sources heard from recently, so several workers'
   ingests advance the clock together; a source silent for ``timeout_ms`` (its worker is gone,
@@ -24,14 +29,24 @@ Both only move forward.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
 class InputWatermark:
     """The watermark of one ingest instance."""
 
-    __slots__ = ("_assigned", "_at_end_since", "_idle_ms", "_lateness", "_newest", "_value")
+    __slots__ = (
+        "_assigned",
+        "_at_end_since",
+        "_confirmed",
+        "_idle_ms",
+        "_lateness",
+        "_newest",
+        "_reads",
+        "_value",
+    )
 
     def __init__(self, lateness_ms: int, idle_ms: int) -> None:
         self._lateness = lateness_ms
@@ -40,6 +55,9 @@ class InputWatermark:
         self._at_end_since: dict[Hashable, int] = {}  # partition -> wall ms it reached its end
         self._newest: dict[Hashable, int] = {}
         self._value = 0
+        # at-end partitions the broker confirmed -> the frontier that confirmation vouches for
+        self._confirmed: dict[Hashable, int] = {}
+        self._reads: dict[Hashable, int] = {}  # partition -> reads since assigned (a version)
 
     def assign(self, partitions: Iterable[Hashable]) -> None:
         self._assigned.update(partitions)
@@ -47,13 +65,18 @@ class InputWatermark:
     def revoke(self, partitions: Iterable[Hashable]) -> None:
         for partition in partitions:
             self._assigned.discard(partition)
-            self._at_end_since.pop(partition, None)
+            self._not_at_end(partition)
 
     def observe(self, partition: Hashable, newest_ms: int) -> None:
         """Events up to ``newest_ms`` were read from ``partition``."""
-        self._at_end_since.pop(partition, None)
+        self._not_at_end(partition)
         if newest_ms > self._newest.get(partition, 0):
             self._newest[partition] = newest_ms
+
+    def _not_at_end(self, partition: Hashable) -> None:
+        self._at_end_since.pop(partition, None)
+        self._confirmed.pop(partition, None)
+        self._reads[partition] = self._reads.get(partition, 0) + 1
 
     def reached_end(self, partition: Hashable, wall_ms: int) -> None:
         """``partition`` has nothing more to read for now (its end-of-partition event)."""
@@ -62,7 +85,7 @@ class InputWatermark:
     def has_unread(self, partition: Hashable) -> None:
         """``partition`` has records not read yet (its high watermark is past our position):
         it is not at its end, whatever end-of-partition event came before."""
-        self._at_end_since.pop(partition, None)
+        self._not_at_end(partition)
 
     @property
     def assigned(self) -> frozenset[Hashable]:
@@ -72,19 +95,49 @@ class InputWatermark:
         """The partitions currently taken to be at their end."""
         return list(self._at_end_since)
 
-    def value(self, wall_ms: int) -> int:
-        """The watermark at ``wall_ms``: it only moves forward."""
-        idle = {p for p, since in self._at_end_since.items() if wall_ms - since >= self._idle_ms}
+    def ask(self, wall_ms: int) -> EndQuestion:
+        """What to ask the broker now: are these at-end partitions really at their end? The
+        answer (:meth:`confirmed`) vouches for the frontier as it is at this moment."""
+        versions = {p: self._reads.get(p, 0) for p in self._at_end_since}
+        return EndQuestion(versions, self._frontier(self._idle(wall_ms)))
+
+    def confirmed(self, question: EndQuestion, partitions: Iterable[Hashable]) -> None:
+        """The broker answered ``question``: ``partitions`` had nothing unread. Those read
+        since the question was asked are left out (their answer is out of date)."""
+        for partition in partitions:
+            if self._reads.get(partition, 0) == question.versions.get(partition, -1):
+                self._confirmed[partition] = question.frontier_ms
+
+    def _idle(self, wall_ms: int) -> set[Hashable]:
+        return {p for p, since in self._at_end_since.items() if wall_ms - since >= self._idle_ms}
+
+    def _frontier(self, idle: set[Hashable]) -> int:
         active = self._assigned - idle
         if active:
-            frontier = min(self._newest.get(p, 0) for p in active)
-        else:
-            frontier = max(
-                (self._newest[p] for p in self._assigned if p in self._newest), default=0
-            )
+            return min(self._newest.get(p, 0) for p in active)
+        return max((self._newest[p] for p in self._assigned if p in self._newest), default=0)
+
+    def value(self, wall_ms: int) -> int:
+        """The watermark at ``wall_ms``: it only moves forward. An idle partition whose end the
+        broker has not confirmed holds it like an active one; a confirmed one lets it move up
+        to the frontier its confirmation vouched for."""
+        idle = self._idle(wall_ms) & self._confirmed.keys()
+        frontier = self._frontier(idle)
+        if idle:
+            frontier = min(frontier, *(self._confirmed[p] for p in idle))
         if frontier > 0 and frontier - self._lateness > self._value:
             self._value = frontier - self._lateness
         return self._value
+
+
+@dataclass(frozen=True, slots=True)
+class EndQuestion:
+    """A question to the broker about the partitions at their end: each partition's read
+    count when it was asked, and the frontier (newest event times, idle partitions left out)
+    a confirmation of all of them allows."""
+
+    versions: Mapping[Hashable, int]
+    frontier_ms: int
 
 
 def source_id(instance: str, inputs: int, owned: Iterable[int]) -> str:

@@ -35,6 +35,7 @@ from streams.settings import Settings
 from streams.topics import Topics
 from streams.worker.codecs import encode_batch, encode_batches
 from streams.worker.delivery import Sink
+from streams.worker.input_ends import InputEnds
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class IngestService(Service):
         # how far in wall time all our input has been read
         self.frontier = InputFrontier(int(settings.allowed_lateness * 1000))
         self._broadcast_at = 0.0
+        self._ends: InputEnds | None = None  # asks the brokers where the partitions end
 
     async def on_start(self) -> None:
         group = self.topics.ingest_group
@@ -138,6 +140,7 @@ class IngestService(Service):
         config["enable.partition.eof"] = True  # idle partitions must not hold the watermark
         # Idleness is decided by time: at its end for ENGAGEMENT_IDLE_TIMEOUT
         self._consumer = Consumer(config)
+        self._ends = InputEnds(self.settings, self.watermark, self.frontier)
         self._inputs = self._input_partitions(self._consumer)
         self._consumer.subscribe(
             [self.settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -195,6 +198,8 @@ class IngestService(Service):
                 messages = consumer.consume(self.settings.ingest_batch, timeout=0)
             except RuntimeError:  # closed by on_stop meanwhile
                 break
+            if self._ends is not None:
+                self._ends.turn(consumer)
             if messages:
                 self._reopen_unread(consumer)  # a partition idle before a long flush may not be
                 self.step(messages)

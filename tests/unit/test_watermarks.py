@@ -24,8 +24,11 @@ def test_an_idle_partition_does_not_hold_the_others_back() -> None:
     wm.assign(["p0", "p1"])
     wm.observe("p0", 50 * H)
     wm.reached_end("p1", wall_ms=1_000)
+    assert wm.value(1_000 + IDLE) == 0  # idle, but the broker has not confirmed its end
+    wm.confirmed(wm.ask(1_000 + IDLE), ["p1"])
     assert wm.value(1_000 + IDLE) == 49 * H  # p1 at its end for the idle timeout
     wm.reached_end("p0", wall_ms=40_000)
+    wm.confirmed(wm.ask(40_000 + IDLE), ["p0", "p1"])
     assert wm.value(40_000 + IDLE) == 49 * H
     wm.observe("p1", 20 * H)  # new data on p1 (older): the watermark never goes back
     assert wm.value(80_000) == 49 * H
@@ -44,6 +47,7 @@ def test_reaching_the_end_is_not_idleness() -> None:
     wm.observe("p0", 12 * H)  # p0's producer was only behind
     assert wm.value(IDLE + 5_000) == 11 * H
     wm.reached_end("p0", wall_ms=IDLE + 5_000)
+    wm.confirmed(wm.ask(2 * IDLE + 5_000), ["p0", "p1"])
     assert wm.value(2 * IDLE + 5_000) == 89 * H  # both idle now: nothing left to wait for
 
 
@@ -83,3 +87,43 @@ def test_the_clock_waits_until_the_sources_cover_every_input_partition() -> None
 def test_sources_that_do_not_name_their_partitions_count_as_before() -> None:
     assert covers_all(["legacy-source"]) and covers_all([])
     assert source_id("x", 8, [0, 7]) == "x:8:81"
+
+
+def test_an_idle_partition_holds_the_clock_until_the_broker_confirms_its_end() -> None:
+    """A partition whose leader is down is fetched from by nobody and looks idle while its
+    events wait on the broker (a three-node cluster losing a leader): without an answer from
+    the broker it holds the watermark like an active partition."""
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 50 * H)
+    wm.observe("p1", 20 * H)
+    wm.reached_end("p1", wall_ms=0)
+    question = wm.ask(IDLE)
+    assert wm.value(10 * IDLE) == 19 * H  # no answer (the leader is down): held
+    wm.confirmed(question, [])  # the broker answered for none of them
+    assert wm.value(10 * IDLE) == 19 * H
+    wm.confirmed(question, ["p1"])
+    assert wm.value(10 * IDLE) == 49 * H
+
+
+def test_data_read_after_a_confirmation_waits_for_the_next_one() -> None:
+    """Idle partitions, then a burst on all of them: the first partition read must not carry
+    the clock past events of the others that are on the broker but not fetched yet."""
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 30 * H)
+    wm.observe("p1", 30 * H)
+    wm.reached_end("p0", wall_ms=0)
+    wm.reached_end("p1", wall_ms=0)
+    wm.confirmed(wm.ask(IDLE), ["p0", "p1"])
+    assert wm.value(IDLE) == 29 * H
+    wm.observe("p0", 90 * H)  # the burst, first read on p0; p1's part is still to be fetched
+    assert wm.value(IDLE + 1) == 29 * H  # p1's confirmation vouched for the old data only
+    question = wm.ask(IDLE + 2)
+    wm.has_unread("p1")  # the broker's answer: p1's end is past our position
+    wm.confirmed(question, ["p1"])  # an answer for a partition read since is out of date
+    assert wm.value(IDLE + 3) == 29 * H
+    wm.observe("p1", 80 * H)
+    wm.reached_end("p1", wall_ms=IDLE + 4)
+    wm.confirmed(wm.ask(2 * IDLE + 4), ["p1"])
+    assert wm.value(2 * IDLE + 4) == 89 * H  # p1 idle and confirmed again: p0 sets it
