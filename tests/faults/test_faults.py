@@ -329,13 +329,6 @@ def test_changelog_unwritable_stops_the_worker(make_system) -> None:
 
 
 @pytest.mark.configs("event-memory")  # replication, not clocks: one configuration is enough
-@pytest.mark.xfail(
-    reason="judged against the oracle since the harness of issue 16 (2026-12-02 08:24 clean-clone "
-    "run): input accounted for and aggregates equal to the oracle, but 22 reactivated signals the "
-    "oracle expects were not delivered and 26 it does not expect were (16 of them classified as "
-    "backlog); not yet explained (the old engine-replay check passed)",
-    strict=False,
-)
 def test_partition_leader_node_killed_on_a_three_node_cluster(
     make_cluster_system, fault_cluster: KafkaCluster
 ) -> None:
