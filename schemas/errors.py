@@ -6,7 +6,8 @@
     ├── StateDecodeError (+ ValueError)   stored state bytes of an unknown version or shape
     ├── BatchDecodeError (+ ValueError)   an events.by_user record that cannot be read
     ├── BrokerError (+ RuntimeError)      an embedded or test broker failed to start or stop
-    └── DeliveryFailed (+ RuntimeError)   Kafka refused a record for good; names the record
+    ├── DeliveryFailed (+ RuntimeError)   Kafka refused a record for good; names the record
+    └── RegistryUnavailable (+ RuntimeError)  the Schema Registry did not answer a lookup
 
 Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
 """
@@ -73,3 +74,8 @@ class BrokerError(EngagementError, RuntimeError):
 class DeliveryFailed(EngagementError, RuntimeError):
     """Kafka refused a record for a reason retrying cannot fix (and it could not be reduced):
     the worker stops rather than acknowledge the input behind it."""
+
+
+class RegistryUnavailable(EngagementError, RuntimeError):
+    """The Schema Registry could not be asked about a schema id (down, 5xx, timeout): the
+    message is not at fault, so it is not dead-lettered; ingest stops before committing it."""
