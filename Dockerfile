@@ -6,7 +6,7 @@
 # because the environment this file was written in has no container registry access.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: wheels for the project and every dependency (with the rocksdb extra) ---------------
+# --- builder: wheels for the project and every dependency (rocksdb, registry extras) -------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # A compiler only in case a dependency has no wheel for this platform; it stays in this stage.
@@ -18,7 +18,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY schemas/ schemas/
 COPY streams/ streams/
 COPY agents/ agents/
-RUN pip wheel --wheel-dir /wheels ".[rocksdb]"
+RUN pip wheel --wheel-dir /wheels ".[rocksdb,registry]"
 
 # --- runtime: the wheels installed, no compiler, no source tree, a non-root user --------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ENGAGEMENT_STORE=rocksdict:// \
     ENGAGEMENT_DATA_DIR=/var/lib/engagement-stream
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "engagement-stream[rocksdb]"
+    pip install --no-index --find-links=/wheels "engagement-stream[rocksdb,registry]"
 # uid/gid 10001: the Helm chart's runAsUser/runAsGroup/fsGroup. A numeric USER lets Kubernetes
 # verify runAsNonRoot. Only the data directory (a volume in Kubernetes) and /tmp are written.
 RUN groupadd --system --gid 10001 engagement \

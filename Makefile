@@ -10,6 +10,9 @@ CACHE ?= $(HOME)/.cache/engagement-stream
 KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' streams/testbed/brokers/pom.xml)
 KAFKA_LIB := $(CACHE)/kafka-$(KAFKA_VERSION)/lib
 export ENGAGEMENT_KAFKA_LIB ?= $(abspath $(KAFKA_LIB))
+REGISTRY_VERSION := $(shell sed -n 's:.*<apicurio.version>\(.*\)</apicurio.version>.*:\1:p' streams/testbed/registry/pom.xml)
+REGISTRY_DIR := $(CACHE)/apicurio-registry-$(REGISTRY_VERSION)
+export ENGAGEMENT_REGISTRY_DIR ?= $(abspath $(REGISTRY_DIR))
 PYTEST_ARGS ?=
 HELM_VERSION := v3.22.0
 HELM := $(CACHE)/bin/helm
@@ -21,7 +24,7 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 export ENGAGEMENT_HELM ?= $(abspath $(HELM))
 CHART := helm/engagement-stream
 
-.PHONY: help venv deps kafka-jars system-deps helm-bin chart demo test faults unit lint format clean bench
+.PHONY: help venv deps kafka-jars registry system-deps helm-bin chart demo test faults unit lint format clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,7 +34,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[embedded,rocksdb,fit,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[embedded,rocksdb,fit,registry,dev]'
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the project with all extras
@@ -42,6 +45,13 @@ $(KAFKA_LIB)/.complete: streams/testbed/brokers/pom.xml
 	touch $@
 
 kafka-jars: $(KAFKA_LIB)/.complete ## fetch Apache Kafka's jars from Maven Central (cached outside the repo)
+
+$(REGISTRY_DIR)/.complete: streams/testbed/registry/pom.xml
+	@command -v mvn >/dev/null || (apt-get update -qq && apt-get install -y -qq maven)
+	mvn -q -B -f streams/testbed/registry/pom.xml package -Dregistry.dir=$(abspath $(REGISTRY_DIR))
+	touch $@
+
+registry: $(REGISTRY_DIR)/.complete ## build the test Schema Registry (Apicurio, from Maven Central; cached outside the repo)
 
 SYSTEM_TOOLS := kcat promtool chromium
 system-deps: ## install Debian packages the tests use (kcat, prometheus, chromium)
@@ -64,7 +74,7 @@ chart: venv helm-bin ## helm lint every ci/ scenario, then the chart tests (rend
 	done
 	$(BIN)/python -m pytest tests/unit/test_helm_chart.py $(PYTEST_ARGS)
 
-deps: venv kafka-jars system-deps helm-bin ## everything the tests need
+deps: venv kafka-jars registry system-deps helm-bin ## everything the tests need
 
 demo: venv ## run the main job on the embedded broker
 	$(BIN)/engagement demo

@@ -8,6 +8,7 @@
     ├── BrokerError (+ RuntimeError)      a broker we manage or talk to failed
     │   └── BrokerUnreachable             no broker answered in time, or it refused our login
     ├── DeliveryFailed (+ RuntimeError)   Kafka refused a record for good; names the record
+    ├── RegistryUnavailable (+ RuntimeError)  the Schema Registry did not answer a lookup
     └── UsageError (+ ValueError)         a command-line argument a command cannot use
 
 Callers that only know the builtins still catch ``ValueError`` / ``RuntimeError``.
@@ -84,3 +85,8 @@ class DeliveryFailed(EngagementError, RuntimeError):
 
 class UsageError(EngagementError, ValueError):
     """A command-line argument that parses but cannot be used (exit status 2, as argparse's)."""
+
+
+class RegistryUnavailable(EngagementError, RuntimeError):
+    """The Schema Registry could not be asked about a schema id (down, 5xx, timeout): the
+    message is not at fault, so it is not dead-lettered; ingest stops before committing it."""

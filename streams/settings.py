@@ -145,6 +145,14 @@ def _str(text: str) -> str:
     return text
 
 
+def _http_url(text: str) -> str:
+    """An http(s) base URL without the trailing slash, or empty (the feature is off)."""
+    url = text.strip().rstrip("/")
+    if url and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return url
+
+
 def setting(
     env: str, default: str, parse: Callable[[str], Any], doc: str, secret: bool = False
 ) -> Any:
@@ -373,6 +381,15 @@ class Settings:
         _int_range(256, 16 * 1024 * 1024),
         "Input messages larger than this are dead-lettered (reason too_large).",
     )
+    schema_registry_url: str = setting(
+        "ENGAGEMENT_SCHEMA_REGISTRY_URL",
+        "",
+        _http_url,
+        "Base URL of a Confluent-compatible Schema Registry (e.g. http://registry:8081, or "
+        "Apicurio's http://host:8080/apis/ccompat/v6): input values in its wire format (0x00 + "
+        "schema id) are decoded as Avro or Protobuf; empty: off, such values are dead-lettered "
+        "(unknown_schema_id). Not with ENGAGEMENT_INPUT_KEYED_BY_USER.",
+    )
     record_max_bytes: int = setting(
         "ENGAGEMENT_RECORD_MAX_BYTES",
         "524288",
@@ -535,6 +552,11 @@ class Settings:
             raise SettingsError(
                 "ENGAGEMENT_MIN_INSYNC_REPLICAS",
                 "must not exceed ENGAGEMENT_REPLICATION_FACTOR (no write could succeed)",
+            )
+        if self.schema_registry_url and self.input_keyed_by_user:
+            raise SettingsError(
+                "ENGAGEMENT_SCHEMA_REGISTRY_URL",
+                "is read by the re-keying ingest stage, not with ENGAGEMENT_INPUT_KEYED_BY_USER",
             )
         _check_security(self)
         return self

@@ -97,6 +97,7 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
         "pattern": r"^kafka://[^\s/:,]+(:[0-9]+)?(\s*,\s*kafka://[^\s/:,]+(:[0-9]+)?)*$"
     },
     "ENGAGEMENT_APP_ID": {"minLength": 1},
+    "ENGAGEMENT_SCHEMA_REGISTRY_URL": {"pattern": r"^(https?://[^\s/]+(/\S*)?)?$"},
     "ENGAGEMENT_INPUT_TOPIC": {"minLength": 1},
     "ENGAGEMENT_INPUT_KEYED_BY_USER": {
         "pattern": "^(true|false|True|False|TRUE|FALSE|1|0|yes|no|on|off)$"

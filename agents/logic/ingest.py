@@ -8,6 +8,10 @@ Shapes (CloudEvents binary and structured mode, Segment / RudderStack, canonical
 recognised, not configured, and mapped to the canonical dict by :mod:`agents.logic.shapes`,
 which documents the rules and the field mappings.
 
+A value in the Confluent wire format (0x00 + 4-byte schema id: Avro or Protobuf through a
+Schema Registry) is decoded by the ``decoder`` passed in (:mod:`agents.logic.wire`) instead of
+orjson, and the record it yields is recognised like a decoded JSON value.
+
 Every shape becomes the canonical dict and is then validated by the same compiled JSON Schema,
 so the contract is written once. Shapes other than canonical produce ``schema_version`` 1.
 """
@@ -22,6 +26,7 @@ import fastjsonschema
 import orjson
 
 from agents.logic.shapes import Reason, Rejection, normalise
+from agents.logic.wire import Decoder, framed
 from schemas import load_schema
 from schemas.records import Event, Headers
 from schemas.timestamps import TIMESTAMP_RULE, event_time_ms
@@ -76,9 +81,14 @@ _VALIDATE = fastjsonschema.compile(_SCHEMA)  # once, at import: a bad schema fai
 
 
 def ingest(
-    value: bytes | None, headers: HeaderPairs | None, now_ms: int, limits: IngestLimits
+    value: bytes | None,
+    headers: HeaderPairs | None,
+    now_ms: int,
+    limits: IngestLimits,
+    decoder: Decoder | None = None,
 ) -> Event | Rejection:
-    """Turn one input message into a canonical Event, or say why not. Never raises."""
+    """Turn one input message into a canonical Event, or say why not. Never raises on input
+    (``decoder``, which reads wire-format values, may raise when its registry cannot answer)."""
     if value is not None and len(value) > limits.max_message_bytes:
         return Rejection(
             Reason.TOO_LARGE,
@@ -95,7 +105,7 @@ def ingest(
     elif not value:
         return Rejection(Reason.EMPTY, "message value is empty (null or zero bytes)")
     else:
-        obj = _decode(value)
+        obj = _decode(value) if not framed(value) else _decode_framed(value, decoder)
         if isinstance(obj, Rejection):
             return obj
         normalised = normalise(obj, meta)
@@ -203,6 +213,17 @@ def _decode(value: bytes) -> Any:
     if value.count(b"[") + value.count(b"{") > MAX_DEPTH and _depth(obj) > MAX_DEPTH:
         return Rejection(Reason.INVALID_JSON, f"JSON nested deeper than {MAX_DEPTH} levels")
     return obj
+
+
+def _decode_framed(value: bytes, decoder: Decoder | None) -> Any:
+    """A wire-format value through the registry decoder, or a Rejection when there is none."""
+    if decoder is None:
+        return Rejection(
+            Reason.UNKNOWN_SCHEMA_ID,
+            "wire-format value (0x00 + schema id) but Schema Registry input is off "
+            "(ENGAGEMENT_SCHEMA_REGISTRY_URL is empty)",
+        )
+    return decoder(value)
 
 
 def _depth(obj: Any) -> int:

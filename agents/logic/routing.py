@@ -15,6 +15,7 @@ from typing import NamedTuple
 from agents.logic.dead_letters import fit_dead_letter
 from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
 from agents.logic.partitioning import partition_for
+from agents.logic.wire import Decoder
 from schemas.records import Event, Headers
 
 _CACHE_LIMIT = 500_000
@@ -50,9 +51,12 @@ class Routed:
 class Router:
     """Routes input records to ``partitions`` partitions; caches user -> partition."""
 
-    def __init__(self, partitions: int, limits: IngestLimits) -> None:
+    def __init__(
+        self, partitions: int, limits: IngestLimits, decoder: Decoder | None = None
+    ) -> None:
         self.partitions = partitions
         self.limits = limits
+        self.decoder = decoder  # wire-format (Schema Registry) values; None: dead-lettered
         self._cache: dict[str, int] = {}
 
     def partition_of(self, user_id: str) -> int:
@@ -70,7 +74,7 @@ class Router:
         for record in records:
             source = (record.topic, record.partition)
             offsets[source] = record.offset + 1
-            result = ingest(record.value, record.headers, now_ms, self.limits)
+            result = ingest(record.value, record.headers, now_ms, self.limits, self.decoder)
             if isinstance(result, Event):
                 batches.setdefault(self.partition_of(result.user_id), []).append(result)
                 if result.timestamp_ms > newest.get(source, 0):

@@ -68,6 +68,8 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # wire format: the registry has no such schema
+    UNDECODABLE_PAYLOAD = "undecodable_payload"  # wire format: the schema cannot read it
 
 
 @dataclass(frozen=True, slots=True)

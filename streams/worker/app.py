@@ -12,13 +12,12 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from agents import activity, lifecycle
-from agents.logic.routing import Router
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.worker import web
 from streams.worker.consumer import RewindingApp
 from streams.worker.delivery import Deliverer, Sink
-from streams.worker.ingest import IngestService, ingest_limits
+from streams.worker.ingest import IngestService, ingest_limits, ingest_router
 from streams.worker.ingest_process import IngestProcess, own_process
 from streams.worker.metrics import Metrics, SnapshotCollector, register_process_collectors
 from streams.worker.runtime import Runtime
@@ -133,9 +132,7 @@ def create_worker(
         if ingest_apart:
             ingest = IngestProcess(settings, metrics)
         else:
-            ingest = IngestService(
-                settings, metrics, deliverer, Router(settings.partitions, ingest_limits(settings))
-            )
+            ingest = IngestService(settings, metrics, deliverer, ingest_router(settings))
         _start_with_app(app, ingest)
     lifecycle.register(app, runtime)
     _register_housekeeping(app, runtime)

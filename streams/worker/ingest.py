@@ -58,6 +58,17 @@ def ingest_limits(settings: Settings) -> IngestLimits:
     )
 
 
+def ingest_router(settings: Settings) -> Router:
+    """The ingest router the settings ask for; with ENGAGEMENT_SCHEMA_REGISTRY_URL set it
+    decodes wire-format (Avro, Protobuf) values through that registry."""
+    decoder = None
+    if settings.schema_registry_url:
+        from streams.worker.registry_input import RegistryDecoder  # only with the registry extra
+
+        decoder = RegistryDecoder(settings.schema_registry_url)
+    return Router(settings.partitions, ingest_limits(settings), decoder)
+
+
 PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 
 

@@ -33,14 +33,13 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from agents.logic.routing import Router
 from streams.exits import FAILURE
 from streams.logs import setup_logging
 from streams.redaction import mask_secrets
 from streams.settings import Settings
 from streams.worker.delivery import Deliverer
 from streams.worker.gc_tuning import tune_gc
-from streams.worker.ingest import IngestService, ingest_limits
+from streams.worker.ingest import IngestService, ingest_router
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.event_types)
     deliverer = Deliverer(settings, metrics)
-    router = Router(settings.partitions, ingest_limits(settings))
+    router = ingest_router(settings)
     sent: dict[CounterKey, float] = {}
 
     def report() -> None:

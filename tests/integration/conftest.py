@@ -6,6 +6,9 @@
 - A broker that cannot start skips its tests locally; with ``CI=true`` it fails the run.
 - Kafka's jars: ``$ENGAGEMENT_KAFKA_LIB``, else ``~/.cache/engagement-stream/kafka-<v>/lib``,
   fetched with ``mvn`` when missing.
+- ``schema_registry``: a real Confluent-compatible Schema Registry (Apicurio, in memory), one
+  for the session; built with ``mvn`` into ``$ENGAGEMENT_REGISTRY_DIR`` when missing
+  (``make registry``). Skipped locally when it cannot start, a failure with ``CI=true``.
 
 Helpers for tests: :func:`create_topics`, :func:`make_unique_name`; fixture ``unique_name``.
 """
@@ -32,6 +35,12 @@ from streams.testbed.brokers import (
     default_kafka_lib,
     fetch_kafka_jars,
     kafka_jars_present,
+)
+from streams.testbed.brokers.registry import (
+    SchemaRegistry,
+    build_registry,
+    default_registry_dir,
+    runner_jar,
 )
 
 BROKERS_ENV = "ENGAGEMENT_TEST_BROKERS"
@@ -152,6 +161,25 @@ def kafka_broker(broker_pool: BrokerPool) -> BrokerHandle:
     if "kafka" not in selected_kinds():
         pytest.skip(f"Apache Kafka is not selected by {BROKERS_ENV}")
     return broker_pool.get("kafka")
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[SchemaRegistry]:
+    """A real Schema Registry on loopback for the session (see the module docstring)."""
+    registry = SchemaRegistry(default_registry_dir())
+    try:
+        if runner_jar(registry.registry_dir) is None:
+            build_registry(registry.registry_dir)
+        registry.start()
+    except BrokerError as exc:
+        registry.stop()
+        if in_ci():
+            raise
+        pytest.skip(f"Schema Registry unavailable: {exc}")
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 def make_unique_name(prefix: str) -> str:

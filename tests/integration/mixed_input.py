@@ -27,6 +27,10 @@ class Message:
     reason: Reason | None = None
 
 
+# reasons only a Schema Registry can give (tests/integration/test_registry_input.py)
+NEEDS_REGISTRY = frozenset({Reason.UNDECODABLE_PAYLOAD})
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
@@ -109,6 +113,8 @@ def malformed(i: int, reason: Reason, now_ms: int) -> Message:
         value = orjson.dumps({**base, "timestamp": "last tuesday"})
     elif reason is Reason.FUTURE_TIMESTAMP:
         value = orjson.dumps({**base, "timestamp": now_ms + 5 * 86_400_000})
+    elif reason is Reason.UNKNOWN_SCHEMA_ID:  # wire format, and the worker has no registry
+        value = b"\x00" + (40_000 + i).to_bytes(4, "big") + orjson.dumps(base)
     else:
         value = orjson.dumps({**base, "schema_version": 99})
     return Message(f"bad-{i}".encode(), value, [("x-trace", str(i).encode())], reason=reason)
@@ -116,7 +122,7 @@ def malformed(i: int, reason: Reason, now_ms: int) -> Message:
 
 def mixed_stream(total: int, bad_share: float, seed: int, now_ms: int) -> list[Message]:
     rnd = random.Random(seed)
-    reasons = list(Reason)
+    reasons = [r for r in Reason if r not in NEEDS_REGISTRY]
     n_bad = int(total * bad_share)
     messages = [malformed(i, reasons[i % len(reasons)], now_ms) for i in range(n_bad)]
     messages += [valid(i, rnd, now_ms) for i in range(total - n_bad)]

@@ -468,7 +468,9 @@ def test_dockerfile_invariants() -> None:
     assert stages == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
     last_from = max(i for i, (k, _) in enumerate(instructions) if k == "FROM")
     runtime = instructions[last_from:]
-    assert any(k == "RUN" and "pip wheel" in v and ".[rocksdb]" in v for k, v in instructions)
+    assert any(
+        k == "RUN" and "pip wheel" in v and ".[rocksdb,registry]" in v for k, v in instructions
+    )
     assert not any("build-essential" in v for _, v in runtime), "no compiler at runtime"
     users = [v for k, v in runtime if k == "USER"]
     assert users == ["10001:10001"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,21 @@ def _headers(case: dict[str, Any]) -> list[tuple[str, bytes | None]]:
     return [(name, _header_value(raw)) for name, raw in case["headers"]]
 
 
+def _decoder(case: dict[str, Any]) -> Callable[[bytes], Any] | None:
+    """A stand-in for the registry decoder (the real one: tests/integration/
+    test_registry_input.py): answers the case's ``decoder`` record or rejection."""
+    answer = case.get("decoder")
+    if answer is None:
+        return None
+    if "reason" in answer:
+        rejection = Rejection(Reason(answer["reason"]), answer["message"])
+        return lambda value: rejection
+    return lambda value: answer["record"]
+
+
 def _run(case: dict[str, Any]) -> Event | Rejection:
     limits = dataclasses.replace(LIMITS, **case.get("limits", {}))
-    return ingest(_value(case), _headers(case), case["now_ms"], limits)
+    return ingest(_value(case), _headers(case), case["now_ms"], limits, _decoder(case))
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
