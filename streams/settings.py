@@ -10,147 +10,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.errors import SettingsError
 from schemas.records import channel_labels
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
-DAY_SECONDS = 86_400.0
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-
-
-def parse_duration(text: str) -> float:
-    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"250ms"`` or plain seconds -> seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 250ms, 30s, 15m, 1h, 7d)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use true or false)")
-
-
-def _names(text: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    for item in items:
-        if not _NAME.match(item):
-            raise ValueError(f"{item!r} is not a lower-case name ([a-z0-9_.-])")
-    if len(set(items)) != len(items):
-        raise ValueError("names repeat")
-    return items
-
-
-def _brokers(text: str) -> tuple[str, ...]:
-    urls = tuple(item.strip() for item in text.split(",") if item.strip())
-    if not urls:
-        raise ValueError("at least one broker URL is required, e.g. kafka://localhost:9092")
-    for url in urls:
-        if not re.match(r"^kafka://[^\s/:]+(:\d+)?$", url):
-            raise ValueError(f"{url!r} is not of the form kafka://host:port")
-    return urls
-
-
-def _categories(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """``"purchase=purchase|checkout;social=share|invite"`` -> ((name, event types), ...)."""
-    result = []
-    for part in (p.strip() for p in text.split(";") if p.strip()):
-        name, sep, types = part.partition("=")
-        members = tuple(t.strip() for t in types.split("|") if t.strip())
-        if not sep or not _NAME.match(name.strip()) or not members:
-            raise ValueError(f"{part!r} is not of the form name=type|type")
-        result.append((name.strip(), members))
-    if len(result) > 4:
-        raise ValueError("at most 4 categories are tracked per user")
-    return tuple(result)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    if not values or values[0] < 1:
-        raise ValueError("a comma-separated list of whole days >= 1 is required")
-    return values
-
-
-def _timezone(text: str) -> str:
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"{text!r} is not an IANA timezone name") from exc
-    return text
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
-        return text
-
-    return parse
-
-
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"{value} is outside {low}..{high}")
-        return value
-
-    return parse
-
-
-def _replicas(text: str) -> int:
-    """A replica count 1..32, or -1 for the brokers' default (as Kafka Streams does)."""
-    value = int(text)
-    if value != -1 and not 1 <= value <= 32:
-        raise ValueError(f"{value} is neither -1 (the brokers' default) nor within 1..32")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"{value} must be > 0")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise ValueError(f"{value} must be strictly between 0 and 1")
-    return value
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError("must be longer than zero")
-    return value
-
-
-def _str(text: str) -> str:
-    return text
-
-
-def _http_url(text: str) -> str:
-    """An http(s) base URL without the trailing slash, or empty (the feature is off)."""
-    url = text.strip().rstrip("/")
-    if url and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
-        raise ValueError(f"{url!r} is not an http:// or https:// URL")
-    return url
+from streams.setting_values import (
+    DAY_SECONDS,
+    SECURITY_PROTOCOLS,
+    as_bool,
+    as_brokers,
+    as_categories,
+    as_choice,
+    as_http_url,
+    as_int_range,
+    as_ints,
+    as_names,
+    as_positive_duration,
+    as_positive_float,
+    as_probability,
+    as_replicas,
+    as_str,
+    as_timezone,
+    parse_duration,
+)
 
 
 def setting(
@@ -170,25 +55,25 @@ class Settings:
     broker: tuple[str, ...] = setting(
         "ENGAGEMENT_BROKER",
         "kafka://localhost:9092",
-        _brokers,
+        as_brokers,
         "Kafka bootstrap servers, comma-separated kafka://host:port URLs.",
     )
     app_id: str = setting(
         "ENGAGEMENT_APP_ID",
         "engagement-stream",
-        _str,
+        as_str,
         "Consumer group and changelog-topic prefix; one per deployment.",
     )
     input_topic: str = setting(
         "ENGAGEMENT_INPUT_TOPIC",
         "user.events",
-        _str,
+        as_str,
         "Topic upstream services publish activity events to.",
     )
     input_keyed_by_user: bool = setting(
         "ENGAGEMENT_INPUT_KEYED_BY_USER",
         "false",
-        _bool,
+        as_bool,
         "The input topic is already keyed by user id with murmur2 and has ENGAGEMENT_PARTITIONS "
         "partitions: skip the re-keying hop and fold straight from it (one Faust message per "
         "event, so slower per event than the batched hop).",
@@ -196,19 +81,19 @@ class Settings:
     topic_prefix: str = setting(
         "ENGAGEMENT_TOPIC_PREFIX",
         "engagement",
-        _str,
+        as_str,
         "Prefix of the topics engagement-stream owns (events.by_user, dead_letter, signals.*).",
     )
     partitions: int = setting(
         "ENGAGEMENT_PARTITIONS",
         "8",
-        _int_range(1, 10_000),
+        as_int_range(1, 10_000),
         "Partitions of engagement.events.by_user and the state tables; the unit of scale-out.",
     )
     replication_factor: int = setting(
         "ENGAGEMENT_REPLICATION_FACTOR",
         "-1",
-        _replicas,
+        as_replicas,
         "Replication factor of the topics engagement-stream creates (events.by_user, "
         "dead_letter, signals.*, the state changelog); -1: the brokers' "
         "default.replication.factor.",
@@ -216,62 +101,62 @@ class Settings:
     min_insync_replicas: int = setting(
         "ENGAGEMENT_MIN_INSYNC_REPLICAS",
         "-1",
-        _replicas,
+        as_replicas,
         "min.insync.replicas of the topics engagement-stream creates (writes wait for this many "
         "replicas); -1: the brokers' default.",
     )
     store: str = setting(
         "ENGAGEMENT_STORE",
         "memory://",
-        _choice("memory://", "rocksdict://"),
+        as_choice("memory://", "rocksdict://"),
         "State store: memory:// (development) or rocksdict:// (production; files in the data dir).",
     )
     data_dir: str = setting(
         "ENGAGEMENT_DATA_DIR",
         "data",
-        _str,
+        as_str,
         "Directory for the worker's local state (RocksDB files, Faust metadata).",
     )
     web_host: str = setting(
         "ENGAGEMENT_WEB_HOST",
         "0.0.0.0",
-        _str,
+        as_str,
         "Address the worker's web server binds (/metrics, /users/{id}, /healthz, /readyz).",
     )
     web_port: int = setting(
-        "ENGAGEMENT_WEB_PORT", "6066", _int_range(1, 65_535), "Port of the worker's web server."
+        "ENGAGEMENT_WEB_PORT", "6066", as_int_range(1, 65_535), "Port of the worker's web server."
     )
     advertised_url: str = setting(
         "ENGAGEMENT_ADVERTISED_URL",
         "",
-        _str,
+        as_str,
         "URL other workers use to reach this one's web server (for /users/{id} routing); "
         "default http://<host>:<port> from ENGAGEMENT_WEB_HOST or the hostname.",
     )
     timezone: str = setting(
         "ENGAGEMENT_TIMEZONE",
         "UTC",
-        _timezone,
+        as_timezone,
         "IANA timezone whose calendar days define 'day' for DAU, cohorts and retention.",
     )
     clock: str = setting(
         "ENGAGEMENT_CLOCK",
         "wall",
-        _choice("wall", "event"),
+        as_choice("wall", "event"),
         "wall: deadlines fire on processing time (live). event: they fire when the event-time "
         "watermark passes them (replay, backfill, deterministic tests).",
     )
     allowed_lateness: float = setting(
         "ENGAGEMENT_ALLOWED_LATENESS",
         "1h",
-        _positive_duration,
+        as_positive_duration,
         "How far the event-clock watermark trails the newest event time, and how long after its "
         "end a day counts as incomplete. Must be under one day.",
     )
     idle_timeout: float = setting(
         "ENGAGEMENT_IDLE_TIMEOUT",
         "30s",
-        _positive_duration,
+        as_positive_duration,
         "Event clock: how long an input partition must have had nothing to read before the "
         "watermark stops waiting for it (reaching its end alone is not enough), and how long a "
         "by_user partition waits for an ingest instance it no longer hears from.",
@@ -279,19 +164,19 @@ class Settings:
     max_future_skew: float = setting(
         "ENGAGEMENT_MAX_FUTURE_SKEW",
         "10m",
-        _positive_duration,
+        as_positive_duration,
         "Events stamped further ahead of the wall clock than this are dead-lettered (< 1 day).",
     )
     dormant_after: float = setting(
         "ENGAGEMENT_DORMANT_AFTER",
         "7d",
-        _positive_duration,
+        as_positive_duration,
         "A user without activity for this long becomes dormant.",
     )
     churned_after: float = setting(
         "ENGAGEMENT_CHURNED_AFTER",
         "30d",
-        _positive_duration,
+        as_positive_duration,
         "A user without activity for this long becomes churned (longer than the dormant delay).",
     )
     signal_max_age: float = setting(
@@ -308,83 +193,83 @@ class Settings:
     discard_after: float = setting(
         "ENGAGEMENT_DISCARD_AFTER",
         "400d",
-        _positive_duration,
+        as_positive_duration,
         "A churned user's state is deleted after this long without activity.",
     )
     alive_threshold: float = setting(
         "ENGAGEMENT_ALIVE_THRESHOLD",
         "0.5",
-        _probability,
+        as_probability,
         "A user becomes at_risk when the MBG/NBD probability of being alive falls below this.",
     )
     model_r: float = setting(
-        "ENGAGEMENT_MODEL_R", "0.8", _positive_float, "MBG/NBD population parameter r (days)."
+        "ENGAGEMENT_MODEL_R", "0.8", as_positive_float, "MBG/NBD population parameter r (days)."
     )
     model_alpha: float = setting(
-        "ENGAGEMENT_MODEL_ALPHA", "4.0", _positive_float, "MBG/NBD population parameter alpha."
+        "ENGAGEMENT_MODEL_ALPHA", "4.0", as_positive_float, "MBG/NBD population parameter alpha."
     )
     model_a: float = setting(
-        "ENGAGEMENT_MODEL_A", "0.3", _positive_float, "MBG/NBD population parameter a."
+        "ENGAGEMENT_MODEL_A", "0.3", as_positive_float, "MBG/NBD population parameter a."
     )
     model_b: float = setting(
-        "ENGAGEMENT_MODEL_B", "3.0", _positive_float, "MBG/NBD population parameter b."
+        "ENGAGEMENT_MODEL_B", "3.0", as_positive_float, "MBG/NBD population parameter b."
     )
     model_file: str = setting(
         "ENGAGEMENT_MODEL_FILE",
         "",
-        _str,
+        as_str,
         "A parameters file written by `engagement fit`; overrides the ENGAGEMENT_MODEL_* values.",
     )
     horizon_days: int = setting(
         "ENGAGEMENT_HORIZON_DAYS",
         "120",
-        _int_range(90, 1024),
+        as_int_range(90, 1024),
         "Days of per-user activity history kept in state (active-day bitmaps).",
     )
     aggregate_days: int = setting(
         "ENGAGEMENT_AGGREGATE_DAYS",
         "35",
-        _int_range(35, 90),
+        as_int_range(35, 90),
         "Days of partition aggregates kept; late events inside it still count in their own day.",
     )
     retention_days: tuple[int, ...] = setting(
-        "ENGAGEMENT_RETENTION_DAYS", "1,7,30", _ints, "The N of the N-day retention gauges."
+        "ENGAGEMENT_RETENTION_DAYS", "1,7,30", as_ints, "The N of the N-day retention gauges."
     )
     channels: tuple[str, ...] = setting(
         "ENGAGEMENT_CHANNELS",
         "organic,paid_search,paid_social,email,referral",
-        _names,
+        as_names,
         "Acquisition channels reported by name; any other channel is reported as 'other'.",
     )
     event_types: tuple[str, ...] = setting(
         "ENGAGEMENT_EVENT_TYPES",
         "session_start,page_view,screen_view,click,search,add_to_cart,purchase,share,invite,"
         "comment,review,feedback",
-        _names,
+        as_names,
         "Event types counted by name in metrics; any other type is counted as 'other'.",
     )
     categories: tuple[tuple[str, tuple[str, ...]], ...] = setting(
         "ENGAGEMENT_CATEGORIES",
         "purchase=purchase|add_to_cart;social=share|invite|comment;feedback=review|feedback",
-        _categories,
+        as_categories,
         "Event categories whose decline against the user's own baseline is reported in signals.",
     )
     schema_versions: tuple[int, ...] = setting(
         "ENGAGEMENT_SCHEMA_VERSIONS",
         "1",
-        _ints,
+        as_ints,
         "schema_version values of the canonical event that are accepted.",
     )
     max_message_bytes: int = setting(
         "ENGAGEMENT_MAX_MESSAGE_BYTES",
         "65536",
-        _int_range(256, 16 * 1024 * 1024),
+        as_int_range(256, 16 * 1024 * 1024),
         "Input messages larger than this are dead-lettered (reason too_large).",
     )
     schema_registry_url: str = setting(
         "ENGAGEMENT_SCHEMA_REGISTRY_URL",
         "",
-        _http_url,
+        as_http_url,
         "Base URL of a Confluent-compatible Schema Registry (e.g. http://registry:8081, or "
         "Apicurio's http://host:8080/apis/ccompat/v6): input values in its wire format (0x00 + "
         "schema id) are decoded as Avro or Protobuf; empty: off, such values are dead-lettered "
@@ -393,7 +278,7 @@ class Settings:
     record_max_bytes: int = setting(
         "ENGAGEMENT_RECORD_MAX_BYTES",
         "524288",
-        _int_range(64 * 1024, 1_000_000),
+        as_int_range(64 * 1024, 1_000_000),
         "Largest record ingest writes: events.by_user batches are split by encoded bytes to "
         "stay under it, and a larger dead letter keeps only a prefix of the rejected value "
         "(plus its size and SHA-256). Checked at start-up against max.message.bytes of the "
@@ -402,26 +287,26 @@ class Settings:
     ingest_batch: int = setting(
         "ENGAGEMENT_INGEST_BATCH",
         "2000",
-        _int_range(1, 100_000),
+        as_int_range(1, 100_000),
         "Most input messages ingest reads, validates and forwards in one step.",
     )
     ingest_process: str = setting(
         "ENGAGEMENT_INGEST_PROCESS",
         "auto",
-        _choice("auto", "true", "false"),
+        as_choice("auto", "true", "false"),
         "Run ingest (decode, validation, routing) in a child process of the worker, so it and "
         "the fold use two cores: true, false, or auto (when the worker may run on 2+ CPUs).",
     )
     tick_interval: float = setting(
         "ENGAGEMENT_TICK_INTERVAL",
         "200ms",
-        _positive_duration,
+        as_positive_duration,
         "How often the deadline timer looks for due users.",
     )
     durable_timeout: float = setting(
         "ENGAGEMENT_DURABLE_TIMEOUT",
         "60s",
-        _positive_duration,
+        as_positive_duration,
         "Longest a group of state changes and signals may take to reach Kafka (deliveries are "
         "retried meanwhile and /readyz answers 503); then the worker stops with exit code 70 and "
         "its unacknowledged input is read again after the restart.",
@@ -429,74 +314,74 @@ class Settings:
     session_timeout: float = setting(
         "ENGAGEMENT_SESSION_TIMEOUT",
         "30s",
-        _positive_duration,
+        as_positive_duration,
         "Consumer-group session timeout (short values settle groups faster on Tansu).",
     )
     log_level: str = setting(
         "ENGAGEMENT_LOG_LEVEL",
         "info",
-        _choice("debug", "info", "warning", "error"),
+        as_choice("debug", "info", "warning", "error"),
         "Log level of the worker and tools.",
     )
     log_format: str = setting(
         "ENGAGEMENT_LOG_FORMAT",
         "text",
-        _choice("text", "json"),
+        as_choice("text", "json"),
         "Log lines of the worker (and its libraries: Faust, aiokafka, librdkafka): text, or json "
         "(one JSON object per line: time, level, logger, message, exception).",
     )
     connect_timeout: float = setting(
         "ENGAGEMENT_CONNECT_TIMEOUT",
         "5s",
-        _positive_duration,
+        as_positive_duration,
         "How long the worker and tools wait for a first answer from ENGAGEMENT_BROKER before "
         "they stop with exit code 3 (broker unreachable).",
     )
     security_protocol: str = setting(
         "ENGAGEMENT_SECURITY_PROTOCOL",
         "PLAINTEXT",
-        _choice(*SECURITY_PROTOCOLS),
+        as_choice(*SECURITY_PROTOCOLS),
         "How the worker and tools talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
     )
     sasl_mechanism: str = setting(
         "ENGAGEMENT_SASL_MECHANISM",
         "SCRAM-SHA-512",
-        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        as_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
         "SASL mechanism with SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
     )
     sasl_username: str = setting(
-        "ENGAGEMENT_SASL_USERNAME", "", _str, "SASL user name (required with SASL_*)."
+        "ENGAGEMENT_SASL_USERNAME", "", as_str, "SASL user name (required with SASL_*)."
     )
     sasl_password: str = setting(
         "ENGAGEMENT_SASL_PASSWORD",
         "",
-        _str,
+        as_str,
         "SASL password (required with SASL_*; secret: masked in logs).",
         secret=True,
     )
     ssl_ca_file: str = setting(
         "ENGAGEMENT_SSL_CA_FILE",
         "",
-        _str,
+        as_str,
         "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
         "empty: the system's trust store.",
     )
     ssl_cert_file: str = setting(
         "ENGAGEMENT_SSL_CERT_FILE",
         "",
-        _str,
+        as_str,
         "PEM client certificate for brokers that require TLS client authentication.",
     )
     ssl_key_file: str = setting(
         "ENGAGEMENT_SSL_KEY_FILE",
         "",
-        _str,
+        as_str,
         "PEM private key of ENGAGEMENT_SSL_CERT_FILE (unencrypted).",
     )
     api_token: str = setting(
         "ENGAGEMENT_API_TOKEN",
         "",
-        _str,
+        as_str,
         "When set, GET /users/{id} requires 'Authorization: Bearer <token>' (secret); "
         "/metrics, /healthz and /readyz stay open.",
         secret=True,

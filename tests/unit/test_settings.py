@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import SettingsError
-from streams.settings import Settings, describe, parse_duration
+from streams.setting_values import parse_duration
+from streams.settings import Settings, describe
 from streams.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
