@@ -134,6 +134,13 @@ def _probability(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise ValueError(f"{value} must be within [0, 1)")
+    return value
+
+
 def _positive_duration(text: str) -> float:
     value = parse_duration(text)
     if value <= 0:
@@ -296,6 +303,19 @@ class Settings:
         "on months of history or a long outage does not flood consumers with stale signals. "
         "Event clock: now is the partition's watermark, so a replay still delivers what was "
         "fresh at its own time. 0: off.",
+    )
+    holdout_share: float = setting(
+        "ENGAGEMENT_HOLDOUT_SHARE",
+        "0.1",
+        _share,
+        "Share of signalled users held out per signal kind (signals with arm=holdout, which "
+        "consumers must not act on), to measure the win-back uplift; 0: no holdout.",
+    )
+    holdout_salt: str = setting(
+        "ENGAGEMENT_HOLDOUT_SALT",
+        "engagement",
+        _str,
+        "Salt of the holdout hash; change it to draw a new holdout (agents/logic/holdout.py).",
     )
     discard_after: float = setting(
         "ENGAGEMENT_DISCARD_AFTER",

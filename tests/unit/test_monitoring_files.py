@@ -40,6 +40,7 @@ COUNTERS = {
     "engagement_delivery_retries_total",
 }
 HISTOGRAM = "engagement_event_lag_seconds"
+RETURN_HISTOGRAM = "engagement_signal_time_to_return_seconds"
 GAUGES = {
     "engagement_build_info",
     "engagement_last_event_timestamp_seconds",
@@ -52,13 +53,24 @@ GAUGES = {
     "engagement_retention_retained_on_or_after_users",
     "engagement_winback_lapsed_users",
     "engagement_winback_reactivated_users",
+    "engagement_signal_users",
+    "engagement_signal_return_eligible_users",
+    "engagement_signal_returned_users",
     "engagement_partitions_owned",
     "engagement_deadlines_pending",
     "engagement_watermark_timestamp_seconds",
     "engagement_input_frontier_lag_seconds",
     "engagement_snapshot_timestamp_seconds",
 }
-EXPORTED = COUNTERS | GAUGES | {f"{HISTOGRAM}_{suffix}" for suffix in ("bucket", "sum", "count")}
+EXPORTED = (
+    COUNTERS
+    | GAUGES
+    | {
+        f"{name}_{suffix}"
+        for name in (HISTOGRAM, RETURN_HISTOGRAM)
+        for suffix in ("bucket", "sum", "count")
+    }
+)
 NOT_OURS = {"up"}  # Prometheus' own; lag exporters' metrics come from the lag_metric variable
 
 KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
