@@ -7,6 +7,7 @@ engagement signals           print signals as JSON lines (--kind, --follow, --gr
 engagement fit               fit the churn model's parameters (--events FILE | --from-state)
 engagement retention         the retention triangle of a running system (--html FILE)
 engagement simulate          a realistic population's events (--out FILE|-, or to Kafka)
+engagement uplift            treatment vs holdout return rates, always-valid interval
 engagement bench             benchmark vs the raw confluent-kafka loop and a naive Faust agent
 engagement demo              the whole product on the embedded broker, in about a minute
 engagement settings          print every setting with its variable, default and meaning
@@ -29,6 +30,7 @@ from streams.tools.fit import add_fit_parser
 from streams.tools.retention import add_retention_parser
 from streams.tools.signals import add_signals_parser
 from streams.tools.simulate import add_simulate_parser
+from streams.tools.uplift import add_uplift_parser
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--quiet", action="store_true", help="no progress line")
     publish.set_defaults(func=cmd_publish)
     add_simulate_parser(sub)
+    add_uplift_parser(sub)
     demo = sub.add_parser(
         "demo", help="the whole product on the embedded broker, in about a minute"
     )
