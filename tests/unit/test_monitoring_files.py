@@ -150,7 +150,10 @@ def test_rule_tests_cover_every_rule() -> None:
 def test_recording_rule_names() -> None:
     for rule in load_rules():
         if "record" in rule:
-            assert re.fullmatch(r"engagement:[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule
+            name = rule["record"]
+            # the older engagement:name:op form, or level:metric:operations
+            ok = r"engagement:[a-z0-9_]+:[a-z0-9_]+|[a-z0-9_]+:engagement_[a-z0-9_]+:[a-z0-9_]+"
+            assert re.fullmatch(ok, name), rule
 
 
 def test_metric_names_cannot_drift() -> None:
@@ -272,6 +275,8 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "engagement_event_lag_seconds_bucket",
         "engagement_delivery_retries_total",
         "engagement_snapshot_timestamp_seconds",
+        "namespace_job_kind_arm_window:engagement_signal_return:ratio",
+        "namespace_job_kind_window:engagement_signal_return_uplift:difference",
     } <= used
     days = {
         m
