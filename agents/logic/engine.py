@@ -14,7 +14,7 @@ so it travels through the same changelog as the user states and is recovered wit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -23,7 +23,7 @@ from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
-from agents.logic.holdout import arm_of
+from agents.logic.holdout import arms_for
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot
@@ -216,13 +216,8 @@ class Engine:
         key = user_id.encode()
         raw = part.get(key)
         old = decode(raw) if raw is not None else None
-        walk = Walk(
-            old.copy() if old is not None else None,
-            settle,
-            cfg.fold,
-            cfg.lifecycle,
-            self._arms(user_id),
-        )
+        arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
+        walk = Walk(old.copy() if old is not None else None, settle, cfg.fold, cfg.lifecycle, arms)
         if len(events) > 1:
             events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
@@ -274,12 +269,8 @@ class Engine:
         part.returns.prune(day)
         part.returns_changed = True
 
-    def _arms(self, user_id: str) -> Callable[[str], int]:
-        """The user's holdout arm per signal kind (:mod:`agents.logic.holdout`)."""
-        salt, share = self.config.holdout_salt, self.config.holdout_share
-        return lambda kind: arm_of(user_id, kind, salt, share)
-
     def _fire_due(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
+        cfg = self.config
         for key in part.index.pop_due(now):
             raw = part.get(key)
             if raw is None:
@@ -291,9 +282,8 @@ class Engine:
                 part.index.add(old.deadline_ms, key)
                 continue
             user_id = key.decode()
-            walk = Walk(
-                old.copy(), now, self.config.fold, self.config.lifecycle, self._arms(user_id)
-            )
+            arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
+            walk = Walk(old.copy(), now, cfg.fold, cfg.lifecycle, arms)
             state = walk.finish()
             out.duplicates += walk.duplicates
             self._commit(

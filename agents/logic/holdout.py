@@ -14,11 +14,12 @@ uplift (:mod:`agents.logic.returns`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from hashlib import sha256
 
 from schemas.records import ARMS
 
-__all__ = ["ARMS", "HOLDOUT", "TREATMENT", "arm_of", "holdout_draw"]
+__all__ = ["ARMS", "HOLDOUT", "TREATMENT", "arm_of", "arms_for", "holdout_draw"]
 TREATMENT, HOLDOUT = 0, 1  # the arm's code in state and counters: its index in ARMS
 
 
@@ -31,3 +32,8 @@ def holdout_draw(user_id: str, kind: str, salt: str) -> float:
 def arm_of(user_id: str, kind: str, salt: str, share: float) -> int:
     """:data:`HOLDOUT` if the draw falls below ``share`` (0 turns the holdout off)."""
     return HOLDOUT if share > 0 and holdout_draw(user_id, kind, salt) < share else TREATMENT
+
+
+def arms_for(user_id: str, salt: str, share: float) -> Callable[[str], int]:
+    """The user's arm per signal kind, as the walk asks for it."""
+    return lambda kind: arm_of(user_id, kind, salt, share)
