@@ -266,8 +266,8 @@ class Engine:
         meta.lapsed = lapsed_by_channel(part.aggregates, self._n_channels)
         meta.reactivated = [0] * self._n_channels
         part.aggregates.prune(day - self.config.aggregate_days)
-        part.returns.prune(day)
-        part.returns_changed = True
+        if part.returns.prune(day):
+            part.returns_changed = True
 
     def _fire_due(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
         cfg = self.config

@@ -138,12 +138,16 @@ class ReturnCounts:
         self.buckets[(kind, arm, _bucket(back - at))] += 1
         self.sum_ms[(kind, arm)] += back - at
 
-    def prune(self, today: int) -> None:
-        """Fold the signal days older than :data:`KEEP_DAYS` into the settled total."""
-        for key in [k for k in self.signalled if SETTLED < k[3] < today - KEEP_DAYS]:
+    def prune(self, today: int) -> bool:
+        """Fold the signal days older than :data:`KEEP_DAYS` into the settled total; True if
+        any moved."""
+        old = [k for k in self.signalled if SETTLED < k[3] < today - KEEP_DAYS]
+        for key in old:
             self.signalled[(*key[:3], SETTLED)] += self.signalled.pop(key)
-        for rkey in [k for k in self.returned if SETTLED < k[3] < today - KEEP_DAYS]:
+        old_returns = [k for k in self.returned if SETTLED < k[3] < today - KEEP_DAYS]
+        for rkey in old_returns:
             self.returned[(*rkey[:3], SETTLED, rkey[4])] += self.returned.pop(rkey)
+        return bool(old or old_returns)
 
     def add_to(self, snap: Snapshot, today: int) -> None:
         """Add the gauges at ``today`` to ``snap``: all signals, and per window the closed ones

@@ -93,3 +93,12 @@ def test_old_signal_days_settle_into_one_total() -> None:
     assert {key[3] for key in counts.signalled} == {0}  # every day settled
     eligible, _, signalled = gauges(engine)
     assert signalled == 5 and eligible == dict.fromkeys(range(len(WINDOW_DAYS)), 5)
+
+
+def test_the_oracle_recomputes_the_same_arms() -> None:
+    from tests.oracle import holdout_arm
+
+    for i in range(2_000):
+        for kind in ("dormant", "churned"):
+            arm = arm_of(f"user-{i}", kind, "pepper", 0.25)
+            assert holdout_arm(f"user-{i}", kind, "pepper", 0.25) == ("treatment", "holdout")[arm]
