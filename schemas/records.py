@@ -126,9 +126,17 @@ _SIGNAL_FIELDS = (
 )
 
 
+ARMS = ("treatment", "holdout")  # a signal's holdout arm (agents.logic.holdout)
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """Typed view of one signal (``schemas/signal.schema.json``)."""
+    """Typed view of one signal (``schemas/signal.schema.json``).
+
+    ``arm``: ``treatment`` or ``holdout``. **Do not act on a holdout signal**: its users are the
+    control group that measures the win-back (a signal written before arms existed reads as
+    treatment).
+    """
 
     signal_id: str
     kind: str
@@ -141,6 +149,7 @@ class Signal:
     trigger: str
     channel: str
     reasons: dict[str, Any]
+    arm: str = "treatment"
 
     @classmethod
     def from_dict(cls, obj: Any) -> Signal:
@@ -155,10 +164,19 @@ class Signal:
         for name in ("event_time_ms", "processed_at_ms"):
             if not isinstance(obj[name], int) or isinstance(obj[name], bool):
                 raise ValueError(f"signal {name} must be an integer")
+        arm = obj.get("arm", "treatment")
+        if arm not in ARMS:
+            raise ValueError(f"signal arm must be one of {', '.join(ARMS)}")
         return cls(
             **{name: obj[name] for name in _SIGNAL_FIELDS if name != "reasons"},
             reasons=dict(obj["reasons"]),
+            arm=arm,
         )
+
+    @property
+    def actionable(self) -> bool:
+        """False for a holdout signal: leave the user alone."""
+        return self.arm != "holdout"
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Signal:
@@ -185,6 +203,7 @@ class Signal:
             "clock": self.clock,
             "trigger": self.trigger,
             "channel": self.channel,
+            "arm": self.arm,
             "reasons": self.reasons,
         }
 

@@ -25,6 +25,7 @@ from streams.tools.retention import add_retention_parser
 from streams.tools.settings_view import add_settings_parser
 from streams.tools.signals import add_signals_parser
 from streams.tools.simulate import add_simulate_parser
+from streams.tools.uplift import add_uplift_parser
 
 DESCRIPTION = """\
 Live per-user engagement signals and DAU/WAU/MAU and retention gauges from a Kafka stream of
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_broker_parser(sub)
     _add_publish_parser(sub)
     add_simulate_parser(sub)
+    add_uplift_parser(sub)
     _add_demo_parser(sub)
     add_settings_parser(sub)
     return parser

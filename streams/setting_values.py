@@ -121,6 +121,13 @@ def as_probability(text: str) -> float:
     return value
 
 
+def as_share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise ValueError(f"{value} must be within [0, 1)")
+    return value
+
+
 def as_positive_duration(text: str) -> float:
     value = parse_duration(text)
     if value <= 0:

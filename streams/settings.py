@@ -32,6 +32,7 @@ from streams.setting_values import (
     as_positive_float,
     as_probability,
     as_replicas,
+    as_share,
     as_str,
     as_timezone,
     parse_duration,
@@ -189,6 +190,19 @@ class Settings:
         "on months of history or a long outage does not flood consumers with stale signals. "
         "Event clock: now is the partition's watermark, so a replay still delivers what was "
         "fresh at its own time. 0: off.",
+    )
+    holdout_share: float = setting(
+        "ENGAGEMENT_HOLDOUT_SHARE",
+        "0.1",
+        as_share,
+        "Share of signalled users held out per signal kind (signals with arm=holdout, which "
+        "consumers must not act on), to measure the win-back uplift; 0: no holdout.",
+    )
+    holdout_salt: str = setting(
+        "ENGAGEMENT_HOLDOUT_SALT",
+        "engagement",
+        as_str,
+        "Salt of the holdout hash; change it to draw a new holdout (agents/logic/holdout.py).",
     )
     discard_after: float = setting(
         "ENGAGEMENT_DISCARD_AFTER",

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from hashlib import blake2b
+from hashlib import blake2b, sha256
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -299,3 +299,48 @@ def expected_signals(
     for user in sorted(times):
         oracle.user(user, sorted(times[user]))
     return oracle.result
+
+
+# -- holdout and return rates --------------------------------------------------------------------
+
+
+def holdout_arm(user_id: str, kind: str, salt: str, share: float) -> str:
+    """The arm the signal schema documents: SHA-256 of user, kind and salt joined by the unit
+    separator; its first 8 bytes big-endian over 2**64 below the share means holdout."""
+    draw = int.from_bytes(sha256(f"{user_id}\x1f{kind}\x1f{salt}".encode()).digest()[:8], "big")
+    return "holdout" if share > 0 and draw / 2**64 < share else "treatment"
+
+
+@dataclass
+class ReturnTruth:
+    """Per (kind, arm, channel): signals; per (kind, arm, channel, window): signals whose window
+    has closed, and of them those whose user had an event within the window after the signal."""
+
+    signalled: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    eligible: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    returned: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+
+
+def return_truth(
+    signals: Iterable[tuple[str, str, str, str, int]],
+    events: Iterable[RawEvent],
+    today: int,
+    windows: Sequence[int] = (1, 7, 30),
+) -> ReturnTruth:
+    """``signals``: (user, kind, arm, channel, signal ms), one per signal id; ``today``: the UTC
+    day number of the clock. A window of N days has closed for a signal of day d when
+    d + N < today; the user returned within it with an event in (signal, signal + N days]."""
+    times: dict[str, list[int]] = {}
+    for event in events:
+        times.setdefault(event.user_id, []).append(event.timestamp_ms)
+    truth = ReturnTruth()
+    for user, kind, arm, channel, at in signals:
+        truth.signalled[(kind, arm, channel)] += 1
+        after = [t - at for t in times.get(user, ()) if t > at]
+        first = min(after) if after else None
+        for n_days in windows:
+            if at // DAY_MS + n_days < today:
+                key = (kind, arm, channel, f"{n_days}d")
+                truth.eligible[key] += 1
+                truth.returned[key] += first is not None and first <= n_days * DAY_MS
+    return truth

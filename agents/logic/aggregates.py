@@ -133,6 +133,12 @@ class Snapshot:
     retained_after: Counter[tuple[int, int, str]] = field(default_factory=Counter)
     winback_lapsed: Counter[int] = field(default_factory=Counter)
     winback_reactivated: Counter[int] = field(default_factory=Counter)
+    # return rates by arm (agents.logic.returns): (kind, arm, channel[, window index]) -> users
+    return_signalled: Counter[tuple[int, int, int]] = field(default_factory=Counter)
+    return_eligible: Counter[tuple[int, int, int, int]] = field(default_factory=Counter)
+    return_returned: Counter[tuple[int, int, int, int]] = field(default_factory=Counter)
+    return_buckets: Counter[tuple[int, int, int]] = field(default_factory=Counter)
+    return_sum_ms: Counter[tuple[int, int]] = field(default_factory=Counter)
 
     def __iadd__(self, other: Snapshot) -> Snapshot:
         for name in self.__slots__:

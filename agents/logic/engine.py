@@ -23,13 +23,15 @@ from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
+from agents.logic.holdout import arms_for
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot
+from agents.logic.returns import RETURNS_KEY, Return, decode_returns, encode_returns
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
-from agents.logic.walk import Fired, Walk
+from agents.logic.walk import KIND_INDEX, Fired, Walk
 from agents.logic.watermarks import SourceWatermarks
 from schemas.errors import StateDecodeError
 from schemas.records import EventLike
@@ -48,6 +50,8 @@ class EngineConfig:
     # wall clock: deadlines wait for the input frontier carried in by_user batches (ingest)
     frontier: bool = False
     signal_max_age_ms: int = 0  # older triggers are not delivered (0: off); see freshness
+    holdout_share: float = 0.0  # share of signalled users held out, per kind (0: off)
+    holdout_salt: str = ""
 
     @property
     def calendar(self) -> Calendar:
@@ -83,10 +87,14 @@ class Engine:
         partition and key, and the partition is not taken over."""
         calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
         meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
+        returns = None
         for key, raw in store.items():
             try:
                 if key == META_KEY:
                     meta = decode_meta(raw, self._n_channels, self.config.source_timeout_ms)
+                    continue
+                if key == RETURNS_KEY:
+                    returns = decode_returns(raw)
                     continue
                 state = decode(raw)
             except StateDecodeError as exc:
@@ -97,6 +105,8 @@ class Engine:
             if state.deadline is not Deadline.NONE:
                 index.add(state.deadline_ms, key)
         part = self.partitions[number] = Partition(number, store, agg, index, meta)
+        if returns is not None:
+            part.returns = returns
         return part
 
     def revoke(self, number: int) -> None:
@@ -206,7 +216,8 @@ class Engine:
         key = user_id.encode()
         raw = part.get(key)
         old = decode(raw) if raw is not None else None
-        walk = Walk(old.copy() if old is not None else None, settle, cfg.fold, cfg.lifecycle)
+        arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
+        walk = Walk(old.copy() if old is not None else None, settle, cfg.fold, cfg.lifecycle, arms)
         if len(events) > 1:
             events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
@@ -217,7 +228,15 @@ class Engine:
         out.duplicates += walk.duplicates
         if walk.changed:
             self._commit(
-                part, key, user_id, old=old, state=state, fired=walk.fired, wall_ms=wall_ms, out=out
+                part,
+                key,
+                user_id,
+                old=old,
+                state=state,
+                fired=walk.fired,
+                returns=walk.returns,
+                wall_ms=wall_ms,
+                out=out,
             )
 
     # -- deadlines ---------------------------------------------------------------------------
@@ -247,8 +266,11 @@ class Engine:
         meta.lapsed = lapsed_by_channel(part.aggregates, self._n_channels)
         meta.reactivated = [0] * self._n_channels
         part.aggregates.prune(day - self.config.aggregate_days)
+        if part.returns.prune(day):
+            part.returns_changed = True
 
     def _fire_due(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
+        cfg = self.config
         for key in part.index.pop_due(now):
             raw = part.get(key)
             if raw is None:
@@ -259,16 +281,19 @@ class Engine:
             if old.deadline_ms > now:
                 part.index.add(old.deadline_ms, key)
                 continue
-            walk = Walk(old.copy(), now, self.config.fold, self.config.lifecycle)
+            user_id = key.decode()
+            arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
+            walk = Walk(old.copy(), now, cfg.fold, cfg.lifecycle, arms)
             state = walk.finish()
             out.duplicates += walk.duplicates
             self._commit(
                 part,
                 key,
-                key.decode(),
+                user_id,
                 old=old,
                 state=state,
                 fired=walk.fired,
+                returns=walk.returns,
                 wall_ms=wall_ms,
                 out=out,
                 rearm=True,
@@ -284,6 +309,7 @@ class Engine:
         old: UserState | None,
         state: UserState | None,
         fired: list[Fired],
+        returns: list[Return],
         wall_ms: int,
         out: Output,
         rearm: bool = False,
@@ -296,6 +322,8 @@ class Engine:
         """
         cfg = self.config
         reactivated = part.meta.reactivated
+        delivered: list[dict[str, Any]] = []
+        skipped: list[tuple[int, int]] = []  # (kind index, at ms) of suppressed signals
         for transition, at_state in fired:
             if transition.kind == "reactivated" and 0 <= at_state.channel < len(reactivated):
                 reactivated[at_state.channel] += 1
@@ -312,8 +340,21 @@ class Engine:
             now = wall_ms if cfg.clock == "wall" else now
             if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
                 out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
+                skipped.append((KIND_INDEX[transition.kind], transition.at_ms))
             else:
                 out.signals.append((transition.kind, key, signal))
+                delivered.append(signal)
+        if delivered or returns or skipped:
+            part.returns.record(
+                delivered,
+                returns,
+                skipped,
+                state=state,
+                calendar=cfg.calendar,
+                channels=cfg.signals.channels,
+                today=part.meta.today,
+            )
+            part.returns_changed = True
         if state is None:
             if old is not None:
                 part.aggregates.add(old, cfg.calendar, -1)
@@ -339,6 +380,9 @@ class Engine:
                 continue
             part.dirty[META_KEY] = encode_meta(part.meta)
             part.meta_changed = False
+            if part.returns_changed:
+                part.dirty[RETURNS_KEY] = encode_returns(part.returns)
+                part.returns_changed = False
             part.flushing.update(part.dirty)
             changes.extend((part.number, key, value) for key, value in part.dirty.items())
             part.dirty = {}

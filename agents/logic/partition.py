@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from agents.logic.aggregates import Aggregates, Snapshot, snapshot
 from agents.logic.meta import Meta
+from agents.logic.returns import ReturnCounts
 from agents.logic.timers import DeadlineIndex
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class Partition:
     index: DeadlineIndex
     meta: Meta
     meta_changed: bool = False
+    returns: ReturnCounts = field(default_factory=ReturnCounts)  # return rates by arm
+    returns_changed: bool = False
     dirty: dict[bytes, bytes | None] = field(default_factory=dict)  # changed, not yet taken
     flushing: dict[bytes, bytes | None] = field(default_factory=dict)  # taken, in flight
 
@@ -69,6 +72,7 @@ def partitions_snapshot(
     total = Snapshot()
     for part in partitions:
         total += snapshot(part.aggregates, today, last_complete, config.retention_days, n_channels)
+        part.returns.add_to(total, today)
         if part.meta.today == today:
             total.winback_lapsed.update(dict(enumerate(part.meta.lapsed)))
             total.winback_reactivated.update(dict(enumerate(part.meta.reactivated)))

@@ -19,7 +19,7 @@ from agents.logic.days import DAY_MS
 from agents.logic.fold import active_day_numbers
 from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
 from agents.logic.state import UserState
-from schemas.records import OTHER_CHANNEL, Signal
+from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, Signal
 
 RECENT_WINDOW_DAYS = 28
 
@@ -117,4 +117,12 @@ def build_signal(
         if state.channel < len(context.channels)
         else OTHER_CHANNEL,
         reasons=reasons(state, transition, config, context.categories, horizon),
+        arm=arm_at(state, transition.kind),
     ).to_dict()
+
+
+def arm_at(state: UserState, kind: str) -> str:
+    """The arm the walk marked the user's signal of ``kind`` with (treatment if unmarked)."""
+    index = SIGNAL_KINDS.index(kind)
+    arm = next((m[1] for m in state.marks if m[0] == index), 0)
+    return ARMS[arm] if arm < len(ARMS) else ARMS[0]

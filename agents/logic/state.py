@@ -26,8 +26,15 @@ clock, kept out of the state's facts until the clock passes that deadline::
 
     u16 p, then p x (i64 event ms, u32 fingerprint, u8 category (255 = none), u8 channel)
 
-A state without deferred events is written as v1 (the same bytes as before v2 existed), so
-almost every value stays readable by a v1 worker; this worker reads both.
+Wire format v3 is v2 (with version byte 3; the deferred-event count is always written)
+followed by the user's last signal of each kind, for the return rates by holdout arm
+(:mod:`agents.logic.returns`)::
+
+    u8  m, then m x (u8 kind index | arm << 4, u8 channel index, i64 signal ms,
+                     i64 first return ms (0 = not returned yet))
+
+A state without signal marks is written as before (v1, or v2 with deferred events), so a
+worker of the previous release still reads it; this worker reads all three.
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ from enum import IntEnum
 
 from schemas.errors import StateDecodeError
 
-VERSION = 2  # the newest version this module reads; it writes 1 unless events are deferred
+VERSION = 3  # the newest version this module reads; it writes 1 or 2 unless signals are marked
 _HEAD = struct.Struct("<BBBBqqqqiH")
+_MARK = struct.Struct("<BBqq")
 _PAIR = struct.Struct("<II")
 _PENDING = struct.Struct("<qIBB")
 _COUNT = struct.Struct("<H")
@@ -47,6 +55,9 @@ _NO_CATEGORY = 255
 
 # A deferred event: (event ms, fingerprint, category index or -1, channel index)
 Pending = tuple[int, int, int, int]
+# The user's last signal of a kind: (kind index in SIGNAL_KINDS, arm (0 treatment, 1 holdout,
+# 2 not delivered), channel index at the signal, signal ms, first return ms or 0)
+Mark = tuple[int, int, int, int, int]
 
 
 class Stage(IntEnum):
@@ -91,6 +102,7 @@ class UserState:
     deadline_ms: int = 0
     deadline: Deadline = Deadline.NONE
     pending: list[Pending] = field(default_factory=list)  # deferred events, oldest first
+    marks: list[Mark] = field(default_factory=list)  # last signal per kind, by kind index
 
     def active_days(self) -> int:
         """Distinct active days over the user's whole life."""
@@ -111,6 +123,7 @@ class UserState:
             self.deadline_ms,
             self.deadline,
             list(self.pending),
+            list(self.marks),
         )
 
 
@@ -123,8 +136,9 @@ def _bitmap_bytes(value: int) -> bytes:
 
 def encode(state: UserState) -> bytes:
     """The v1 bytes of ``state``, or v2 if it holds deferred events (module docstring)."""
+    version = 3 if state.marks else 2 if state.pending else 1
     head = _HEAD.pack(
-        2 if state.pending else 1,
+        version,
         state.stage | (state.deadline << 4),
         state.channel,
         len(state.categories),
@@ -140,17 +154,23 @@ def encode(state: UserState) -> bytes:
     parts.append(bytes((len(state.recent),)))
     last = state.last_ms
     parts.extend(_PAIR.pack(fp, min(last - ms, 0xFFFFFFFF)) for ms, fp in state.recent)
-    if state.pending:
+    if version >= 2:
         parts.append(_COUNT.pack(len(state.pending)))
         parts.extend(
             _PENDING.pack(ms, fp, _NO_CATEGORY if cat < 0 else cat, channel)
             for ms, fp, cat, channel in state.pending
         )
+    if version == 3:
+        parts.append(bytes((len(state.marks),)))
+        parts.extend(
+            _MARK.pack(kind | arm << 4, channel, at, back)
+            for kind, arm, channel, at, back in state.marks
+        )
     return b"".join(parts)
 
 
 def decode(data: bytes) -> UserState:
-    """Inverse of :func:`encode` (reads v1 and v2); raises :class:`StateDecodeError` on
+    """Inverse of :func:`encode` (reads v1, v2 and v3); raises :class:`StateDecodeError` on
     foreign bytes."""
     if not data or not 1 <= data[0] <= VERSION:
         raise _version_error(data)
@@ -178,7 +198,11 @@ def decode(data: bytes) -> UserState:
             fp, delta = _PAIR.unpack_from(data, pos + 1 + _PAIR.size * len(recent))
             recent.append((last_ms - delta, fp))
         pos += 1 + _PAIR.size * len(recent)
-        pending = _decode_pending(data, pos) if data[0] == 2 else []
+        pending = _decode_pending(data, pos) if data[0] >= 2 else []
+        if data[0] == 3:
+            marks = _decode_marks(data, pos + _COUNT.size + _PENDING.size * len(pending))
+        else:
+            marks = []
         return UserState(
             first_ms,
             last_ms,
@@ -193,6 +217,7 @@ def decode(data: bytes) -> UserState:
             deadline_ms,
             Deadline(stage_kind >> 4),
             pending,
+            marks,
         )
     except (struct.error, IndexError, ValueError) as exc:
         raise StateDecodeError(f"corrupt state: {exc}") from exc
@@ -205,6 +230,14 @@ def _decode_pending(data: bytes, pos: int) -> list[Pending]:
         ms, fp, cat, channel = _PENDING.unpack_from(data, pos + _COUNT.size + _PENDING.size * i)
         pending.append((ms, fp, -1 if cat == _NO_CATEGORY else cat, channel))
     return pending
+
+
+def _decode_marks(data: bytes, pos: int) -> list[Mark]:
+    marks: list[Mark] = []
+    for i in range(data[pos]):
+        kind_arm, channel, at, back = _MARK.unpack_from(data, pos + 1 + _MARK.size * i)
+        marks.append((kind_arm & 0x0F, kind_arm >> 4, channel, at, back))
+    return marks
 
 
 def _version_error(data: bytes) -> StateDecodeError:

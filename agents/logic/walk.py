@@ -23,12 +23,16 @@ as passed (it is far behind the user's newest events by then).
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Callable
 
 from agents.logic.fold import FoldConfig, fold, fold_pending, new_state_of, pending_of
 from agents.logic.lifecycle import Before, LifecycleConfig, Transition, advance, on_activity
 from agents.logic.lifecycle import schedule as schedule_deadline
+from agents.logic.returns import Return, mark_signal, observe_activity
 from agents.logic.state import Deadline, Pending, UserState
-from schemas.records import EventLike
+from schemas.records import SIGNAL_KINDS, EventLike
+
+KIND_INDEX = {kind: i for i, kind in enumerate(SIGNAL_KINDS)}
 
 MAX_PENDING = 1024
 
@@ -45,15 +49,19 @@ class Walk:
     """One user's state brought forward through a batch of events (or a clock tick).
 
     ``settle``: the clock's now (the partition's watermark after the batch, or wall time):
-    deadlines up to it have passed, later ones have not.
+    deadlines up to it have passed, later ones have not. ``arm``: the user's holdout arm for a
+    signal kind (:func:`agents.logic.holdout.arm_of`); each signal is marked in the state with
+    it, and ``returns`` collects the returns after those signals (:mod:`agents.logic.returns`).
     """
 
     __slots__ = (
+        "arm",
         "changed",
         "duplicates",
         "fired",
         "fold_cfg",
         "life_cfg",
+        "returns",
         "settle",
         "stale",
         "state",
@@ -65,8 +73,11 @@ class Walk:
         settle: int,
         fold_cfg: FoldConfig,
         life_cfg: LifecycleConfig,
+        arm: Callable[[str], int] | None = None,
     ) -> None:
         self.state = state
+        self.arm = arm or _treatment
+        self.returns: list[Return] = []
         self.settle = settle
         self.fold_cfg = fold_cfg
         self.life_cfg = life_cfg
@@ -125,6 +136,10 @@ class Walk:
         if not transitions:
             return
         self.changed = True
+        for transition in transitions:
+            if transition.kind != "discard":
+                kind = transition.kind
+                mark_signal(state, KIND_INDEX[kind], self.arm(kind), transition.at_ms)
         snapshot = state.copy()
         self.fired.extend((t, snapshot) for t in transitions if t.kind != "discard")
         if transitions[-1].kind == "discard":
@@ -179,7 +194,7 @@ class Walk:
         if not fold(state, event, day, self.fold_cfg):
             self.duplicates += 1
             return
-        self._activity(before, state)
+        self._activity(before, state, event.timestamp_ms)
 
     def _fold_pending(self, event: Pending) -> None:
         state = self.state
@@ -189,10 +204,18 @@ class Walk:
         if not fold_pending(state, event, day, self.fold_cfg):
             self.duplicates += 1
             return
-        self._activity(before, state)
+        self._activity(before, state, event[0])
 
-    def _activity(self, before: Before, state: UserState) -> None:
+    def _activity(self, before: Before, state: UserState, ms: int) -> None:
         self.changed = self.stale = True
+        if state.marks:
+            self.returns.extend(observe_activity(state, ms))
         returned = on_activity(before, state, self.life_cfg)
         if returned is not None:
+            kind = returned.kind
+            mark_signal(state, KIND_INDEX[kind], self.arm(kind), returned.at_ms)
             self.fired.append((returned, state.copy()))
+
+
+def _treatment(_kind: str) -> int:
+    return 0

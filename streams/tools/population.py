@@ -5,9 +5,18 @@ buy-till-you-die process (as :func:`agents.logic.fit.simulate_mbgnbd`, but in ca
 an activity rate lambda ~ Gamma(r, 1/alpha) gives the chance ``1 - exp(-lambda * season)`` of
 being active on a day (``season`` is ``weekend_factor`` on Saturdays and Sundays, else 1), and
 after each active day the user drops out with probability p ~ Beta(a, b). A share of the users
-who drop out come back once (win-back) after a dormant spell. Events are canonical JSON
-(``schemas/user_event.schema.json``) in global event-time order: plans are drawn per user, then
-the events are made and sorted one day at a time.
+who drop out come back once (win-back) after a dormant spell.
+
+A win-back **campaign** (``winback_effect`` > 0) acts on the dormant signals the worker will
+send: a user silent for ``dormant_days`` whole days after an active day becomes dormant on day
+L + D; if their arm for ``dormant`` is treatment (the worker's hash,
+:func:`agents.logic.holdout.arm_of`, with the same salt and share), they respond with probability
+``winback_effect`` by coming back 1 to 3 days later (unless they were coming back before that
+anyway). Holdout users draw the same coin but are never acted on, so their plans are what the
+treated users' would have been; each plan records its spells (:class:`Spell`) as ground truth.
+
+Events are canonical JSON (``schemas/user_event.schema.json``) in global event-time order: plans
+are drawn per user, then the events are made and sorted one day at a time.
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from hashlib import blake2b
 from operator import itemgetter
 from typing import Any
 
+from agents.logic.holdout import TREATMENT, arm_of
 from agents.logic.partitioning import partition_for
 
 DAY_MS = 86_400_000
@@ -92,6 +103,10 @@ class SimulationConfig:
     events_per_day: tuple[int, int] = (1, 4)  # events on an active day (uniform)
     event_mix: tuple[tuple[str, float], ...] = DEFAULT_MIX  # after the day's session_start
     close_partitions: int = 0  # P > 0: end with one event per input partition (event clock)
+    winback_effect: float = 0.0  # campaign: chance a treated dormant user comes back for it
+    holdout_share: float = 0.1  # as the worker's ENGAGEMENT_HOLDOUT_SHARE
+    holdout_salt: str = "engagement"  # as the worker's ENGAGEMENT_HOLDOUT_SALT
+    dormant_days: int = 7  # as the worker's ENGAGEMENT_DORMANT_AFTER, in whole days
     user_prefix: str = "u"
     first_day: int = field(init=False)
 
@@ -102,6 +117,8 @@ class SimulationConfig:
             raise ValueError("channels need positive shares")
         if not 0.0 <= self.winback_share <= 1.0:
             raise ValueError("winback_share must be within [0, 1]")
+        if not 0.0 <= self.winback_effect <= 1.0:
+            raise ValueError("winback_effect must be within [0, 1]")
         lo, hi = self.events_per_day
         if not 1 <= lo <= hi:
             raise ValueError("events_per_day must be (low, high) with 1 <= low <= high")
@@ -123,6 +140,19 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Spell:
+    """A dormant spell the campaign saw: the day the user turns dormant (0-based), their arm
+    (0 treatment, 1 holdout), whether they would respond, the day they would come back for the
+    campaign, and the day they come back without it (None: not within the simulation)."""
+
+    signal_day: int
+    arm: int
+    responds: bool
+    campaign_day: int
+    planned_day: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class UserPlan:
     """One user's drawn life: channel, active days (0-based), first dropout, planned return."""
 
@@ -132,6 +162,7 @@ class UserPlan:
     active_days: tuple[int, ...]
     dropped_day: int | None  # the active day after which the user first dropped out
     return_day: int | None  # win-back: the planned return (may lie past the last day)
+    spells: tuple[Spell, ...] = ()  # the campaign's dormant spells (winback_effect > 0)
 
 
 class _Planner:
@@ -170,7 +201,11 @@ class _Planner:
             if day >= cfg.days:
                 break
             active.append(day)
-        return UserPlan(index, self.user_id(index), ch, tuple(active), dropped, back)
+        user = self.user_id(index)
+        if cfg.winback_effect > 0:
+            days, spells = campaign(user, active, cfg)
+            return UserPlan(index, user, ch, days, dropped, back, spells)
+        return UserPlan(index, user, ch, tuple(active), dropped, back)
 
     def _next_active(self, day: int, q_week: float, q_weekend: float) -> int:
         rnd, weekend, days = self.rnd, self.weekend, self.config.days
@@ -180,6 +215,35 @@ class _Planner:
 
     def user_id(self, index: int) -> str:
         return f"{self.config.user_prefix}{index:07d}"
+
+
+def _coin(seed: int, user: str, day: int) -> tuple[float, int]:
+    """A user's campaign draw for a spell: uniform [0, 1), and a delay of 1 to 3 days."""
+    digest = blake2b(f"{seed}\x1f{user}\x1f{day}".encode(), digest_size=9).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64, 1 + digest[8] % 3
+
+
+def campaign(
+    user: str, active: list[int], cfg: SimulationConfig
+) -> tuple[tuple[int, ...], tuple[Spell, ...]]:
+    """The active days with the campaign's returns added, and the dormant spells it saw."""
+    queue, days, spells = list(active), [], []
+    while queue:
+        day = queue.pop(0)
+        days.append(day)
+        signal_day = day + cfg.dormant_days
+        if signal_day >= cfg.days or (queue and queue[0] <= signal_day):
+            continue  # never dormant (or on the very day: the hour decides; left alone)
+        draw, delay = _coin(cfg.seed, user, day)
+        arm = arm_of(user, "dormant", cfg.holdout_salt, cfg.holdout_share)
+        comeback = signal_day + delay
+        planned = queue[0] if queue else None
+        spell = Spell(signal_day, arm, draw < cfg.winback_effect, comeback, planned)
+        spells.append(spell)
+        acted = arm == TREATMENT and spell.responds and comeback < cfg.days
+        if acted and (not queue or comeback < queue[0]):
+            queue.insert(0, comeback)
+    return tuple(days), tuple(spells)
 
 
 def _cumulative(weights: Iterable[float]) -> Iterator[float]:

@@ -4,6 +4,11 @@ The model is in :mod:`streams.tools.population` (channels that retain differentl
 activity with weekly seasonality, win-back); this module writes its events as JSON lines or
 produces them to Kafka keyed by user id, optionally paced: one event-time day per
 ``seconds_per_day`` of wall time, so a replay on the event clock looks live.
+
+``--winback-effect`` runs a win-back campaign on the dormant signals (default
+:data:`DEFAULT_WINBACK_EFFECT`): treated users come back for it with that extra probability,
+holdout users do not (see :mod:`streams.tools.population`). Give the worker's holdout share and
+salt so the simulator picks the same arms.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from streams.tools.population import (
     simulate,
 )
 
+DEFAULT_WINBACK_EFFECT = 0.2
+
 __all__ = [
     "DEFAULT_CHANNELS",
+    "DEFAULT_WINBACK_EFFECT",
     "Channel",
     "PublishStats",
     "SimulationConfig",
@@ -145,6 +153,9 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         seed=args.seed,
         winback_share=args.winback_share,
         close_partitions=args.close_partitions,
+        winback_effect=args.winback_effect,
+        holdout_share=args.holdout_share,
+        holdout_salt=args.holdout_salt,
     )
 
 
@@ -207,5 +218,13 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--close-partitions", type=int, default=0, help="end with one event per partition"
     )
+    parser.add_argument(
+        "--winback-effect",
+        type=float,
+        default=DEFAULT_WINBACK_EFFECT,
+        help="chance a treated dormant user comes back for the campaign (0: no campaign)",
+    )
+    parser.add_argument("--holdout-share", type=float, default=0.1, help="as the worker's")
+    parser.add_argument("--holdout-salt", default="engagement", help="as the worker's")
     parser.set_defaults(func=simulate_command)
     return parser

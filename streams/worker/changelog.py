@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from agents.logic.meta import META_KEY
+from agents.logic.returns import RETURNS_KEY
 from agents.logic.state import UserState, decode
 from schemas.errors import BrokerError, StateDecodeError
 from streams.kafka import consumer_config
@@ -55,6 +56,8 @@ class ChangelogSnapshot:
         if key == META_KEY:
             if value is not None:
                 self._apply_meta(partition, value)
+            return
+        if key == RETURNS_KEY:  # the partition's return counts (agents.logic.returns)
             return
         if value is None:
             self.states.pop(key, None)

@@ -44,4 +44,6 @@ def engine_config(settings: Settings) -> EngineConfig:
         source_timeout_ms=int(settings.idle_timeout * 1000),
         frontier=not settings.input_keyed_by_user,
         signal_max_age_ms=int(settings.signal_max_age * 1000),
+        holdout_share=settings.holdout_share,
+        holdout_salt=settings.holdout_salt,
     )

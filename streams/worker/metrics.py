@@ -21,13 +21,14 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
 from agents.logic.ingest import Reason
+from agents.logic.returns import RETURN_BUCKETS_S, WINDOW_DAYS
 from agents.logic.state import Stage
-from schemas.records import SIGNAL_KINDS
+from schemas.records import ARMS, SIGNAL_KINDS
 from streams.worker.codecs import BatchReason
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
@@ -222,6 +223,7 @@ class SnapshotCollector(Collector):
             ["channel"],
             [((ch,), snap.winback_reactivated[i]) for i, ch in enumerate(self._channels)],
         )
+        yield from self._returns(snap)
         yield _family(
             "engagement_partitions_owned",
             "State partitions this worker owns.",
@@ -285,6 +287,60 @@ class SnapshotCollector(Collector):
                 ["day", "channel", "period"],
                 [((str(n), ch, period), counter[(n, i, period)]) for n, i, ch, period in keys],
             )
+
+    def _returns(self, snap: Snapshot) -> Iterator[Metric]:
+        """Return rates by holdout arm (agents.logic.returns); ratios are recording rules."""
+        groups = [
+            (k, kind, a, arm, c, ch)
+            for k, kind in enumerate(SIGNAL_KINDS)
+            for a, arm in enumerate(ARMS)
+            for c, ch in enumerate(self._channels)
+        ]
+        yield _family(
+            "engagement_signal_users",
+            "Signals delivered, by kind, holdout arm and channel (one per signal: a user "
+            "signalled twice counts twice).",
+            ["kind", "arm", "channel"],
+            [
+                ((kind, arm, ch), snap.return_signalled[(k, a, c)])
+                for k, kind, a, arm, c, ch in groups
+            ],
+        )
+        windowed = [(g, f"{n}d", w) for g in groups for w, n in enumerate(WINDOW_DAYS)]
+        yield _family(
+            "engagement_signal_return_eligible_users",
+            "Signals whose return window has closed (signal day + N < today): the denominator "
+            "of the return rate within N days.",
+            ["kind", "arm", "channel", "window"],
+            [
+                ((kind, arm, ch, window), snap.return_eligible[(k, a, c, w)])
+                for (k, kind, a, arm, c, ch), window, w in windowed
+            ],
+        )
+        yield _family(
+            "engagement_signal_returned_users",
+            "Of those, signals whose user had an event within N days after the signal (numerator).",
+            ["kind", "arm", "channel", "window"],
+            [
+                ((kind, arm, ch, window), snap.return_returned[(k, a, c, w)])
+                for (k, kind, a, arm, c, ch), window, w in windowed
+            ],
+        )
+        family = HistogramMetricFamily(
+            "engagement_signal_time_to_return_seconds",
+            "Event time from a signal to the user's next event, by kind and arm.",
+            labels=["kind", "arm"],
+        )
+        for k, kind in enumerate(SIGNAL_KINDS):
+            for a, arm in enumerate(ARMS):
+                total, buckets = 0.0, []
+                for i, bound in enumerate((*RETURN_BUCKETS_S, float("inf"))):
+                    total += snap.return_buckets[(k, a, i)]
+                    buckets.append(
+                        (str(float(bound)) if i < len(RETURN_BUCKETS_S) else "+Inf", total)
+                    )
+                family.add_metric([kind, arm], buckets, snap.return_sum_ms[(k, a)] / 1000)
+        yield family
 
 
 def _family(

@@ -27,6 +27,7 @@ from agents.logic.churn import p_alive
 from agents.logic.days import DAY_MS
 from agents.logic.lifecycle import model_inputs, risk_deadline_ms
 from agents.logic.partitioning import partition_for
+from schemas.records import ARMS, SIGNAL_KINDS
 from schemas.timestamps import iso_ms
 from streams.worker.runtime import Runtime
 from streams.worker.store import StateTable
@@ -181,4 +182,13 @@ def describe_user(runtime: Runtime, user_id: str) -> dict[str, Any] | None:
         "next_deadline": iso_ms(state.deadline_ms) if state.deadline_ms else None,
         "next_deadline_kind": state.deadline.name.lower(),
         "clock": config.clock,
+        "last_signals": [  # per kind: its arm (never act on holdout) and the return after it
+            {
+                "kind": SIGNAL_KINDS[kind],
+                "arm": ARMS[arm] if arm < len(ARMS) else "not_delivered",
+                "event_time": iso_ms(at),
+                "returned_at": iso_ms(back) if back else None,
+            }
+            for kind, arm, _, at, back in state.marks
+        ],
     }

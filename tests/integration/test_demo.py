@@ -66,6 +66,36 @@ def test_report_numbers_are_the_final_metrics(demo_report: tuple[int, Path, str,
     assert {row["channel"] for row in data["retention"]["by_channel"]} >= {"organic", "paid_social"}
 
 
+def test_report_shows_the_win_back_uplift(demo_report: tuple[int, Path, str, float]) -> None:
+    """The campaign's uplift section: the counts are the final gauges, both arms present."""
+    _, folder, output, _ = demo_report
+    data = orjson.loads((folder / "data.json").read_bytes())
+    metrics = parse_metrics((folder / "metrics-final.prom").read_text())
+    rows = {(r["kind"], r["window"]): r for r in data["uplift"]}
+    assert len(rows) == 12 and data["config"]["winback_effect"] > 0
+
+    def gauge(name: str, arm: str, window: str) -> float:
+        labels = (f'arm="{arm}"', 'kind="dormant"', f'window="{window}"')
+        return sum(
+            v for k, v in metrics.items() if k.startswith(name) and all(x in k for x in labels)
+        )
+
+    for window in ("1d", "7d"):
+        row = rows[("dormant", window)]
+        assert row["treated"] == gauge(
+            "engagement_signal_return_eligible_users", "treatment", window
+        )
+        assert row["held_out"] == gauge(
+            "engagement_signal_return_eligible_users", "holdout", window
+        )
+        assert row["held_out_returned"] == gauge(
+            "engagement_signal_returned_users", "holdout", window
+        )
+    assert rows[("dormant", "1d")]["treated"] > 0 and rows[("dormant", "1d")]["held_out"] > 0
+    assert "<h2>Win-back uplift</h2>" in (folder / "index.html").read_text()
+    assert "win-back uplift (engagement uplift, dormant signals)" in output
+
+
 def _chromium() -> str:
     binary = find_chromium()
     if binary is None:

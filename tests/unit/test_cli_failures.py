@@ -43,6 +43,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 UNREACHABLE, FILE, USAGE = exits.BROKER_UNREACHABLE, exits.FILE_UNREADABLE, exits.USAGE
+FAILURE = exits.FAILURE
 # (id, arguments, environment, expected status); upper-case words are filled in per test.
 CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("worker-broker", ["worker"], {}, UNREACHABLE),
@@ -61,6 +62,7 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("simulate-broker", ["simulate", "--users", "5", "--days", "2"], {}, UNREACHABLE),
     ("simulate-out-missing", ["simulate", "--out", "NODIR"], {}, FILE),
     ("demo-broker", ["demo", "--bootstrap", "BOOTSTRAP"], {}, UNREACHABLE),
+    ("uplift-worker", ["uplift", "--metrics", "METRICS"], {}, FAILURE),
     ("settings-bad-value", ["settings"], {"ENGAGEMENT_LOG_FORMAT": "xml"}, USAGE),
     ("bench-kafka-lib-missing", ["bench", "--kafka-lib", "NOLIB"], {}, FILE),
     ("broker-bad-port", ["broker", "--port", "x"], {}, USAGE),
@@ -77,6 +79,7 @@ def fill(text: str, tmp: Path, bootstrap: str) -> str:
         "NODIR": str(tmp / "no" / "x.jsonl"),
         "NOLIB": str(tmp / "nolib"),
         "BOOTSTRAP": bootstrap,
+        "METRICS": f"http://{bootstrap}/metrics",  # a worker that does not answer
     }
     return places.get(text, text)
 

@@ -47,6 +47,7 @@ COUNTERS = {
     "engagement_delivery_retries_total",
 }
 HISTOGRAM = "engagement_event_lag_seconds"
+RETURN_HISTOGRAM = "engagement_signal_time_to_return_seconds"
 GAUGES = {
     "engagement_build_info",
     "engagement_last_event_timestamp_seconds",
@@ -59,13 +60,24 @@ GAUGES = {
     "engagement_retention_retained_on_or_after_users",
     "engagement_winback_lapsed_users",
     "engagement_winback_reactivated_users",
+    "engagement_signal_users",
+    "engagement_signal_return_eligible_users",
+    "engagement_signal_returned_users",
     "engagement_partitions_owned",
     "engagement_deadlines_pending",
     "engagement_watermark_timestamp_seconds",
     "engagement_input_frontier_lag_seconds",
     "engagement_snapshot_timestamp_seconds",
 }
-EXPORTED = COUNTERS | GAUGES | {f"{HISTOGRAM}_{suffix}" for suffix in ("bucket", "sum", "count")}
+EXPORTED = (
+    COUNTERS
+    | GAUGES
+    | {
+        f"{name}_{suffix}"
+        for name in (HISTOGRAM, RETURN_HISTOGRAM)
+        for suffix in ("bucket", "sum", "count")
+    }
+)
 # the client library's process and runtime metrics, on the worker's registry too
 PROCESS = {
     "process_cpu_seconds_total",
@@ -344,6 +356,8 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "engagement_partitions_owned",
         "engagement_users_tracked",
         "engagement_deadlines_pending",
+        "job_kind_arm_window:engagement_signal_returned_users_per_eligible_users:ratio",
+        "job_kind_window:engagement_signal_returned_users_per_eligible_users:ratio_uplift",
     } <= used
     days = {
         m
@@ -406,7 +420,7 @@ def test_panels_reading_recording_rules_say_so() -> None:
             description = panel.get("description", "")
             assert "PrometheusRule" in description, panel["title"]
             assert all(name in description for name in used), panel["title"]
-    assert readers == 3
+    assert readers == 5  # stickiness, retention, win-back, return rate by arm, uplift
     assert "PrometheusRule" in load_dashboard()["description"]
 
 

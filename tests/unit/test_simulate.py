@@ -140,3 +140,28 @@ def test_speed_is_measured() -> None:
     print(f"\nsimulate: {count} events in {took:.2f}s = {count / took:,.0f} events/s")
     assert count > 50_000
     assert took < 30  # a generous bound for a shared 2-core machine
+
+
+def test_the_campaign_acts_on_treated_dormant_users_only() -> None:
+    from dataclasses import replace
+
+    from agents.logic.holdout import HOLDOUT, TREATMENT, arm_of
+    from streams.tools.population import SimulationConfig as Config
+    from streams.tools.population import plan_users
+
+    base = Config(users=800, days=60, start=date(2026, 1, 5), seed=4, holdout_share=0.3)
+    plain = {p.user_id: p.active_days for p in plan_users(base)}
+    acted = list(plan_users(replace(base, winback_effect=1.0)))
+    spells = [s for p in acted for s in p.spells]
+    assert {s.arm for s in spells} == {TREATMENT, HOLDOUT} and all(s.responds for s in spells)
+    for plan in acted:
+        added = set(plan.active_days) - set(plain[plan.user_id])
+        assert set(plain[plan.user_id]) <= set(plan.active_days)
+        arm = arm_of(plan.user_id, "dormant", base.holdout_salt, base.holdout_share)
+        if arm == HOLDOUT:
+            assert not added  # holdout users are never acted on
+        assert added <= {s.campaign_day for s in plan.spells}
+    treated_back = sum(
+        s.arm == TREATMENT and s.campaign_day in p.active_days for p in acted for s in p.spells
+    )
+    assert treated_back > 100

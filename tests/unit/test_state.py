@@ -38,6 +38,16 @@ states = st.builds(
         ),
         max_size=3,
     ).map(sorted),
+    marks=st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(0, 2),
+            st.integers(0, 255),
+            st.integers(0, 2**52),
+            st.integers(0, 2**52),
+        ),
+        max_size=4,
+    ).map(sorted),
 )
 
 
@@ -89,6 +99,25 @@ def test_v1_bytes_written_before_v2_existed_still_read() -> None:
         pending=[],
     )
     assert encode(state) == v1
+
+
+# written by the v2 encoder (git show 44b068d:agents/logic/state.py): dormant, one deferred event
+V2_HEX = (
+    "0233020200a8da769b010000809611779b01000000cc7f169c01000000749a909b010000e64f0000000001"
+    "0301010001efbeadde00000000010000e433a59b0100004d000000ff01"
+)
+
+
+def test_v2_bytes_still_read_and_marks_are_written_as_v3() -> None:
+    state = decode(bytes.fromhex(V2_HEX))
+    assert state.stage is Stage.DORMANT and state.pending == [(T0 + 9 * 86_400_000, 77, -1, 1)]
+    assert state.marks == [] and encode(state) == bytes.fromhex(V2_HEX)
+    state.marks = [(0, 1, 2, T0 + 8 * 86_400_000, 0)]
+    raw = encode(state)
+    assert raw[0] == 3 and len(raw) == len(bytes.fromhex(V2_HEX)) + 1 + 18
+    assert decode(raw) == state
+    state.pending = []
+    assert decode(encode(state)) == state
 
 
 @pytest.mark.parametrize("data", [b"", b"\x03rest", b"\x01short", b"\x02short"])
