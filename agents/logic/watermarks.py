@@ -44,8 +44,10 @@ class InputWatermark:
         "_idle_ms",
         "_lateness",
         "_newest",
+        "_previous",
         "_reads",
         "_value",
+        "generation",
     )
 
     def __init__(self, lateness_ms: int, idle_ms: int) -> None:
@@ -58,9 +60,27 @@ class InputWatermark:
         # at-end partitions the broker confirmed -> the frontier that confirmation vouches for
         self._confirmed: dict[Hashable, int] = {}
         self._reads: dict[Hashable, int] = {}  # partition -> reads since assigned (a version)
+        self._previous: frozenset[Hashable] = frozenset()  # the assignment before this one
+        self.generation = 0  # assignments that brought partitions this instance did not have
 
     def assign(self, partitions: Iterable[Hashable]) -> None:
+        """Partitions assigned (an eager rebalance revokes everything, then assigns the whole
+        new set). A partition this instance did not hold before may have been read by
+        another instance, from a position far behind what this one has read elsewhere, so
+        the watermark starts over: a new :attr:`generation`, which the ingest puts in its
+        source name, so that ``events.by_user`` partitions take it as a new source (once,
+        the same instance took back partitions it had given up and carried its old clock
+        days past the events it then re-read)."""
+        partitions = set(partitions)
+        gained = partitions - self._previous
+        for partition in gained:
+            self._newest.pop(partition, None)
+            self._not_at_end(partition)
+        if gained:
+            self._value = 0
+            self.generation += 1
         self._assigned.update(partitions)
+        self._previous = frozenset(self._assigned)
 
     def revoke(self, partitions: Iterable[Hashable]) -> None:
         for partition in partitions:

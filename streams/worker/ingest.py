@@ -379,4 +379,4 @@ class IngestService(Service):
         topic = self.settings.input_topic
         owned = [p for t, p in cast("set[tuple[str, int]]", self.watermark.assigned) if t == topic]
         inputs = max(self._inputs, max(owned, default=-1) + 1)
-        self.source = source_id(self.instance, inputs, owned)
+        self.source = source_id(f"{self.instance}.{self.watermark.generation}", inputs, owned)

@@ -127,3 +127,26 @@ def test_data_read_after_a_confirmation_waits_for_the_next_one() -> None:
     wm.reached_end("p1", wall_ms=IDLE + 4)
     wm.confirmed(wm.ask(2 * IDLE + 4), ["p1"])
     assert wm.value(2 * IDLE + 4) == 89 * H  # p1 idle and confirmed again: p0 sets it
+
+
+def test_partitions_taken_back_start_the_watermark_over_under_a_new_generation() -> None:
+    """An instance that gave partitions up and gets them back must not carry its clock, moved
+    on by its other partitions meanwhile, over the events it re-reads from them (a takeover
+    once fired 1,149 false deadlines that way)."""
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    assert wm.generation == 1
+    wm.observe("p0", 20 * H)
+    wm.observe("p1", 20 * H)
+    assert wm.value(0) == 19 * H
+    wm.revoke(["p0", "p1"])  # another worker joins: an eager rebalance
+    wm.assign(["p1"])
+    assert wm.generation == 1  # nothing new: the same source
+    wm.observe("p1", 90 * H)
+    assert wm.value(0) == 89 * H
+    wm.revoke(["p1"])  # the other worker dies: everything comes back
+    wm.assign(["p0", "p1"])
+    assert wm.generation == 2  # p0 is new again: a new source, starting over
+    assert wm.value(0) == 0  # p0 was read elsewhere from wherever: nothing known of it yet
+    wm.observe("p0", 25 * H)
+    assert wm.value(0) == 24 * H
