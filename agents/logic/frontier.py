@@ -6,9 +6,7 @@ before it has read the backlog holding their newer events. Two levels, both pure
 passed in), mirroring :mod:`agents.logic.watermarks`:
 
 * :class:`InputFrontier` — one ingest instance over the input partitions it reads. A partition
-  at its end is read up to the moment its leader confirmed that end
-  (:meth:`InputFrontier.confirmed`: one whose leader is down or moving looks at its end to the
-  consumer while its events wait on the broker). Until then, and with records left, it is
+  at its end (nothing unread as of the last fetch) is read up to now; one with records left is
   read up to the newest Kafka record timestamp read from it (0 until one is read), and no
   further than the newest event time read from it plus the allowed lateness: a bulk load of
   history, published just now, is read up to the event time it got to, not up to now. The
@@ -24,7 +22,7 @@ producer whose clock runs ahead moves the frontier ahead by its skew.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from agents.logic.watermarks import covers_all
@@ -33,16 +31,7 @@ from agents.logic.watermarks import covers_all
 class InputFrontier:
     """The frontier of one ingest instance."""
 
-    __slots__ = (
-        "_assigned",
-        "_at_end",
-        "_confirmed",
-        "_events",
-        "_known",
-        "_lateness",
-        "_read",
-        "_reads",
-    )
+    __slots__ = ("_assigned", "_at_end", "_events", "_known", "_lateness", "_read")
 
     def __init__(self, lateness_ms: int = 0) -> None:
         self._lateness = lateness_ms
@@ -51,8 +40,6 @@ class InputFrontier:
         self._assigned: set[Hashable] = set()
         self._at_end: set[Hashable] = set()
         self._read: dict[Hashable, int] = {}  # partition -> newest record timestamp read
-        self._confirmed: dict[Hashable, int] = {}  # at end -> wall ms its leader confirmed it
-        self._reads: dict[Hashable, int] = {}  # partition -> reads so far (a version)
 
     def assign(self, partitions: Iterable[Hashable]) -> None:
         self._assigned.update(partitions)
@@ -64,14 +51,14 @@ class InputFrontier:
         self._known = False
         for partition in partitions:
             self._assigned.discard(partition)
-            self._not_at_end(partition)
+            self._at_end.discard(partition)
             self._read.pop(partition, None)
             self._events.pop(partition, None)
 
     def read(self, partition: Hashable, record_ms: int, event_ms: int = 0) -> None:
         """Records up to Kafka timestamp ``record_ms`` and events up to event time
         ``event_ms`` (0: no valid event among them) were read from ``partition``."""
-        self._not_at_end(partition)
+        self._at_end.discard(partition)
         if record_ms > self._read.get(partition, 0):
             self._read[partition] = record_ms
         if event_ms > self._events.get(partition, 0):
@@ -81,25 +68,7 @@ class InputFrontier:
         self._at_end.add(partition)
 
     def has_unread(self, partition: Hashable) -> None:
-        self._not_at_end(partition)
-
-    def _not_at_end(self, partition: Hashable) -> None:
         self._at_end.discard(partition)
-        self._confirmed.pop(partition, None)
-        self._reads[partition] = self._reads.get(partition, 0) + 1
-
-    def ask(self) -> dict[Hashable, int]:
-        """The partitions at their end, each with its version, for a question to the broker."""
-        return {p: self._reads.get(p, 0) for p in self._at_end}
-
-    def confirmed(
-        self, asked: Mapping[Hashable, int], asked_ms: int, ends: Iterable[Hashable]
-    ) -> None:
-        """The broker, asked at wall ``asked_ms``, answered that ``ends`` had nothing unread;
-        those read since the question was asked are left out (their answer is out of date)."""
-        for partition in ends:
-            if partition in self._at_end and self._reads.get(partition, 0) == asked.get(partition):
-                self._confirmed[partition] = max(asked_ms, self._confirmed.get(partition, 0))
 
     def value(self, wall_ms: int) -> int:
         """Wall ms up to which everything on this instance's partitions has been read: 0 before
@@ -112,8 +81,8 @@ class InputFrontier:
         return min(self._partition(p, wall_ms) for p in self._assigned)
 
     def _partition(self, partition: Hashable, wall_ms: int) -> int:
-        if partition in self._confirmed:
-            return min(self._confirmed[partition], wall_ms)
+        if partition in self._at_end:
+            return wall_ms
         read = min(self._read.get(partition, 0), wall_ms)
         event = self._events.get(partition)
         return read if event is None else min(read, event + self._lateness)

@@ -8,19 +8,17 @@ event time past that partition's events (which were waiting on the new leader) a
 fired for users who had been active. So the ingest asks the partitions' leaders for their end
 offsets every :data:`CONFIRM_EVERY_S`, without blocking its loop (the admin client answers
 with futures, looked at on a later turn), and hands the answers to the watermark
-(:meth:`agents.logic.watermarks.InputWatermark.confirmed`) and the wall-clock frontier
-(:meth:`agents.logic.frontier.InputFrontier.confirmed`): an end past the read position means
-unread records; no answer means not confirmed, and an unconfirmed idle partition holds the
-event clock like an active one and the frontier at what was read from it.
+(:meth:`agents.logic.watermarks.InputWatermark.confirmed`): an end past the read position
+means unread records; no answer means not confirmed, and an unconfirmed idle partition holds
+the clock like an active one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable
 from concurrent.futures import Future
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
@@ -36,14 +34,6 @@ CONFIRM_TIMEOUT_S = 2.0  # a question unanswered this long: its partitions stay 
 Futures = dict[TopicPartition, "Future[Any]"]
 
 
-class Question(NamedTuple):
-    """What the watermark and the frontier knew when the brokers were asked, and when."""
-
-    watermark: EndQuestion
-    frontier: dict[Hashable, int]
-    asked_ms: int
-
-
 class InputEnds:
     """One question at a time about the partitions the watermark takes to be at their end."""
 
@@ -51,7 +41,7 @@ class InputEnds:
         self._admin = AdminClient(client_config(settings))
         self._watermark = watermark
         self._frontier = frontier
-        self._question: tuple[Question, Futures, float] | None = None
+        self._question: tuple[EndQuestion, Futures, float] | None = None
         self._asked_at = 0.0
 
     def turn(self, consumer: Consumer) -> None:
@@ -64,14 +54,11 @@ class InputEnds:
                 return
             self._question = None
             self._answer(consumer, question, futures)
-        if now - self._asked_at < CONFIRM_EVERY_S:
-            return
-        wall_ms = int(time.time() * 1000)
-        question = Question(self._watermark.ask(wall_ms), self._frontier.ask(), wall_ms)
-        ended = set(question.watermark.versions) | set(question.frontier)
-        if not ended:
+        ended = self._watermark.at_end()
+        if not ended or now - self._asked_at < CONFIRM_EVERY_S:
             return
         self._asked_at = now
+        question = self._watermark.ask(int(time.time() * 1000))
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         request = {TopicPartition(*cast("tuple[str, int]", key)): latest for key in ended}
         try:
@@ -81,7 +68,7 @@ class InputEnds:
             return
         self._question = (question, futures, now)
 
-    def _answer(self, consumer: Consumer, question: Question, futures: Futures) -> None:
+    def _answer(self, consumer: Consumer, question: EndQuestion, futures: Futures) -> None:
         answered = {
             tp: int(future.result().offset)
             for tp, future in futures.items()
@@ -104,5 +91,4 @@ class InputEnds:
                 self._frontier.has_unread(key)
             else:
                 at_end.append(key)
-        self._watermark.confirmed(question.watermark, at_end)
-        self._frontier.confirmed(question.frontier, question.asked_ms, at_end)
+        self._watermark.confirmed(question, at_end)

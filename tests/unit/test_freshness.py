@@ -19,7 +19,7 @@ HOUR = 3_600_000
 
 
 # -- the input frontier (ingest side) ---------------------------------------------------------
-def test_input_frontier_is_the_least_read_partition_and_its_confirmed_end() -> None:
+def test_input_frontier_is_the_least_read_partition_and_now_at_the_end() -> None:
     frontier = InputFrontier()
     assert frontier.value(1_000) == 0  # no assignment yet: vouches for nothing
     frontier.assign([])
@@ -31,36 +31,15 @@ def test_input_frontier_is_the_least_read_partition_and_its_confirmed_end() -> N
     frontier.read("b", 600)  # an older timestamp does not move it back
     assert frontier.value(1_000) == 400
     frontier.reached_end("a")
-    assert frontier.value(1_000) == 400  # at its end as the consumer saw it: not confirmed yet
-    frontier.confirmed(frontier.ask(), 900, ["a"])  # its leader confirmed the end at 900
     assert frontier.value(1_000) == 700
     frontier.reached_end("b")
-    frontier.confirmed(frontier.ask(), 1_000, ["a", "b"])
     assert frontier.value(1_000) == 1_000
-    assert frontier.value(1_100) == 1_000  # read up to the last confirmation, not up to now
     frontier.has_unread("b")  # its high watermark moved past our position
-    assert frontier.value(1_100) == 700
+    assert frontier.value(1_000) == 700
     frontier.revoke(["b"])
     assert frontier.value(1_200) == 0  # a rebalance is under way
     frontier.assign([])
-    assert frontier.value(1_200) == 1_000  # "a" alone: up to its confirmed end
-
-
-def test_an_end_the_leader_did_not_confirm_holds_the_frontier() -> None:
-    """A partition whose leader is down or moving looks at its end to the consumer while its
-    events wait on the broker: without a confirmation it is read only as far as it was."""
-    frontier = InputFrontier()
-    frontier.assign(["a"])
-    frontier.read("a", 400)
-    frontier.reached_end("a")
-    asked = frontier.ask()
-    assert frontier.value(5_000) == 400  # no answer (the leader is down)
-    frontier.read("a", 450)  # read meanwhile: the answer to the old question is out of date
-    frontier.reached_end("a")
-    frontier.confirmed(asked, 4_000, ["a"])
-    assert frontier.value(5_000) == 450
-    frontier.confirmed(frontier.ask(), 4_900, ["a"])
-    assert frontier.value(5_000) == 4_900
+    assert frontier.value(1_200) == 1_200
 
 
 def test_a_bulk_load_of_history_is_read_up_to_its_event_time_plus_the_lateness() -> None:
