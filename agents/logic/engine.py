@@ -14,7 +14,7 @@ so it travels through the same changelog as the user states and is recovered wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -26,7 +26,7 @@ from agents.logic.freshness import frontier_now, is_stale, observe_frontier
 from agents.logic.holdout import arms_for
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
-from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot
+from agents.logic.partition import KVStore, Partition, mark_durable, overlaid, partitions_snapshot
 from agents.logic.returns import RETURNS_KEY, Return, decode_returns, encode_returns
 from agents.logic.signals import SignalContext, build_signal
 from agents.logic.state import Deadline, UserState, decode, encode
@@ -80,15 +80,20 @@ class Engine:
         self._n_channels = len(config.signals.channels)
 
     # -- ownership ---------------------------------------------------------------------------
-    def assign(self, number: int, store: KVStore) -> Partition:
+    def assign(
+        self, number: int, store: KVStore, in_flight: Mapping[bytes, bytes | None] | None = None
+    ) -> Partition:
         """Take over a partition whose store is recovered: rebuild aggregates and index.
+        ``in_flight`` (a rebuilt partition's changes on their way to the changelog) are read
+        over the store and kept as the new partition's overlay, so their acknowledgement still
+        lands in the store and in the aggregates.
 
         A stored value that cannot be decoded raises :class:`StateDecodeError` naming the
         partition and key, and the partition is not taken over."""
         calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
         meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
         returns = None
-        for key, raw in store.items():
+        for key, raw in overlaid(store, in_flight or {}):
             try:
                 if key == META_KEY:
                     meta = decode_meta(raw, self._n_channels, self.config.source_timeout_ms)
@@ -105,6 +110,7 @@ class Engine:
             if state.deadline is not Deadline.NONE:
                 index.add(state.deadline_ms, key)
         part = self.partitions[number] = Partition(number, store, agg, index, meta)
+        part.flushing.update(in_flight or {})
         if returns is not None:
             part.returns = returns
         return part

@@ -7,7 +7,7 @@ holds a state whose changelog record could still be lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,18 @@ class Partition:
         if key in self.flushing:
             return self.flushing[key]
         return self.store.get(key)
+
+
+def overlaid(
+    store: KVStore, overlay: Mapping[bytes, bytes | None]
+) -> Iterator[tuple[bytes, bytes]]:
+    """The items of ``store`` as they read under ``overlay`` (newer values; ``None`` deletes)."""
+    for key, value in store.items():
+        if key not in overlay:
+            yield key, value
+    for key, newer in overlay.items():
+        if newer is not None:
+            yield key, newer
 
 
 def write_all_to(store: KVStore, items: list[tuple[bytes, bytes | None]]) -> None:

@@ -106,7 +106,8 @@ class Runtime:
 
         ``changed`` partitions were written by recovery: kept here across a rebalance this
         worker missed (paused past its session while another took them over), they are
-        rebuilt from the store, not served from what was built before."""
+        rebuilt from the store, not served from what was built before; their changes still
+        on the way to the changelog are carried over, read over the store."""
         if self.failure is not None:
             return
         self.lease.install(self._app)
@@ -115,13 +116,15 @@ class Runtime:
         stale = owned & changed
         if stale:
             log.info("partitions %s changed while away: rebuilding them", sorted(stale))
+        in_flight = {number: self.engine.partitions[number].flushing for number in stale}
         for number in sorted((owned - active) | stale):
             self.engine.revoke(number)
         owned -= stale
         started = time.monotonic()
         for number in sorted(active - owned):
+            store = self.table.partition_store(number)
             try:
-                self.engine.assign(number, self.table.partition_store(number))
+                self.engine.assign(number, store, in_flight.get(number))
             except StateDecodeError as exc:
                 self.fail_stop(self._unreadable_state(number, exc))
                 return

@@ -157,3 +157,29 @@ def test_a_partition_kept_across_a_missed_rebalance_is_rebuilt_when_recovery_wro
     unchanged = runtime.engine.partitions[0]
     asyncio.run(store.on_recovery_completed(active, set()))  # nothing recovered: kept as built
     assert runtime.engine.partitions[0] is unchanged and runtime.engine.partitions[1] is after
+
+
+def test_a_rebuilt_partition_keeps_its_changes_in_flight() -> None:
+    """Recovery may read a partition's changelog while a group of this worker's own changes is
+    on its way there: the rebuilt partition counts those changes, and when Kafka confirms
+    them they land in its store (not in a partition object thrown away)."""
+    worker = make_worker(MemorySink())
+    runtime = worker.runtime
+    store = runtime.table.data
+    assert isinstance(store, MemoryStore)
+    topic = store.table.changelog_topic_name
+    active = {TP(topic, 1)}
+    asyncio.run(store.on_recovery_completed(active, set()))
+    day_ms = 86_400_000
+    t0 = 1_767_225_600_000
+    mine = encode(UserState(t0, t0, t0 // day_ms))
+    runtime.engine.partitions[1].flushing[b"u7"] = mine  # taken for a group, not yet durable
+    written = encode(UserState(t0, t0, t0 // day_ms))
+    store.apply_changelog_batch([Recovered(FaustMessage(1, b"u9", written))], None, None)
+    asyncio.run(store.on_recovery_completed(active, set()))
+    after = runtime.engine.partitions[1]
+    assert sum(after.aggregates.stages.values()) == 2
+    assert after.get(b"u7") == mine
+    assert runtime.engine.mark_durable([(1, b"u7", mine)]) == {1}
+    assert after.store[b"u7"] == mine and not after.flushing
+    assert sum(after.aggregates.stages.values()) == 2

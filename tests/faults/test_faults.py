@@ -257,20 +257,8 @@ def test_unreadable_by_user_records_are_quarantined(make_system) -> None:
     row.notes = "garbage, batch v3, tombstone, half-bad batch: each quarantined, none folded"
 
 
-def test_an_unreadable_state_stops_the_worker_until_repaired(
-    make_system, request: pytest.FixtureRequest
-) -> None:
+def test_an_unreadable_state_stops_the_worker_until_repaired(make_system) -> None:
     system: System = make_system("badstate")
-    if system.settings.clock == "event":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="2026-12-02 12:00 run of edd60f8: signals equal the oracle (1,511 expected, "
-                "1,515 delivered, 4 late) but one user's last event is missing from the gauges "
-                "(active 1d/7d and resurrecting one short) after the repair; it passed at the "
-                "start of the session, not yet explained",
-                strict=False,
-            )
-        )
     load = workload(808, system)
     worker = system.start("w0")
     system.publish(load.first)

@@ -170,7 +170,8 @@ def test_deadline_already_passed(p: ModelParams, x: int, t_x: float, slack: floa
     at_last = (p.b + x) / (p.a + p.b + x)
     threshold = at_last + slack * (1 - at_last)
     assume(threshold < 1.0)
-    assert risk_deadline_T(x, t_x, p, threshold) <= t_x * (1 + 1e-12) + 1e-12
+    # at slack 0 the root is t_x up to rounding, scaled by alpha + t_x in the closed form
+    assert risk_deadline_T(x, t_x, p, threshold) <= t_x + (p.alpha + t_x) * 1e-12
 
 
 def test_deadline_beyond_float_range_is_infinite() -> None:
