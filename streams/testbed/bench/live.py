@@ -134,6 +134,7 @@ def measure_latency(ctx: Context, users: int, rate: float) -> dict[str, Any]:
         client = producer(ctx.bootstrap, **{"linger.ms": 0})
         produce_all(client, topic, quick_events("lat", users, now_ms))
         log.wait("dormant", users, 120, "latency")
+        by_user.since_ms = now_ms()  # the returns' event times are from now on
         returns = (quick_event(f"lat{i:07d}", now_ms(), 1) for i in range(users))
 
         def poll(timeout: float) -> None:

@@ -77,13 +77,15 @@ def join_stamps(
 
 
 class ByUserStamps:
-    """The Kafka timestamp of the newest ``events.by_user`` record carrying each user's events."""
+    """The Kafka timestamp of the ``events.by_user`` record carrying each user's event with an
+    event time from ``since_ms`` on (the users' earlier events are left out)."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, prefix: str) -> None:
         from streams.testbed.bench.data import consumer
 
         self.client: Consumer = consumer(bootstrap, group, [topic])
         self.prefix = prefix
+        self.since_ms = 0
         self.stamp_ms: dict[str, float] = {}
 
     def drain(self, users: Iterable[str], timeout: float = 15.0) -> None:
@@ -105,8 +107,8 @@ class ByUserStamps:
             _, stamp = msg.timestamp()
             _, _, rows, _ = decode_record(msg.value())
             for row in rows:
-                if row.user_id.startswith(self.prefix):
-                    self.stamp_ms[row.user_id] = max(self.stamp_ms.get(row.user_id, 0), stamp)
+                if row.timestamp_ms >= self.since_ms and row.user_id.startswith(self.prefix):
+                    self.stamp_ms.setdefault(row.user_id, stamp)
         return len(messages)
 
     def close(self) -> None:
