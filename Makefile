@@ -89,9 +89,17 @@ test: deps ## run every test (unit, agents, integration on Apache Kafka and Tans
 faults: deps ## fault scenarios on Apache Kafka (kill -9, takeover, broker restart, SIGTERM, DLQ, abuse)
 	$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
+# Quix Streams (a system the bench compares with) in a virtual environment of its own, from
+# pinned requirements, so that its pins never touch ours.
+QUIX_VENV := .venv-quix
+$(QUIX_VENV)/.installed: bench/quix-requirements.txt
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q --disable-pip-version-check -r bench/quix-requirements.txt
+	touch $@
+
 BENCH_ARGS ?=
-bench: venv kafka-jars ## benchmark vs the raw-client limit and a naive Faust agent (quick: BENCH_ARGS="--events 200000 --users 20000 --skip-large")
-	$(BIN)/engagement bench $(BENCH_ARGS)
+bench: venv kafka-jars $(QUIX_VENV)/.installed ## benchmark vs the raw-client limit, Quix Streams with state and naive Faust (quick: BENCH_ARGS="--events 200000 --users 20000 --skip-large")
+	$(BIN)/engagement bench --quix-python $(QUIX_VENV)/bin/python $(BENCH_ARGS)
 
 unit: venv helm-bin ## unit tests only (no loop, no broker)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -106,4 +114,4 @@ format: venv ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 
 clean: ## remove the virtual environment and build leftovers
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(QUIX_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ from streams.testbed.bench.measure import (
 )
 from streams.testbed.bench.naive import NaiveConfig, read_progress
 from streams.testbed.bench.profile import frame_name, top_functions
+from streams.testbed.bench.quix_state import Meter, fold_user, pinned_version
 from streams.testbed.bench.raw import fold_batch, fold_config
 from streams.testbed.bench.report import (
     SystemRun,
@@ -30,6 +31,7 @@ from streams.testbed.bench.report import (
     summarize,
     write_report,
 )
+from streams.testbed.bench.stages import STAGES, Stamps, join_stamps, split_stages
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -73,6 +75,7 @@ def _report(**overrides: Any) -> dict[str, Any]:
         "systems": {
             "engagement": SystemRun(2_000_000, 20.0, 25.0),
             "raw_limit": SystemRun(2_000_000, 8.0, 8.0),
+            "quix_state": SystemRun(2_000_000, 40.0, 50.0, note="quixstreams 3.28.1"),
             "naive_faust": SystemRun(100_000, 25.0, 25.0, extrapolated=True, note="prefix"),
         },
         "latency_ms": summarize([100.0, 200.0]),
@@ -90,10 +93,19 @@ def test_build_report_ratios_and_targets() -> None:
     assert report["systems"]["engagement"]["events_per_s"] == 100_000.0
     assert report["ratios"]["engagement_vs_raw_limit"] == 0.4
     assert report["ratios"]["engagement_vs_naive"] == 25.0
+    assert report["ratios"]["engagement_vs_quix_state"] == 2.0
     targets = report["targets"]
     assert targets["engagement_events_per_s"]["pass"] is True
     assert targets["vs_naive"]["pass"] is True
-    assert targets["vs_raw_limit"]["pass"] is True
+    assert targets["vs_raw_limit"] == {
+        "target": ">= 0.60 of raw limit",
+        "value": 0.4,
+        "pass": False,
+    }
+    assert targets["vs_quix_state"]["pass"] is True
+    assert targets["cpu_s_per_million_events"]["value"] == 12.5
+    assert targets["cpu_s_per_million_events"]["pass"] is True
+    assert targets["latency_p99_ms"]["pass"] is True
     assert targets["deadline_p99_ms"]["pass"] is True
     assert targets["disk_bytes_per_user"]["pass"] is True
     assert targets["recovery_s"]["pass"] is True
@@ -115,8 +127,10 @@ def test_missing_system_gives_no_ratio() -> None:
     report = _report(systems={"engagement": SystemRun(10, 1.0, 1.0), "naive_faust": None})
     assert report["ratios"] == {
         "engagement_vs_raw_limit": None,
+        "engagement_vs_quix_state": None,
         "engagement_vs_naive": None,
         "one_process_vs_raw_limit": None,
+        "one_process_vs_quix_state": None,
         "one_process_vs_naive": None,
     }
     assert report["systems"]["naive_faust"] is None
@@ -137,6 +151,11 @@ def test_markdown_table() -> None:
         "| 2,000,000 |" in text
     )
     assert "extrapolated from a prefix; prefix" in text
+    assert (
+        "| Quix Streams with state (RocksDB + changelog: active days, last seen) | 50,000 | 25.0 "
+        in text
+    )
+    assert "| engagement / Quix Streams with state | 2.00 |" in text
     assert "| scale_out_2_workers | >= 1.7x | 1.50 | FAIL |" in text
     assert "| recovery_s | <= 60 s | 42.00 | pass |" in text
     assert "| fold (agents/logic/fold.py) | 40.0 | 50.0 |" in text
@@ -235,3 +254,66 @@ def test_bench_parser_defaults() -> None:
     assert not args.skip_large and not args.profile
     quick = parser.parse_args(["bench", "--events", "1000", "--users", "10", "--skip-large"])
     assert (quick.events, quick.users, quick.skip_large) == (1000, 10, True)
+    assert args.quix_python == Path(".venv-quix/bin/python")
+
+
+def test_latency_stages_split_the_mean_total() -> None:
+    samples = [Stamps(0.0, 10.0, 30.0, 70.0, 80.0), Stamps(100.0, 120.0, 130.0, 190.0, 220.0)]
+    stages = split_stages(samples)
+    assert list(stages) == list(STAGES)
+    assert stages["ingest"]["mean"] == 15.0
+    assert stages["by_user_fetch_and_fold"]["p50"] == 15.0
+    assert stages["group_delivery"]["share"] == 0.5  # 50 of a mean total of 100
+    assert sum(stage["share"] for stage in stages.values()) == pytest.approx(1.0)
+    assert split_stages([])["ingest"] == {
+        "p50": None, "p99": None, "max": None, "samples": 0, "mean": 0.0, "share": None,
+    }  # fmt: skip
+
+
+def test_latency_stages_join_only_users_seen_everywhere() -> None:
+    sent = {"a": 1.0, "b": 2.0, "c": 3.0}
+    ingested = {"a": 1010.0, "b": 2010.0}
+    signals = {"a": (1.1, 1020.0, 1050.0), "c": (3.1, 3020.0, 3050.0)}
+    assert join_stamps(sent, ingested, signals) == [Stamps(1000.0, 1010.0, 1020.0, 1050.0, 1100.0)]
+
+
+def test_latency_stages_in_the_markdown() -> None:
+    latency = {**summarize([100.0, 200.0]), "stages": split_stages([Stamps(0, 10, 30, 70, 80)])}
+    text = render_markdown(_report(latency_ms=latency))
+    assert (
+        "| stage fold → signal record (group made durable), ms p50 / p99 | 40.0 / 40.0 (50 %"
+        in text
+    )
+
+
+class _State:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def test_quix_fold_keeps_active_days_and_last_seen() -> None:
+    state = _State()
+    day = 86_400_000
+    for timestamp in (20 * day + 5, 20 * day + 1, 21 * day, 19 * day):
+        fold_user({"timestamp": timestamp}, state)
+    assert state.get("user") == {"days": [20, 21, 19], "last_seen": 21 * day}
+
+
+def test_quix_meter_and_pins() -> None:
+    meter = Meter(expect=2)
+    assert meter.result() == {"events": 0, "wall_s": 0.0, "cpu_s": 0.0}
+    assert meter.tick() is False
+    assert meter.tick() is True
+    result = meter.result()
+    assert result["events"] == 2 and result["wall_s"] >= 0.0
+    pins = "# comment\nquixstreams==3.28.1  # pinned\norjson==3.13.0\n"
+    assert pinned_version(pins) == "3.28.1"
+    assert pinned_version(pins, "rocksdict") is None
+    root = Path(__file__).resolve().parents[2]
+    assert pinned_version((root / "bench" / "quix-requirements.txt").read_text()) == "3.28.1"

@@ -1,12 +1,15 @@
-"""``engagement bench``: engagement-stream side by side with the raw limit and naive Faust.
+"""``engagement bench``: engagement-stream side by side with the raw limit, Quix Streams with
+state and naive Faust.
 
 engagement bench [--events N] [--users N] [--partitions P] [--users-large N] [--skip-large]
-                 [--naive-events N] [--naive-seconds S] [--profile] [--out DIR]
+                 [--naive-events N] [--naive-seconds S] [--quix-python PATH] [--profile]
+                 [--out DIR]
 
 Starts Apache Kafka (as the tests do), produces the simulated data set once, then measures in
-turn: one engagement worker, the raw confluent-kafka loop, the naive Faust agent (on a prefix),
-two engagement workers, latency to a signal, and (unless --skip-large) deadline delay, memory
-and recovery with --users-large tracked users. Writes bench/results/<UTC time>.json and .md.
+turn: one engagement worker, the raw confluent-kafka loop, Quix Streams with state (when its
+virtual environment is there), the naive Faust agent (on a prefix), two engagement workers,
+latency to a signal, and (unless --skip-large) deadline delay, memory and recovery with
+--users-large tracked users. Writes bench/results/<UTC time>.json and .md.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_OUT = Path("bench/results")
+DEFAULT_QUIX_PYTHON = Path(".venv-quix/bin/python")
 DESCRIPTION = (
     "Start Apache Kafka (as the tests do), produce a simulated data set once, then measure in "
-    "turn: one engagement worker, the raw confluent-kafka loop, the naive Faust agent (on a "
-    "prefix), two engagement workers, latency to a signal, and (unless --skip-large) deadline "
-    "delay, memory and recovery with --users-large tracked users. Writes "
-    "bench/results/<UTC time>.json and .md."
+    "turn: one engagement worker, the raw confluent-kafka loop, Quix Streams with state, the "
+    "naive Faust agent (on a prefix), two engagement workers, latency to a signal, and "
+    "(unless --skip-large) deadline delay, memory and recovery with --users-large tracked "
+    "users. Writes bench/results/<UTC time>.json and .md."
 )
 
 
@@ -29,7 +33,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``engagement bench`` on an ``add_subparsers()`` object."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
-        help="benchmark against the raw-client limit and a naive Faust agent",
+        help="benchmark against the raw-client limit, Quix Streams and a naive Faust agent",
         description=DESCRIPTION,
     )
     add = parser.add_argument
@@ -47,6 +51,10 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--deadline-rate", type=float, default=1_000.0, help="their arrivals per second")
     add("--profile", action="store_true", help="sample a worker with py-spy; top functions")
     add("--profile-seconds", type=float, default=20.0)
+    add(
+        "--quix-python", type=Path, default=DEFAULT_QUIX_PYTHON,
+        help="Python of the Quix Streams environment (made by make bench); absent: not run",
+    )  # fmt: skip
     add("--out", type=Path, default=DEFAULT_OUT, help="folder of the reports")
     add("--kafka-lib", type=Path, default=None, help="Apache Kafka jars (default: as the tests)")
     parser.set_defaults(func=bench_command)

@@ -42,6 +42,7 @@ from streams.testbed.bench.phases import (
     worker_env,
 )
 from streams.testbed.bench.report import summarize
+from streams.testbed.bench.stages import ByUserStamps, join_stamps, split_stages
 
 HOUR_MS = 3_600_000
 
@@ -85,6 +86,7 @@ class SignalLog:
 
     def __post_init__(self) -> None:
         self.seen: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self.produced_ms: dict[tuple[str, str], float] = {}  # the signal records' timestamps
 
     def poll(self, timeout: float = 0.002) -> None:
         for msg in self.client.consume(2000, timeout=timeout):
@@ -94,7 +96,10 @@ class SignalLog:
             if not signal:
                 continue
             if signal["kind"] in self.kinds and signal["user_id"].startswith(self.prefix):
-                self.seen.setdefault((signal["kind"], signal["user_id"]), (time.time(), signal))
+                key = (signal["kind"], signal["user_id"])
+                if key not in self.seen:
+                    self.seen[key] = (time.time(), signal)
+                    self.produced_ms[key] = float(msg.timestamp()[1])
 
     def count(self, kind: str) -> int:
         return sum(1 for k, _ in self.seen if k == kind)
@@ -123,26 +128,50 @@ def measure_latency(ctx: Context, users: int, rate: float) -> dict[str, Any]:
     try:
         wait_owned(workers, ctx.partitions)
         log = signal_log(ctx, phase, {"dormant", "reactivated"}, "lat")
+        by_user = ByUserStamps(
+            ctx.bootstrap, f"{ctx.name(phase)}.events.by_user", f"{ctx.name(phase)}-stamps", "lat"
+        )
         client = producer(ctx.bootstrap, **{"linger.ms": 0})
         produce_all(client, topic, quick_events("lat", users, now_ms))
         log.wait("dormant", users, 120, "latency")
+        by_user.since_ms = now_ms()  # the returns' event times are from now on
         returns = (quick_event(f"lat{i:07d}", now_ms(), 1) for i in range(users))
-        sent = paced(client, topic, returns, rate, log.poll)
+
+        def poll(timeout: float) -> None:
+            log.poll(timeout)
+            by_user.poll()
+
+        sent = paced(client, topic, returns, rate, poll)
         log.wait("reactivated", users, 60, "latency")
+        by_user.drain(sent)
     finally:
         stop_workers(workers)
+    result = _latency_figures(log, by_user, sent)
+    log.client.close()
+    by_user.close()
+    result.update(
+        rate_per_s=rate, users=users,
+        measured="signal consumed by the bench minus event produced (same clock)",
+    )  # fmt: skip
+    say(f"latency: p50 {result['p50']} ms, p99 {result['p99']} ms ({result['samples']:,} signals)")
+    return result
+
+
+def _latency_figures(
+    log: SignalLog, by_user: ByUserStamps, sent: dict[str, float]
+) -> dict[str, Any]:
+    """End to end, produce -> processed_at_ms, and the split into stages."""
     end_to_end, engine = [], []
+    signals: dict[str, tuple[float, float, float]] = {}
     for (kind, user), (seen_at, signal) in log.seen.items():
         if kind == "reactivated" and user in sent:
             end_to_end.append((seen_at - sent[user]) * 1000)
             engine.append(signal["processed_at_ms"] - sent[user] * 1000)
-    log.client.close()
+            produced = log.produced_ms[(kind, user)]
+            signals[user] = (seen_at, float(signal["processed_at_ms"]), produced)
     result: dict[str, Any] = summarize(end_to_end)
-    result.update(
-        rate_per_s=rate, users=users, processed_at=summarize(engine),
-        measured="signal consumed by the bench minus event produced (same clock)",
-    )  # fmt: skip
-    say(f"latency: p50 {result['p50']} ms, p99 {result['p99']} ms ({len(end_to_end):,} signals)")
+    result["processed_at"] = summarize(engine)
+    result["stages"] = split_stages(join_stamps(sent, by_user.stamp_ms, signals))
     return result
 
 

@@ -23,10 +23,12 @@ from streams.testbed.bench.data import say
 from streams.testbed.bench.measure import cpu_seconds
 from streams.testbed.bench.naive import NaiveConfig, read_progress
 from streams.testbed.bench.profile import record, top_functions
+from streams.testbed.bench.quix_state import pinned_version
 from streams.testbed.bench.report import SystemRun
 from streams.testbed.brokers import free_port
 from streams.testbed.processes import WorkerProcess
 
+REPOSITORY = Path(__file__).resolve().parents[3]
 PROCESSED = ("engagement_events_folded_total", "engagement_events_duplicate_total")
 STALL_S = 120.0
 
@@ -192,6 +194,36 @@ def measure_raw(ctx: Context) -> SystemRun:
     result = orjson.loads(done.stdout.strip().splitlines()[-1])
     run = SystemRun(int(result["events"]), float(result["wall_s"]), float(result["cpu_s"]))
     say(f"raw_limit: {run.events:,} events in {run.wall_s:.1f}s = {run.events_per_s:,.0f}/s")
+    return run
+
+
+def measure_quix_state(ctx: Context, python: Path) -> SystemRun | None:
+    """Quix Streams with state (:mod:`streams.testbed.bench.quix_state`), run by ``python`` of
+    its own virtual environment; None (and a note) when that environment is not there."""
+    if not python.exists():
+        ctx.notes.append(f"quix_state: not run, no {python} (make bench creates it)")
+        say(f"quix_state: skipped, no {python}")
+        return None
+    say("quix_state: Quix Streams, RocksDB state + changelog, per-user fold, one process")
+    python = python.absolute()  # not resolve(): the venv's python is a symlink out of it
+    state_dir = ctx.workdir / "quix-state"
+    argv = [str(python), "-m", "streams.testbed.bench.quix_state", "--bootstrap", ctx.bootstrap]
+    argv += ["--topic", ctx.input_topic, "--group", ctx.name("quix"), "--expect", str(ctx.events)]
+    argv += ["--state-dir", str(state_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=3600, check=False, env=env, cwd=ctx.workdir
+    )
+    shutil.rmtree(state_dir, ignore_errors=True)
+    if done.returncode != 0:
+        raise BrokerError(f"quix_state failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    result = orjson.loads(done.stdout.strip().splitlines()[-1])
+    pins = (REPOSITORY / "bench" / "quix-requirements.txt").read_text()
+    note = f"quixstreams {pinned_version(pins)}, 1 process, its defaults"
+    run = SystemRun(
+        int(result["events"]), float(result["wall_s"]), float(result["cpu_s"]), note=note
+    )
+    say(f"quix_state: {run.events:,} events in {run.wall_s:.1f}s = {run.events_per_s:,.0f}/s")
     return run
 
 

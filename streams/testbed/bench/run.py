@@ -19,6 +19,7 @@ from streams.testbed.bench.phases import (
     Context,
     measure_engagement,
     measure_naive,
+    measure_quix_state,
     measure_raw,
     profile_engagement,
 )
@@ -93,6 +94,7 @@ def run_phases(
     engagement = measure_engagement(ctx, "engagement")
     one_process = measure_engagement(ctx, "engagement-one-process", ingest_process="false")
     raw = measure_raw(ctx)
+    quix_state = measure_quix_state(ctx, args.quix_python)
     naive = measure_naive(ctx, args.naive_events, args.naive_seconds)
     scale = None
     if not args.skip_scale_out:
@@ -122,6 +124,7 @@ def run_phases(
             "engagement": engagement,
             "engagement_one_process": one_process,
             "raw_limit": raw,
+            "quix_state": quix_state,
             "naive_faust": naive,
         },
         latency_ms=latency,
@@ -140,7 +143,9 @@ def _notes(naive: SystemRun, args: argparse.Namespace) -> list[str]:
         "CPU seconds: utime+stime of /proc/<pid>/stat (all threads) of the measured process; "
         "the Kafka broker (same machine) is not counted.",
         "engagement: timed from all partitions owned to folded+duplicates == input count "
-        "(polling /metrics every 0.25 s); raw limit: from its first message to its last.",
+        "(polling /metrics every 0.25 s); raw limit and Quix Streams with state: from their "
+        "first message to their last (Quix Streams on its defaults, in its own virtual "
+        "environment from bench/quix-requirements.txt).",
         f"naive Faust: timed on {naive.events:,} events (first {args.naive_events:,} or "
         f"{args.naive_seconds:.0f} s); its events/s is assumed to hold for the whole input.",
     ]

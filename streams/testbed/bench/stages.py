@@ -1,0 +1,115 @@
+"""Where the steady-load latency goes: produce -> ingest step -> by_user fetch and fold -> group
+delivery -> signal consumed, from timestamps that already flow.
+
+For each returning user the latency phase knows five instants on the one clock of this machine:
+
+* ``sent``: the bench produced the event (the producer's wall clock);
+* ``ingested``: the Kafka timestamp of the ``events.by_user`` record that carries it (set when
+  ingest produced the record at the end of its step);
+* ``folded``: ``processed_at_ms`` of the signal (the fold read the wall clock);
+* ``signalled``: the Kafka timestamp of the signal record (produced when its group was made
+  durable: after the previous group, and after the flusher or the group size started it);
+* ``seen``: the bench consumed the signal.
+
+:func:`split_stages` (pure) turns them into per-stage p50 / p99 / mean and each stage's share
+of the mean total (means add up, percentiles do not). :class:`ByUserStamps` reads the by_user
+topic for the ``ingested`` instants.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from confluent_kafka import Consumer
+
+from streams.testbed.bench.report import summarize
+from streams.worker.codecs import decode_record
+
+STAGES = ("ingest", "by_user_fetch_and_fold", "group_delivery", "signal_fetch")
+
+
+class Stamps(NamedTuple):
+    """One event's way to its signal, in unix milliseconds."""
+
+    sent: float
+    ingested: float
+    folded: float
+    signalled: float
+    seen: float
+
+
+def split_stages(samples: Sequence[Stamps]) -> dict[str, Any]:
+    """Per stage: p50 / p99 / max / samples, the mean and its share of the mean total."""
+    durations: dict[str, list[float]] = {name: [] for name in STAGES}
+    for s in samples:
+        points = (s.sent, s.ingested, s.folded, s.signalled, s.seen)
+        for name, start, end in zip(STAGES, points, points[1:], strict=False):
+            durations[name].append(end - start)
+    means = {name: sum(v) / len(v) if v else 0.0 for name, v in durations.items()}
+    total = sum(means.values())
+    out: dict[str, Any] = {}
+    for name, values in durations.items():
+        figures: dict[str, Any] = summarize(values)
+        figures["mean"] = round(means[name], 3)
+        figures["share"] = round(means[name] / total, 3) if total > 0 else None
+        out[name] = figures
+    return out
+
+
+def join_stamps(
+    sent_s: Mapping[str, float],
+    ingested_ms: Mapping[str, float],
+    signals: Mapping[str, tuple[float, float, float]],
+) -> list[Stamps]:
+    """The users known at every point: ``sent_s`` (unix seconds), ``ingested_ms``, and
+    ``signals``: user -> (seen in unix seconds, processed_at_ms, signal record timestamp)."""
+    out = []
+    for user, (seen_s, folded_ms, signalled_ms) in signals.items():
+        if user in sent_s and user in ingested_ms:
+            out.append(
+                Stamps(
+                    sent_s[user] * 1000, ingested_ms[user], folded_ms, signalled_ms, seen_s * 1000
+                )
+            )
+    return out
+
+
+class ByUserStamps:
+    """The Kafka timestamp of the ``events.by_user`` record carrying each user's event with an
+    event time from ``since_ms`` on (the users' earlier events are left out)."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, prefix: str) -> None:
+        from streams.testbed.bench.data import consumer
+
+        self.client: Consumer = consumer(bootstrap, group, [topic])
+        self.prefix = prefix
+        self.since_ms = 0
+        self.stamp_ms: dict[str, float] = {}
+
+    def drain(self, users: Iterable[str], timeout: float = 15.0) -> None:
+        """Read until each of ``users`` is stamped, for at most ``timeout`` seconds (ingest
+        writes clock-only records to every partition each second: the topic never goes
+        quiet)."""
+        missing = set(users) - self.stamp_ms.keys()
+        deadline = time.monotonic() + timeout
+        while missing and time.monotonic() < deadline:
+            self.poll(0.2)
+            missing -= self.stamp_ms.keys()
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Read what is there (waiting at most ``timeout``); the number of records read."""
+        messages = self.client.consume(2000, timeout=timeout)
+        for msg in messages:
+            if msg.error() is not None:
+                continue
+            _, stamp = msg.timestamp()
+            _, _, rows, _ = decode_record(msg.value())
+            for row in rows:
+                if row.timestamp_ms >= self.since_ms and row.user_id.startswith(self.prefix):
+                    self.stamp_ms.setdefault(row.user_id, stamp)
+        return len(messages)
+
+    def close(self) -> None:
+        self.client.close()
