@@ -29,9 +29,9 @@ from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot
 from agents.logic.returns import RETURNS_KEY, Return, decode_returns, encode_returns
 from agents.logic.signals import SignalContext, build_signal
-from agents.logic.state import Deadline, UserState, decode, encode
+from agents.logic.state import UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
-from agents.logic.walk import KIND_INDEX, Fired, Walk
+from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
 from agents.logic.watermarks import SourceWatermarks
 from schemas.errors import StateDecodeError
 from schemas.records import EventLike
@@ -102,8 +102,9 @@ class Engine:
                     exc.message, version=exc.version, key=key, partition=number
                 ) from exc
             agg.add(state, calendar)
-            if state.deadline is not Deadline.NONE:
-                index.add(state.deadline_ms, key)
+            due = next_due_ms(state, self.config.fold)
+            if due is not None:
+                index.add(due, key)
         part = self.partitions[number] = Partition(number, store, agg, index, meta)
         if returns is not None:
             part.returns = returns
@@ -276,10 +277,11 @@ class Engine:
             if raw is None:
                 continue
             old = decode(raw)
-            if old.deadline is Deadline.NONE:
+            due = next_due_ms(old, cfg.fold)
+            if due is None:
                 continue
-            if old.deadline_ms > now:
-                part.index.add(old.deadline_ms, key)
+            if due > now:
+                part.index.add(due, key)
                 continue
             user_id = key.decode()
             arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
@@ -361,13 +363,10 @@ class Engine:
             part.dirty[key] = None
             return
         part.aggregates.update(old, state, cfg.calendar)
-        if state.deadline is not Deadline.NONE and (
-            rearm
-            or old is None
-            or old.deadline is Deadline.NONE
-            or state.deadline_ms < old.deadline_ms
-        ):
-            part.index.add(state.deadline_ms, key)
+        due = next_due_ms(state, cfg.fold)
+        old_due = next_due_ms(old, cfg.fold) if old is not None else None
+        if due is not None and (rearm or old_due is None or due < old_due):
+            part.index.add(due, key)
         value = encode(state)
         part.dirty[key] = value
 

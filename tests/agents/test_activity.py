@@ -93,3 +93,24 @@ def test_the_store_gets_a_state_only_after_its_changelog_is_delivered(sink: Memo
     assert b"u1" in store
     topic = "agents-test-users-changelog"
     assert (b"u1", store[b"u1"]) in [(k, v) for k, v, _, _ in sink.records[topic]]
+
+
+def test_a_user_stuck_in_a_funnel_gets_one_stalled_signal_on_its_topic(sink: MemorySink) -> None:
+    funnel = '[{"name": "onboard", "steps": ["session_start", "purchase"], "window": "2d"}]'
+    worker = make_worker(sink, ENGAGEMENT_FUNNELS=funnel)
+    entered = [Event("a", "stuck", "session_start", T0), Event("b", "done", "session_start", T0)]
+    bought = [Event("c", "done", "purchase", T0 + DAY_MS)]
+    later = [Event("tick", "clock", "page_view", T0 + 3 * DAY_MS)]  # moves the event clock
+
+    async def scenario() -> None:
+        async with worker.activity.test_context() as agent:
+            for batch in (entered, bought, later, later):
+                await agent.put(encode_batch(0, batch), key=batch[0].user_id.encode(), partition=0)
+        await worker.runtime.finish_groups()
+
+    run(scenario())
+    stalled = [
+        orjson.loads(v or b"{}") for _, v, _, _ in sink.records["engagement.signals.stalled"]
+    ]
+    assert [(s["user_id"], s["event_time_ms"]) for s in stalled] == [("stuck", T0 + 2 * DAY_MS)]
+    assert stalled[0]["reasons"]["funnel"]["next_step_event"] == "purchase"
