@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 
 
@@ -77,4 +78,25 @@ def expected_stalls(
             end = times[0] + funnel.window_ms if times else None
             if end is not None and len(times) < len(funnel.steps) and end <= now_ms:
                 out.add(Stalled(user, funnel.name, end, len(times), times[-1]))
+    return out
+
+
+def week_of_entry(ms: int) -> str:
+    """The Monday (UTC) of the week holding ``ms``, as an ISO date."""
+    day = datetime.fromtimestamp(ms / 1000, tz=UTC).date()
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def expected_counts(
+    events: Iterable[Hit], funnels: Sequence[FunnelSpec], channel_of: dict[str, str]
+) -> dict[tuple[str, int, str, str], int]:
+    """(funnel, step (1-based), channel, cohort week) -> users who reached the step; users who
+    converted from step k to k+1 are the count of step k+1 in the same cohort."""
+    out: dict[tuple[str, int, str, str], int] = {}
+    for user, mine in by_user(events).items():
+        for funnel in funnels:
+            times = progress(mine, funnel)
+            for k in range(len(times)):
+                key = (funnel.name, k + 1, channel_of[user], week_of_entry(times[0]))
+                out[key] = out.get(key, 0) + 1
     return out

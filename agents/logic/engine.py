@@ -23,6 +23,7 @@ from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
+from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.holdout import arms_for
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
@@ -87,7 +88,7 @@ class Engine:
         partition and key, and the partition is not taken over."""
         calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
         meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
-        returns = None
+        returns, counts, funnels = None, FunnelCounts(), self.config.fold.funnels
         for key, raw in store.items():
             try:
                 if key == META_KEY:
@@ -102,10 +103,12 @@ class Engine:
                     exc.message, version=exc.version, key=key, partition=number
                 ) from exc
             agg.add(state, calendar)
+            counts.update(None, state, funnels, calendar)
             due = next_due_ms(state, self.config.fold)
             if due is not None:
                 index.add(due, key)
         part = self.partitions[number] = Partition(number, store, agg, index, meta)
+        part.funnel_counts = counts
         if returns is not None:
             part.returns = returns
         return part
@@ -357,6 +360,7 @@ class Engine:
                 today=part.meta.today,
             )
             part.returns_changed = True
+        part.funnel_counts.update(old, state, cfg.fold.funnels, cfg.calendar)
         if state is None:
             if old is not None:
                 part.aggregates.add(old, cfg.calendar, -1)
@@ -396,6 +400,14 @@ class Engine:
         """Gauges summed over the owned partitions, and the day they describe."""
         now = self.now_ms(wall_ms)
         return partitions_snapshot(self.partitions.values(), now, self.config, self._n_channels)
+
+    def funnel_snapshot(self, wall_ms: int) -> FunnelCounts:
+        """Funnel gauges summed over the owned partitions, cohorts of the kept days only."""
+        total = FunnelCounts()
+        for part in self.partitions.values():
+            total += part.funnel_counts
+        today = self.config.calendar.day_of(self.now_ms(wall_ms))
+        return total.recent(today, -(-self.config.aggregate_days // 7))
 
     def user(self, user_id: str) -> UserState | None:
         key = user_id.encode()

@@ -114,3 +114,13 @@ def test_a_user_stuck_in_a_funnel_gets_one_stalled_signal_on_its_topic(sink: Mem
     ]
     assert [(s["user_id"], s["event_time_ms"]) for s in stalled] == [("stuck", T0 + 2 * DAY_MS)]
     assert stalled[0]["reasons"]["funnel"]["next_step_event"] == "purchase"
+    worker.runtime.refresh_snapshot()
+    labels = {"funnel": "onboard", "event": "session_start", "channel": "other"}
+    labels |= {"cohort": "2025-12-29", "step": "1"}  # T0 is a Thursday
+    assert worker.registry.get_sample_value("engagement_funnel_reached_users", labels) == 2
+    assert worker.registry.get_sample_value("engagement_funnel_converted_users", labels) == 1
+    within_a_day = {"funnel": "onboard", "event": "session_start", "step": "1", "le": "86400.0"}
+    assert (
+        worker.registry.get_sample_value("engagement_funnel_step_time_seconds_bucket", within_a_day)
+        == 1
+    )

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
+from agents.logic.funnel_counts import week_label
 from agents.logic.funnels import (
     ACTIVATION_FUNNEL,
     EARLY_HITS,
@@ -30,8 +31,8 @@ from agents.logic.state import Track, UserState, decode, encode
 from schemas.errors import SettingsError
 from streams.settings import Settings
 from streams.tools.population import DEFAULT_MIX
-from tests.funnel_oracle import FunnelSpec, Hit, expected_stalls, progress
-from tests.unit.conftest import T0, engine_config, make_event
+from tests.funnel_oracle import FunnelSpec, Hit, expected_counts, expected_stalls, progress
+from tests.unit.conftest import CHANNELS, T0, engine_config, make_event
 
 HOUR = 3_600_000
 LATENESS = HOUR
@@ -172,7 +173,11 @@ def _population(rnd: random.Random, users: int) -> list[Hit]:
     return events
 
 
-def _run(events: list[Hit], rnd: random.Random, end_ms: int) -> list[dict[str, Any]]:
+def _channel(user: str) -> str:
+    return CHANNELS[int(user[1:]) % len(CHANNELS)]
+
+
+def _run(events: list[Hit], rnd: random.Random, end_ms: int) -> tuple[list[dict[str, Any]], Engine]:
     """Duplicated, reordered within the lateness (never read late), in random batches."""
     arrival = events + rnd.sample(events, len(events) // 3)
     jitter = {id(e): rnd.randrange(LATENESS) for e in arrival}
@@ -183,11 +188,14 @@ def _run(events: list[Hit], rnd: random.Random, end_ms: int) -> list[dict[str, A
     while arrival:
         size = rnd.randint(1, 6)
         batch, arrival = arrival[:size], arrival[size:]
-        made = [make_event(e.user_id, e.ms, e.event_id, e.event_type) for e in batch]
+        made = [
+            make_event(e.user_id, e.ms, e.event_id, e.event_type, _channel(e.user_id))
+            for e in batch
+        ]
         signals += [s for _, _, s in eng.process(0, made, end_ms).signals]
     eng.observe_watermark(0, end_ms)
     signals += [s for _, _, s in eng.tick(end_ms).signals]
-    return [s for s in signals if s["kind"] == "stalled"]
+    return [s for s in signals if s["kind"] == "stalled"], eng
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -195,7 +203,7 @@ def test_stalled_signals_are_exactly_the_oracles(seed: int) -> None:
     rnd = random.Random(seed)
     events = _population(rnd, 40)
     end_ms = T0 + 6 * DAY_MS + rnd.randrange(0, 3 * DAY_MS)
-    got = _run(events, rnd, end_ms)
+    got, _ = _run(events, rnd, end_ms)
     expected = expected_stalls(events, SPECS, end_ms)
     assert len(got) == len({s["signal_id"] for s in got}), "a stall fired twice"
     seen = {
@@ -239,3 +247,36 @@ def test_a_converted_user_never_stalls_and_a_stall_fires_once() -> None:
     assert funnel["days_at_step"] == round(3 - 5 / 24, 4)
     eng.observe_watermark(0, later + DAY_MS)
     assert not [s for _, _, s in eng.tick(later + DAY_MS).signals if s["kind"] == "stalled"]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_funnel_gauges_are_the_oracles_counts(seed: int) -> None:
+    rnd = random.Random(100 + seed)
+    events = _population(rnd, 60)
+    _, eng = _run(events, rnd, T0 + 9 * DAY_MS)
+    counts = eng.funnel_snapshot(T0 + 9 * DAY_MS)
+    labels = ("other", *CHANNELS)
+    got = {
+        (FUNNELS[f].name, k + 1, labels[ch], week_label(week)): users
+        for (f, k, ch, week), users in counts.reached.items()
+        if users
+    }
+    channel_of = {e.user_id: _channel(e.user_id) for e in events}
+    assert got == expected_counts(events, SPECS, channel_of)
+    assert sum(counts.step_time.values()) == sum(
+        users for (_, k, _, _), users in counts.reached.items() if k > 0
+    )
+
+
+def test_funnel_gauges_follow_a_partition_taken_over_from_its_store() -> None:
+    rnd = random.Random(3)
+    events = _population(rnd, 30)
+    _, eng = _run(events, rnd, T0 + 9 * DAY_MS)
+    eng.take_changes()
+    store: dict[bytes, bytes] = {}
+    for part in eng.partitions.values():
+        store.update({k: v for k, v in part.flushing.items() if v is not None})
+    again = Engine(engine_config(lateness_ms=LATENESS, funnels=FUNNELS))
+    again.assign(0, store)
+    again.observe_watermark(0, T0 + 9 * DAY_MS)
+    assert again.funnel_snapshot(T0).reached == eng.funnel_snapshot(T0).reached
