@@ -431,7 +431,8 @@ def test_panels_reading_recording_rules_say_so() -> None:
             description = panel.get("description", "")
             assert "PrometheusRule" in description, panel["title"]
             assert all(name in description for name in used), panel["title"]
-    assert readers == 5  # stickiness, retention, win-back, return rate by arm, uplift
+    # stickiness, retention, win-back, return rate by arm, uplift, and the three funnel panels
+    assert readers == 8
     assert "PrometheusRule" in load_dashboard()["description"]
 
 
