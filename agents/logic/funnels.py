@@ -36,10 +36,10 @@ MAX_STEPS = 16
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _WINDOW = re.compile(r"^\s*(\d+)\s*(h|d)\s*$")
 _HOUR_MS = 3_600_000
-# The activation funnel of the simulator's events (``engagement simulate``); ENGAGEMENT_FUNNELS
-# is empty by default: a funnel must be declared for a deployment's own events.
+# The activation funnel of the simulator's onboarding (``engagement simulate --onboarding``);
+# ENGAGEMENT_FUNNELS is empty by default: a funnel is declared for a deployment's own events.
 ACTIVATION_FUNNEL = (
-    '[{"name": "activation", "steps": ["session_start", "add_to_cart", "purchase"], '
+    '[{"name": "activation", "steps": ["signup", "profile_completed", "first_value"], '
     '"window": "7d"}]'
 )
 Scalar = str | int | float | bool
