@@ -3,10 +3,12 @@ simulator's design."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams.demo.funnel import designed_weakest, funnel_data, funnel_section
 from streams.tools.population import DEFAULT_CHANNELS
 
-SHARES = [{"name": c.name, "share": c.share} for c in DEFAULT_CHANNELS]
+SHARES: list[dict[str, Any]] = [{"name": c.name, "share": c.share} for c in DEFAULT_CHANNELS]
 
 
 def metrics(rows: dict[str, tuple[int, int, int]]) -> str:
