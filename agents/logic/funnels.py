@@ -274,3 +274,28 @@ def due_stalls(tracks: list[Track], funnels: tuple[Funnel, ...], now_ms: int) ->
             stalls.append(Stall(funnel, tuple(reached(track.hits, funnel)), due))
     stalls.sort(key=lambda s: (s.at_ms, s.funnel.name))
     return stalls
+
+
+def progress_of(tracks: list[Track], funnels: tuple[Funnel, ...]) -> list[dict[str, Any]]:
+    """Each entered funnel's progress, for looking one user up: the steps reached and when (ms),
+    whether the user converted, when the window ends, whether the stall was signalled."""
+    by_key = {t.key: t for t in tracks}
+    out = []
+    for funnel in funnels:
+        track = by_key.get(funnel.key)
+        times = reached(track.hits, funnel) if track is not None else []
+        if track is None or not times:
+            continue
+        out.append(
+            {
+                "funnel": funnel.name,
+                "steps_reached": [
+                    {"step": k + 1, "event": funnel.steps[k].label, "at_ms": ms}
+                    for k, ms in enumerate(times)
+                ],
+                "converted": len(times) == len(funnel.steps),
+                "window_ends_ms": times[0] + funnel.window_ms,
+                "stalled": track.stalled,
+            }
+        )
+    return out

@@ -9,6 +9,7 @@ import orjson
 from agents.logic.days import DAY_MS
 from schemas.records import Event
 from streams.worker.codecs import encode_batch
+from streams.worker.web import describe_user
 from tests.agents.conftest import MemorySink, make_worker
 
 T0 = 1_767_225_600_000
@@ -114,6 +115,21 @@ def test_a_user_stuck_in_a_funnel_gets_one_stalled_signal_on_its_topic(sink: Mem
     ]
     assert [(s["user_id"], s["event_time_ms"]) for s in stalled] == [("stuck", T0 + 2 * DAY_MS)]
     assert stalled[0]["reasons"]["funnel"]["next_step_event"] == "purchase"
+    stuck = describe_user(worker.runtime, "stuck")
+    assert stuck is not None
+    assert stuck["funnels"] == [
+        {
+            "funnel": "onboard",
+            "steps_reached": [
+                {"step": 1, "event": "session_start", "at": "2026-01-01T00:00:00.000Z"}
+            ],
+            "converted": False,
+            "window_ends": "2026-01-03T00:00:00.000Z",
+            "stalled": True,
+        }
+    ]
+    done = describe_user(worker.runtime, "done")
+    assert done is not None and done["funnels"][0]["converted"] is True
     worker.runtime.refresh_snapshot()
     labels = {"funnel": "onboard", "event": "session_start", "channel": "other"}
     labels |= {"cohort": "2025-12-29", "step": "1"}  # T0 is a Thursday
