@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from agents.logic.days import Calendar
 from agents.logic.funnel_counts import FunnelCounts, week_label
 from agents.logic.funnels import Funnel
+from streams.exits import USAGE
 from streams.settings import Settings
 from streams.tools.args import Loader, default_loader
 
@@ -150,10 +151,11 @@ def funnel_command(
     out: TextIO = sys.stdout,
     loader: Loader = default_loader,
 ) -> int:
-    """Print every declared funnel's steps per channel (and cohort) as ``fmt``."""
+    """Print every declared funnel's steps per channel (and cohort) as ``fmt``; exit status
+    2 (usage) when none is declared."""
     if not settings.funnels:
-        print("engagement funnel: no funnel declared (ENGAGEMENT_FUNNELS)", file=sys.stderr)
-        return 1
+        print("engagement funnel: no funnel declared (set ENGAGEMENT_FUNNELS)", file=sys.stderr)
+        return USAGE
     calendar = Calendar(settings.timezone)
     counts = FunnelCounts()
     for _, state in loader(settings).users():
@@ -169,7 +171,8 @@ def _run_funnel(args: argparse.Namespace) -> int:
     from streams.kafka import check_brokers
 
     settings = Settings.from_env_or_exit()
-    check_brokers(settings)
+    if settings.funnels:  # else funnel_command says so, without waiting for a broker
+        check_brokers(settings)
     return funnel_command(settings, by_cohort=args.by_cohort, fmt=args.format)
 
 

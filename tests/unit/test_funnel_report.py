@@ -72,4 +72,4 @@ def test_table_per_cohort_names_the_week_of_entry() -> None:
 
 def test_no_funnel_declared_is_said() -> None:
     out = io.StringIO()
-    assert funnel_command(Settings.from_env({}), out=out, loader=lambda _: snapshot()) == 1
+    assert funnel_command(Settings.from_env({}), out=out, loader=lambda _: snapshot()) == 2
