@@ -16,7 +16,7 @@ import orjson
 from schemas.timestamps import iso_ms
 
 # The signal kinds, in the order of the signal schema's ``kind`` enum (one topic each).
-SIGNAL_KINDS = ("dormant", "churn_risk", "churned", "reactivated")
+SIGNAL_KINDS = ("dormant", "churn_risk", "churned", "reactivated", "stalled")
 # Where an acquisition channel outside the allowlist (or none) is counted: label index 0.
 OTHER_CHANNEL = "other"
 

@@ -21,6 +21,7 @@ from streams.settings import Settings
 from streams.testbed.bench.cli import add_bench_parser
 from streams.tools.dead_letters import add_dead_letters_parser
 from streams.tools.fit import add_fit_parser
+from streams.tools.funnel import add_funnel_parser
 from streams.tools.retention import add_retention_parser
 from streams.tools.settings_view import add_settings_parser
 from streams.tools.signals import add_signals_parser
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dead_letters_parser(sub)
     add_fit_parser(sub)
     add_retention_parser(sub)
+    add_funnel_parser(sub)
     add_bench_parser(sub)
     _add_broker_parser(sub)
     _add_publish_parser(sub)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agents.logic.funnels import Funnel, parse_funnels
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -145,3 +148,16 @@ def as_http_url(text: str) -> str:
     if url and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
         raise ValueError(f"{url!r} is not an http:// or https:// URL")
     return url
+
+
+def as_funnels(text: str) -> tuple[Funnel, ...]:
+    """A JSON list of funnels, or the path of a file holding one (empty: no funnels)."""
+    text = text.strip()
+    if not text:
+        return ()
+    if not text.startswith(("[", "{")):
+        try:
+            text = Path(text).read_text()
+        except OSError as exc:
+            raise ValueError(f"neither a JSON list nor a readable file: {exc}") from None
+    return parse_funnels(text)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.logic.funnels import Funnel, render_funnels, uses_properties
 from schemas.errors import SettingsError
 from schemas.records import channel_labels
 from streams.setting_values import (
@@ -24,6 +25,7 @@ from streams.setting_values import (
     as_brokers,
     as_categories,
     as_choice,
+    as_funnels,
     as_http_url,
     as_int_range,
     as_ints,
@@ -268,6 +270,15 @@ class Settings:
         as_categories,
         "Event categories whose decline against the user's own baseline is reported in signals.",
     )
+    funnels: tuple[Funnel, ...] = setting(
+        "ENGAGEMENT_FUNNELS",
+        "",
+        as_funnels,
+        "Activation funnels, a JSON list (or the path of a file holding one) of {name, steps "
+        "(event types), window (e.g. 7d, 48h)}: the window starts at the user's first step, "
+        "steps count in order; a user whose window ends before the last step gets a stalled "
+        "signal. Empty: none (the simulator's funnel is in the README's Definitions).",
+    )
     schema_versions: tuple[int, ...] = setting(
         "ENGAGEMENT_SCHEMA_VERSIONS",
         "1",
@@ -457,6 +468,13 @@ class Settings:
                 "ENGAGEMENT_SCHEMA_REGISTRY_URL",
                 "is read by the re-keying ingest stage, not with ENGAGEMENT_INPUT_KEYED_BY_USER",
             )
+        named = uses_properties(self.funnels)
+        if named is not None:
+            raise SettingsError(
+                "ENGAGEMENT_FUNNELS",
+                f"funnel {named!r} matches event properties, which the events.by_user hop does "
+                "not carry yet: use event types only",
+            )
         _check_security(self)
         return self
 
@@ -531,6 +549,8 @@ def _check_security(settings: Settings) -> None:
 def _render(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple) and value and isinstance(value[0], Funnel):
+        return render_funnels(value)
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):
         return ";".join(f"{name}={'|'.join(types)}" for name, types in value)
     if isinstance(value, tuple):

@@ -23,15 +23,16 @@ from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
 from agents.logic.days import Calendar
 from agents.logic.fold import FoldConfig
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
+from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.holdout import arms_for
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, overlaid, partitions_snapshot
 from agents.logic.returns import RETURNS_KEY, Return, decode_returns, encode_returns
 from agents.logic.signals import SignalContext, build_signal
-from agents.logic.state import Deadline, UserState, decode, encode
+from agents.logic.state import UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
-from agents.logic.walk import KIND_INDEX, Fired, Walk
+from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
 from agents.logic.watermarks import SourceWatermarks
 from schemas.errors import StateDecodeError
 from schemas.records import EventLike
@@ -92,7 +93,7 @@ class Engine:
         partition and key, and the partition is not taken over."""
         calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
         meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
-        returns = None
+        returns, counts, funnels = None, FunnelCounts(), self.config.fold.funnels
         for key, raw in overlaid(store, in_flight or {}):
             try:
                 if key == META_KEY:
@@ -107,10 +108,13 @@ class Engine:
                     exc.message, version=exc.version, key=key, partition=number
                 ) from exc
             agg.add(state, calendar)
-            if state.deadline is not Deadline.NONE:
-                index.add(state.deadline_ms, key)
+            counts.update(None, state, funnels, calendar)
+            due = next_due_ms(state, self.config.fold)
+            if due is not None:
+                index.add(due, key)
         part = self.partitions[number] = Partition(number, store, agg, index, meta)
         part.flushing.update(in_flight or {})
+        part.funnel_counts = counts
         if returns is not None:
             part.returns = returns
         return part
@@ -282,10 +286,11 @@ class Engine:
             if raw is None:
                 continue
             old = decode(raw)
-            if old.deadline is Deadline.NONE:
+            due = next_due_ms(old, cfg.fold)
+            if due is None:
                 continue
-            if old.deadline_ms > now:
-                part.index.add(old.deadline_ms, key)
+            if due > now:
+                part.index.add(due, key)
                 continue
             user_id = key.decode()
             arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
@@ -361,19 +366,17 @@ class Engine:
                 today=part.meta.today,
             )
             part.returns_changed = True
+        part.funnel_counts.update(old, state, cfg.fold.funnels, cfg.calendar)
         if state is None:
             if old is not None:
                 part.aggregates.add(old, cfg.calendar, -1)
             part.dirty[key] = None
             return
         part.aggregates.update(old, state, cfg.calendar)
-        if state.deadline is not Deadline.NONE and (
-            rearm
-            or old is None
-            or old.deadline is Deadline.NONE
-            or state.deadline_ms < old.deadline_ms
-        ):
-            part.index.add(state.deadline_ms, key)
+        due = next_due_ms(state, cfg.fold)
+        old_due = next_due_ms(old, cfg.fold) if old is not None else None
+        if due is not None and (rearm or old_due is None or due < old_due):
+            part.index.add(due, key)
         value = encode(state)
         part.dirty[key] = value
 
@@ -403,6 +406,14 @@ class Engine:
         """Gauges summed over the owned partitions, and the day they describe."""
         now = self.now_ms(wall_ms)
         return partitions_snapshot(self.partitions.values(), now, self.config, self._n_channels)
+
+    def funnel_snapshot(self, wall_ms: int) -> FunnelCounts:
+        """Funnel gauges summed over the owned partitions, cohorts of the kept days only."""
+        total = FunnelCounts()
+        for part in self.partitions.values():
+            total += part.funnel_counts
+        today = self.config.calendar.day_of(self.now_ms(wall_ms))
+        return total.recent(today, -(-self.config.aggregate_days // 7))
 
     def user(self, user_id: str) -> UserState | None:
         key = user_id.encode()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from zlib import crc32
 
 from agents.logic.days import Calendar
+from agents.logic.funnels import Funnel
 from agents.logic.state import Pending, Stage, UserState
 from schemas.records import EventLike
 
@@ -32,6 +33,7 @@ class FoldConfig:
     category_index: Mapping[str, int]  # event type -> category bitmap index
     n_categories: int
     recent_ids: int = 4
+    funnels: tuple[Funnel, ...] = ()  # ENGAGEMENT_FUNNELS (progress: agents.logic.funnels)
 
     @classmethod
     def build(
@@ -41,6 +43,8 @@ class FoldConfig:
         channels: Sequence[str],
         categories: Sequence[tuple[str, Sequence[str]]],
         recent_ids: int = 4,
+        *,
+        funnels: tuple[Funnel, ...] = (),
     ) -> FoldConfig:
         category_index = {etype: i for i, (_, types) in enumerate(categories) for etype in types}
         return cls(
@@ -50,6 +54,7 @@ class FoldConfig:
             category_index,
             len(categories),
             recent_ids,
+            funnels,
         )
 
 

@@ -13,8 +13,9 @@ polled.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agents.logic.churn import ModelParams, risk_deadline_T
 from agents.logic.days import DAY_MS, Calendar
@@ -49,7 +50,8 @@ class Transition:
     """A stage change worth a signal (``kind``) or a discard (``kind == "discard"``).
 
     ``at_ms`` is when it became true in event time (the deadline, or the returning event);
-    ``trigger_ms`` identifies it for the deterministic signal id.
+    ``trigger_ms`` identifies it for the deterministic signal id. ``funnel``: a ``stalled``
+    transition's funnel facts (:meth:`agents.logic.funnels.Stall.reasons`).
     """
 
     kind: str
@@ -58,6 +60,7 @@ class Transition:
     at_ms: int
     trigger_ms: int
     last_ms_before: int
+    funnel: Mapping[str, Any] | None = None
 
 
 def model_inputs(state: UserState, calendar: Calendar) -> tuple[int, int, int]:

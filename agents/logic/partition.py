@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agents.logic.aggregates import Aggregates, Snapshot, snapshot
+from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.meta import Meta
 from agents.logic.returns import ReturnCounts
 from agents.logic.timers import DeadlineIndex
@@ -32,6 +33,7 @@ class Partition:
     meta_changed: bool = False
     returns: ReturnCounts = field(default_factory=ReturnCounts)  # return rates by arm
     returns_changed: bool = False
+    funnel_counts: FunnelCounts = field(default_factory=FunnelCounts)  # funnel gauges
     dirty: dict[bytes, bytes | None] = field(default_factory=dict)  # changed, not yet taken
     flushing: dict[bytes, bytes | None] = field(default_factory=dict)  # taken, in flight
 

@@ -33,9 +33,11 @@ class SignalContext:
     categories: Sequence[str]
 
 
-def signal_id(user_id: str, kind: str, trigger_ms: int) -> str:
-    """Same user, same kind, same trigger -> same id (32 hex digits)."""
-    return blake2b(f"{user_id}\x1f{kind}\x1f{trigger_ms}".encode(), digest_size=16).hexdigest()
+def signal_id(user_id: str, kind: str, trigger_ms: int, scope: str = "") -> str:
+    """Same user, same kind, same trigger -> same id (32 hex digits). ``scope`` tells apart
+    signals of one kind with the same trigger (a ``stalled`` signal's funnel name)."""
+    text = f"{user_id}\x1f{kind}\x1f{trigger_ms}" + (f"\x1f{scope}" if scope else "")
+    return blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def usual_gap_days(state: UserState) -> float | None:
@@ -89,6 +91,8 @@ def reasons(
     }
     if transition.kind == "reactivated":
         out["days_dormant"] = out["days_inactive"]
+    if transition.funnel is not None:
+        out["funnel"] = dict(transition.funnel)
     return out
 
 
@@ -104,7 +108,12 @@ def build_signal(
 ) -> dict[str, Any]:
     """The signal JSON object for ``transition``."""
     return Signal(
-        signal_id=signal_id(user_id, transition.kind, transition.trigger_ms),
+        signal_id=signal_id(
+            user_id,
+            transition.kind,
+            transition.trigger_ms,
+            transition.funnel["name"] if transition.funnel else "",
+        ),
         kind=transition.kind,
         user_id=user_id,
         stage_before=transition.before.label,

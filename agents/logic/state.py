@@ -33,8 +33,15 @@ followed by the user's last signal of each kind, for the return rates by holdout
     u8  m, then m x (u8 kind index | arm << 4, u8 channel index, i64 signal ms,
                      i64 first return ms (0 = not returned yet))
 
-A state without signal marks is written as before (v1, or v2 with deferred events), so a
-worker of the previous release still reads it; this worker reads all three.
+Wire format v4 is v3 (with version byte 4; the mark count is always written) followed by the
+user's progress in the activation funnels (:mod:`agents.logic.funnels`)::
+
+    u8  f, then f x (u32 funnel key, u8 flags (bit 0: stalled signalled),
+                     u8 h, then h x (u8 step, i64 hit ms))
+
+A state is written in the oldest version that holds it (v1 without deferred events, signal
+marks and funnel progress), so a worker of the previous release still reads what it can; this
+worker reads all four.
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ from enum import IntEnum
 
 from schemas.errors import StateDecodeError
 
-VERSION = 3  # the newest version this module reads; it writes 1 or 2 unless signals are marked
+VERSION = 4  # the newest version this module reads; it writes the oldest that holds a state
 _HEAD = struct.Struct("<BBBBqqqqiH")
 _MARK = struct.Struct("<BBqq")
 _PAIR = struct.Struct("<II")
 _PENDING = struct.Struct("<qIBB")
 _COUNT = struct.Struct("<H")
+_TRACK = struct.Struct("<IBB")
+_HIT = struct.Struct("<Bq")
 _NO_CATEGORY = 255
 
 # A deferred event: (event ms, fingerprint, category index or -1, channel index)
@@ -58,6 +67,19 @@ Pending = tuple[int, int, int, int]
 # The user's last signal of a kind: (kind index in SIGNAL_KINDS, arm (0 treatment, 1 holdout,
 # 2 not delivered), channel index at the signal, signal ms, first return ms or 0)
 Mark = tuple[int, int, int, int, int]
+
+
+@dataclass(slots=True)
+class Track:
+    """One user's progress in one funnel: the hits that can still matter, as ``(ms, step)``
+    sorted (see :mod:`agents.logic.funnels`), and whether the stall was signalled."""
+
+    key: int  # agents.logic.funnels.Funnel.key
+    hits: list[tuple[int, int]] = field(default_factory=list)
+    stalled: bool = False
+
+    def copy(self) -> Track:
+        return Track(self.key, list(self.hits), self.stalled)
 
 
 class Stage(IntEnum):
@@ -103,6 +125,7 @@ class UserState:
     deadline: Deadline = Deadline.NONE
     pending: list[Pending] = field(default_factory=list)  # deferred events, oldest first
     marks: list[Mark] = field(default_factory=list)  # last signal per kind, by kind index
+    funnels: list[Track] = field(default_factory=list)  # funnel progress, by funnel key
 
     def active_days(self) -> int:
         """Distinct active days over the user's whole life."""
@@ -124,6 +147,7 @@ class UserState:
             self.deadline,
             list(self.pending),
             list(self.marks),
+            [t.copy() for t in self.funnels],
         )
 
 
@@ -135,8 +159,8 @@ def _bitmap_bytes(value: int) -> bytes:
 
 
 def encode(state: UserState) -> bytes:
-    """The v1 bytes of ``state``, or v2 if it holds deferred events (module docstring)."""
-    version = 3 if state.marks else 2 if state.pending else 1
+    """The bytes of ``state`` in the oldest version that holds it (module docstring)."""
+    version = 4 if state.funnels else 3 if state.marks else 2 if state.pending else 1
     head = _HEAD.pack(
         version,
         state.stage | (state.deadline << 4),
@@ -160,18 +184,23 @@ def encode(state: UserState) -> bytes:
             _PENDING.pack(ms, fp, _NO_CATEGORY if cat < 0 else cat, channel)
             for ms, fp, cat, channel in state.pending
         )
-    if version == 3:
+    if version >= 3:
         parts.append(bytes((len(state.marks),)))
         parts.extend(
             _MARK.pack(kind | arm << 4, channel, at, back)
             for kind, arm, channel, at, back in state.marks
         )
+    if version == 4:
+        parts.append(bytes((len(state.funnels),)))
+        for track in state.funnels:
+            parts.append(_TRACK.pack(track.key, int(track.stalled), len(track.hits)))
+            parts.extend(_HIT.pack(step, ms) for ms, step in track.hits)
     return b"".join(parts)
 
 
 def decode(data: bytes) -> UserState:
-    """Inverse of :func:`encode` (reads v1, v2 and v3); raises :class:`StateDecodeError` on
-    foreign bytes."""
+    """Inverse of :func:`encode` (reads v1 to v4); raises :class:`StateDecodeError` on foreign
+    bytes."""
     if not data or not 1 <= data[0] <= VERSION:
         raise _version_error(data)
     try:
@@ -199,10 +228,13 @@ def decode(data: bytes) -> UserState:
             recent.append((last_ms - delta, fp))
         pos += 1 + _PAIR.size * len(recent)
         pending = _decode_pending(data, pos) if data[0] >= 2 else []
-        if data[0] == 3:
-            marks = _decode_marks(data, pos + _COUNT.size + _PENDING.size * len(pending))
-        else:
-            marks = []
+        marks: list[Mark] = []
+        tracks: list[Track] = []
+        if data[0] >= 3:
+            pos += _COUNT.size + _PENDING.size * len(pending)
+            marks = _decode_marks(data, pos)
+            if data[0] == 4:
+                tracks = _decode_tracks(data, pos + 1 + _MARK.size * len(marks))
         return UserState(
             first_ms,
             last_ms,
@@ -218,6 +250,7 @@ def decode(data: bytes) -> UserState:
             Deadline(stage_kind >> 4),
             pending,
             marks,
+            tracks,
         )
     except (struct.error, IndexError, ValueError) as exc:
         raise StateDecodeError(f"corrupt state: {exc}") from exc
@@ -238,6 +271,21 @@ def _decode_marks(data: bytes, pos: int) -> list[Mark]:
         kind_arm, channel, at, back = _MARK.unpack_from(data, pos + 1 + _MARK.size * i)
         marks.append((kind_arm & 0x0F, kind_arm >> 4, channel, at, back))
     return marks
+
+
+def _decode_tracks(data: bytes, pos: int) -> list[Track]:
+    tracks: list[Track] = []
+    count, pos = data[pos], pos + 1
+    for _ in range(count):
+        key, flags, n = _TRACK.unpack_from(data, pos)
+        pos += _TRACK.size
+        hits = []
+        for i in range(n):
+            step, ms = _HIT.unpack_from(data, pos + _HIT.size * i)
+            hits.append((ms, step))
+        pos += _HIT.size * n
+        tracks.append(Track(key, hits, bool(flags & 1)))
+    return tracks
 
 
 def _version_error(data: bytes) -> StateDecodeError:

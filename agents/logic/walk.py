@@ -18,6 +18,12 @@ as before: one comparison with the deadline per event.
 
 Deferring holds at most :data:`MAX_PENDING` events per user; beyond that the deadline is taken
 as passed (it is far behind the user's newest events by then).
+
+Funnel progress (:mod:`agents.logic.funnels`) is a set of hits, so every event is added to it
+as it is read, deferred or not; a funnel window's end is a deadline like the lifecycle's, found
+by the same index (:func:`next_due_ms`), and fires a ``stalled`` transition once the clock
+passes it. (An event deferred past a discard starts a new life without the old life's funnel
+progress: the discard comes long after any window ends.)
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from bisect import insort
 from collections.abc import Callable
 
 from agents.logic.fold import FoldConfig, fold, fold_pending, new_state_of, pending_of
+from agents.logic.funnels import due_stalls, next_deadline_ms, observe
 from agents.logic.lifecycle import Before, LifecycleConfig, Transition, advance, on_activity
 from agents.logic.lifecycle import schedule as schedule_deadline
 from agents.logic.returns import Return, mark_signal, observe_activity
 from agents.logic.state import Deadline, Pending, UserState
-from schemas.records import SIGNAL_KINDS, EventLike
+from schemas.records import SIGNAL_KINDS, Event, EventLike
 
 KIND_INDEX = {kind: i for i, kind in enumerate(SIGNAL_KINDS)}
 
@@ -38,6 +45,15 @@ MAX_PENDING = 1024
 
 # a transition, and the user's state at that moment (what its signal's reasons describe)
 Fired = tuple[Transition, UserState]
+
+
+def next_due_ms(state: UserState, config: FoldConfig) -> int | None:
+    """When the user's next deadline of any kind passes (lifecycle or funnel window), if any:
+    where the deadline index must hold an entry for the user."""
+    due = next_deadline_ms(state.funnels, config.funnels) if state.funnels else None
+    if state.deadline is Deadline.NONE:
+        return due
+    return state.deadline_ms if due is None else min(due, state.deadline_ms)
 
 
 def _due_by(state: UserState, ms: int) -> bool:
@@ -89,6 +105,15 @@ class Walk:
     # -- events ------------------------------------------------------------------------------
     def add(self, event: EventLike) -> None:
         """Take one event (a user's events in a batch come in event-time order)."""
+        self._add(event)
+        state = self.state
+        if state is not None and self.fold_cfg.funnels:
+            properties = event.properties if isinstance(event, Event) else None
+            funnels = self.fold_cfg.funnels
+            if observe(state.funnels, funnels, event.timestamp_ms, event.event_type, properties):
+                self.changed = True
+
+    def _add(self, event: EventLike) -> None:
         state, ts = self.state, event.timestamp_ms
         if state is None:
             self._create(pending_of(event, self.fold_cfg))
@@ -119,7 +144,26 @@ class Walk:
         state = self.state
         if state is not None and _due_by(state, self.settle):
             self._fire(self.settle)
+        if self.state is not None and self.state.funnels:
+            self._stall(self.state)
         return self.state
+
+    def _stall(self, state: UserState) -> None:
+        """Fire a ``stalled`` transition for each funnel window the clock has passed."""
+        stalls = due_stalls(state.funnels, self.fold_cfg.funnels, self.settle)
+        for stall in stalls:
+            self.changed = True
+            mark_signal(state, KIND_INDEX["stalled"], self.arm("stalled"), stall.at_ms)
+            transition = Transition(
+                "stalled",
+                state.stage,
+                state.stage,
+                stall.at_ms,
+                stall.at_ms,
+                min(state.last_ms, stall.at_ms),
+                stall.reasons(),
+            )
+            self.fired.append((transition, state.copy()))
 
     # -- steps -------------------------------------------------------------------------------
     def _schedule(self) -> None:

@@ -30,8 +30,10 @@ from typing import Any, TextIO
 from confluent_kafka import Producer
 
 from agents.logic.days import Calendar
+from agents.logic.funnels import ACTIVATION_FUNNEL
 from schemas.errors import EngagementError
 from streams.demo.check import compare, rebuild_from_changelog, retention_rows
+from streams.demo.funnel import funnel_data, print_funnel
 from streams.demo.page import write_report
 from streams.demo.uplift import print_uplift, uplift_data
 from streams.demo.view import (
@@ -194,6 +196,7 @@ def demo_env(bootstrap: str, config: SimulationConfig, unique_topics: bool) -> d
         "ENGAGEMENT_HOLDOUT_SHARE": str(config.holdout_share),
         "ENGAGEMENT_HOLDOUT_SALT": config.holdout_salt,
         "ENGAGEMENT_LOG_LEVEL": "warning",
+        "ENGAGEMENT_FUNNELS": ACTIVATION_FUNNEL,  # the simulator's onboarding
     }
     if unique_topics:  # a shared cluster: topics of this run only
         env["ENGAGEMENT_TOPIC_PREFIX"] = app_id
@@ -219,6 +222,7 @@ def run_demo(
         close_partitions=4,
         winback_effect=DEFAULT_WINBACK_EFFECT,
         holdout_share=DEMO_HOLDOUT_SHARE,
+        onboarding=True,
     )
     folder = Path(report or f"reports/demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     began = time.monotonic()
@@ -257,6 +261,7 @@ def _run(run: DemoRun, folder: Path, began: float) -> int:
     data = report_data(run, agreement, retention, time.monotonic() - began, interrupted)
     write_report(folder, data, run.final_text)
     print_uplift(run.final_text, run.out)
+    print_funnel(data["funnel"], run.out)
     ok = _summary(run, data, settled, folder)
     if interrupted:
         return 130
@@ -311,6 +316,7 @@ def report_data(
         "agreement": agreement,
         "retention": retention,
         "uplift": uplift_data(run.final_text),
+        "funnel": funnel_data(run.final_text, [_channel(c, cfg) for c in cfg.channels]),
     }
 
 
@@ -343,4 +349,6 @@ def _summary(run: DemoRun, data: dict[str, Any], settled: bool, folder: Path) ->
         file=out,
     )
     print(f"report: {folder / 'index.html'}  ({data['wall_seconds']:.0f}s)", file=out, flush=True)
-    return settled and same and agree and delivered
+    funnel_ok = bool(data["funnel"]["ok"])
+    print(f"weakest funnel step as the simulator made it: {funnel_ok}", file=out, flush=True)
+    return settled and same and agree and delivered and funnel_ok

@@ -34,6 +34,7 @@ from typing import Any
 
 from agents.logic.holdout import TREATMENT, arm_of
 from agents.logic.partitioning import partition_for
+from streams.tools.onboarding import onboarding_events
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -108,6 +109,7 @@ class SimulationConfig:
     holdout_salt: str = "engagement"  # as the worker's ENGAGEMENT_HOLDOUT_SALT
     dormant_days: int = 7  # as the worker's ENGAGEMENT_DORMANT_AFTER, in whole days
     user_prefix: str = "u"
+    onboarding: bool = False  # first days start with the onboarding funnel (tools.onboarding)
     first_day: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -273,7 +275,9 @@ class _EventMaker:
         self.cum_hours = list(_cumulative(w / hours for w in HOUR_WEIGHTS))
         self.names = [c.name for c in config.channels]
 
-    def day_events(self, user: str, channel: int, day: int) -> list[dict[str, Any]]:
+    def day_events(
+        self, user: str, channel: int, day: int, first: bool = False
+    ) -> list[dict[str, Any]]:
         cfg, rnd = self.config, self.rnd
         day_start = cfg.start_ms + day * DAY_MS
         day_end = day_start + DAY_MS - 1
@@ -302,6 +306,8 @@ class _EventMaker:
                 event["properties"] = {"amount": round(5 + rnd.random() * 115, 2)}
             events.append(event)
             ts = min(ts + 5_000 + int(rnd.random() * 175_000), day_end)
+        if first and cfg.onboarding:
+            events += onboarding_events(cfg.seed, user, self.names[channel], events[0], day_end)
         return events
 
 
@@ -313,6 +319,7 @@ def simulate(config: SimulationConfig) -> Iterator[dict[str, Any]]:
     planner = _Planner(config)
     by_day = [array("l") for _ in range(config.days)]
     channels = bytearray(config.users)
+    seen = bytearray(config.users)  # whether the user's first active day has been made
     for index in range(config.users):
         plan = planner.plan(index)
         channels[index] = plan.channel
@@ -323,7 +330,8 @@ def simulate(config: SimulationConfig) -> Iterator[dict[str, Any]]:
     for day, users in enumerate(by_day):
         chunk: list[dict[str, Any]] = []
         for index in users:
-            chunk += maker.day_events(planner.user_id(index), channels[index], day)
+            chunk += maker.day_events(planner.user_id(index), channels[index], day, not seen[index])
+            seen[index] = 1
         chunk.sort(key=_TIMESTAMP)
         by_day[day] = array("l")  # free it as we go
         yield from chunk

@@ -156,6 +156,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         winback_effect=args.winback_effect,
         holdout_share=args.holdout_share,
         holdout_salt=args.holdout_salt,
+        onboarding=args.onboarding,
     )
 
 
@@ -226,5 +227,11 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--holdout-share", type=float, default=0.1, help="as the worker's")
     parser.add_argument("--holdout-salt", default="engagement", help="as the worker's")
+    parser.add_argument(
+        "--onboarding",
+        action="store_true",
+        help="first days start with the onboarding funnel (signup, profile_completed, "
+        "first_value), each channel dropping off differently",
+    )
     parser.set_defaults(func=simulate_command)
     return parser

@@ -17,6 +17,7 @@ from streams.topics import Topics
 from streams.worker import web
 from streams.worker.consumer import RewindingApp
 from streams.worker.delivery import Deliverer, Sink
+from streams.worker.funnel_metrics import FunnelCollector
 from streams.worker.ingest import IngestService, ingest_limits, ingest_router
 from streams.worker.ingest_process import IngestProcess, own_process
 from streams.worker.metrics import Metrics, SnapshotCollector, register_process_collectors
@@ -122,6 +123,14 @@ def create_worker(
             lambda: runtime.published, settings.channel_labels, settings.retention_days
         )
     )
+    if settings.funnels:
+        registry.register(
+            FunnelCollector(
+                lambda: runtime.published.funnels if runtime.published else None,
+                settings.funnels,
+                settings.channel_labels,
+            )
+        )
     ingest: IngestService | IngestProcess | None = None
     if settings.input_keyed_by_user:
         source = _raw_topic(app, settings.input_topic, settings.partitions)

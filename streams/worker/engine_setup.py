@@ -22,7 +22,11 @@ def engine_config(settings: Settings) -> EngineConfig:
     calendar = Calendar(settings.timezone)
     return EngineConfig(
         fold=FoldConfig.build(
-            calendar, settings.horizon_days, settings.channels, settings.categories
+            calendar,
+            settings.horizon_days,
+            settings.channels,
+            settings.categories,
+            funnels=settings.funnels,
         ),
         lifecycle=LifecycleConfig(
             calendar,

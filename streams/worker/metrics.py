@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
+from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.ingest import Reason
 from agents.logic.returns import RETURN_BUCKETS_S, WINDOW_DAYS
 from agents.logic.state import Stage
@@ -163,6 +164,7 @@ class Published:
     pending_deadlines: int
     watermark_s: float
     frontier_lag_s: float = 0.0
+    funnels: FunnelCounts | None = None  # with ENGAGEMENT_FUNNELS (streams.worker.funnel_metrics)
 
 
 class SnapshotCollector(Collector):

@@ -401,4 +401,5 @@ class Runtime:
                 (p.meta.frontiers for p in self.engine.partitions.values()), wall
             )
             / 1000,
+            funnels=self.engine.funnel_snapshot(wall) if self.settings.funnels else None,
         )

@@ -25,6 +25,7 @@ from yarl import URL
 
 from agents.logic.churn import p_alive
 from agents.logic.days import DAY_MS
+from agents.logic.funnels import progress_of
 from agents.logic.lifecycle import model_inputs, risk_deadline_ms
 from agents.logic.partitioning import partition_for
 from schemas.records import ARMS, SIGNAL_KINDS
@@ -190,5 +191,16 @@ def describe_user(runtime: Runtime, user_id: str) -> dict[str, Any] | None:
                 "returned_at": iso_ms(back) if back else None,
             }
             for kind, arm, _, at, back in state.marks
+        ],
+        "funnels": [  # ENGAGEMENT_FUNNELS entered: steps reached, converted, stalled
+            {
+                **{k: v for k, v in p.items() if k not in ("steps_reached", "window_ends_ms")},
+                "steps_reached": [
+                    {"step": s["step"], "event": s["event"], "at": iso_ms(s["at_ms"])}
+                    for s in p["steps_reached"]
+                ],
+                "window_ends": iso_ms(p["window_ends_ms"]),
+            }
+            for p in progress_of(state.funnels, config.fold.funnels)
         ],
     }

@@ -9,6 +9,7 @@ import orjson
 from agents.logic.days import DAY_MS
 from schemas.records import Event
 from streams.worker.codecs import encode_batch
+from streams.worker.web import describe_user
 from tests.agents.conftest import MemorySink, make_worker
 
 T0 = 1_767_225_600_000
@@ -93,3 +94,49 @@ def test_the_store_gets_a_state_only_after_its_changelog_is_delivered(sink: Memo
     assert b"u1" in store
     topic = "agents-test-users-changelog"
     assert (b"u1", store[b"u1"]) in [(k, v) for k, v, _, _ in sink.records[topic]]
+
+
+def test_a_user_stuck_in_a_funnel_gets_one_stalled_signal_on_its_topic(sink: MemorySink) -> None:
+    funnel = '[{"name": "onboard", "steps": ["session_start", "purchase"], "window": "2d"}]'
+    worker = make_worker(sink, ENGAGEMENT_FUNNELS=funnel)
+    entered = [Event("a", "stuck", "session_start", T0), Event("b", "done", "session_start", T0)]
+    bought = [Event("c", "done", "purchase", T0 + DAY_MS)]
+    later = [Event("tick", "clock", "page_view", T0 + 3 * DAY_MS)]  # moves the event clock
+
+    async def scenario() -> None:
+        async with worker.activity.test_context() as agent:
+            for batch in (entered, bought, later, later):
+                await agent.put(encode_batch(0, batch), key=batch[0].user_id.encode(), partition=0)
+        await worker.runtime.finish_groups()
+
+    run(scenario())
+    stalled = [
+        orjson.loads(v or b"{}") for _, v, _, _ in sink.records["engagement.signals.stalled"]
+    ]
+    assert [(s["user_id"], s["event_time_ms"]) for s in stalled] == [("stuck", T0 + 2 * DAY_MS)]
+    assert stalled[0]["reasons"]["funnel"]["next_step_event"] == "purchase"
+    stuck = describe_user(worker.runtime, "stuck")
+    assert stuck is not None
+    assert stuck["funnels"] == [
+        {
+            "funnel": "onboard",
+            "steps_reached": [
+                {"step": 1, "event": "session_start", "at": "2026-01-01T00:00:00.000Z"}
+            ],
+            "converted": False,
+            "window_ends": "2026-01-03T00:00:00.000Z",
+            "stalled": True,
+        }
+    ]
+    done = describe_user(worker.runtime, "done")
+    assert done is not None and done["funnels"][0]["converted"] is True
+    worker.runtime.refresh_snapshot()
+    labels = {"funnel": "onboard", "event": "session_start", "channel": "other"}
+    labels |= {"cohort": "2025-12-29", "step": "1"}  # T0 is a Thursday
+    assert worker.registry.get_sample_value("engagement_funnel_reached_users", labels) == 2
+    assert worker.registry.get_sample_value("engagement_funnel_converted_users", labels) == 1
+    within_a_day = {"funnel": "onboard", "event": "session_start", "step": "1", "le": "86400.0"}
+    assert (
+        worker.registry.get_sample_value("engagement_funnel_step_time_seconds_bucket", within_a_day)
+        == 1
+    )

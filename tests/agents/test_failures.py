@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from agents.logic.state import VERSION as STATE_VERSION
 from agents.logic.state import UserState, encode
 from schemas.records import Event, Headers
 from streams.worker.app import Worker
@@ -127,12 +128,13 @@ def test_an_unreadable_state_stops_the_worker_naming_topic_partition_offset(
     runtime.locate = lambda partition, key: 41 if (partition, key) == (1, b"u7") else None
     runtime.engine.revoke(1)
     store = runtime.table.partition_store(1)
-    store[b"u7"] = b"\x04" + encode(UserState(T0, T0, 20454))[1:]  # a newer state version
+    newer = STATE_VERSION + 1
+    store[b"u7"] = bytes([newer]) + encode(UserState(T0, T0, 20454))[1:]  # a newer state version
     runtime.on_partitions({0, 1}, set())
     assert len(stops) == 1
     message = stops[0]
     assert "agents-test-users-changelog partition 1 at offset 41" in message
-    assert "state version 4" in message and "u7" not in message
+    assert f"state version {newer}" in message and "u7" not in message
     assert 1 not in runtime.engine.partitions and not runtime.ready.is_set()
     assert runtime.readiness() == (False, "stopping")
     acks = Acks()

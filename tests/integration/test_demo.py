@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import pytest
 
+from schemas.records import SIGNAL_KINDS
 from streams.demo.chromium import find_chromium, screenshot
 from streams.demo.run import run_demo
 from streams.demo.view import SERIES
@@ -72,7 +73,7 @@ def test_report_shows_the_win_back_uplift(demo_report: tuple[int, Path, str, flo
     data = orjson.loads((folder / "data.json").read_bytes())
     metrics = parse_metrics((folder / "metrics-final.prom").read_text())
     rows = {(r["kind"], r["window"]): r for r in data["uplift"]}
-    assert len(rows) == 12 and data["config"]["winback_effect"] > 0
+    assert len(rows) == 3 * len(SIGNAL_KINDS) and data["config"]["winback_effect"] > 0
 
     def gauge(name: str, arm: str, window: str) -> float:
         labels = (f'arm="{arm}"', 'kind="dormant"', f'window="{window}"')

@@ -8,6 +8,7 @@ from agents.logic.churn import ModelParams
 from agents.logic.days import DAY_MS, Calendar
 from agents.logic.engine import Engine, EngineConfig
 from agents.logic.fold import FoldConfig
+from agents.logic.funnels import Funnel
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext
 from schemas.records import Event
@@ -38,10 +39,11 @@ def engine_config(
     discard_days: float = 400,
     lateness_ms: int = 3_600_000,
     params: ModelParams = PARAMS,
+    funnels: tuple[Funnel, ...] = (),
 ) -> EngineConfig:
     calendar = Calendar(timezone)
     return EngineConfig(
-        fold=FoldConfig.build(calendar, 120, CHANNELS, CATEGORIES),
+        fold=FoldConfig.build(calendar, 120, CHANNELS, CATEGORIES, funnels=funnels),
         lifecycle=LifecycleConfig(
             calendar,
             int(dormant_days * DAY_MS),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.logic.funnels import ACTIVATION_FUNNEL
 from streams import exits
 from streams.cli import build_parser
 from streams.testbed.brokers import free_port
@@ -57,6 +58,9 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("fit-events-missing", ["fit", "--events", "MISSING"], {}, FILE),
     ("retention-broker", ["retention", "--format", "csv"], {}, UNREACHABLE),
     ("retention-bad-now", ["retention", "--now", "someday"], {}, USAGE),
+    ("funnel-broker", ["funnel"], {"ENGAGEMENT_FUNNELS": ACTIVATION_FUNNEL}, UNREACHABLE),
+    ("funnel-none-declared", ["funnel", "--format", "csv"], {}, USAGE),
+    ("funnel-bad-setting", ["funnel"], {"ENGAGEMENT_FUNNELS": "[{}]"}, USAGE),
     ("publish-missing", ["publish", "MISSING"], {}, FILE),
     ("publish-broker", ["publish", "EVENTS"], {}, UNREACHABLE),
     ("simulate-broker", ["simulate", "--users", "5", "--days", "2"], {}, UNREACHABLE),

@@ -16,6 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents.logic.aggregates import Snapshot
+from agents.logic.funnel_counts import FunnelCounts
+from agents.logic.funnels import ACTIVATION_FUNNEL, parse_funnels
+from streams.worker.funnel_metrics import FunnelCollector
 from streams.worker.metrics import (
     Metrics,
     Published,
@@ -48,6 +51,7 @@ COUNTERS = {
 }
 HISTOGRAM = "engagement_event_lag_seconds"
 RETURN_HISTOGRAM = "engagement_signal_time_to_return_seconds"
+FUNNEL_HISTOGRAM = "engagement_funnel_step_time_seconds"
 GAUGES = {
     "engagement_build_info",
     "engagement_last_event_timestamp_seconds",
@@ -68,13 +72,15 @@ GAUGES = {
     "engagement_watermark_timestamp_seconds",
     "engagement_input_frontier_lag_seconds",
     "engagement_snapshot_timestamp_seconds",
+    "engagement_funnel_reached_users",
+    "engagement_funnel_converted_users",
 }
 EXPORTED = (
     COUNTERS
     | GAUGES
     | {
         f"{name}_{suffix}"
-        for name in (HISTOGRAM, RETURN_HISTOGRAM)
+        for name in (HISTOGRAM, RETURN_HISTOGRAM, FUNNEL_HISTOGRAM)
         for suffix in ("bucket", "sum", "count")
     }
 )
@@ -132,6 +138,11 @@ def exposition() -> bytes:
     register_process_collectors(registry)
     published = Published(Snapshot(), 0.0, 0, 0, 0.0)
     registry.register(SnapshotCollector(lambda: published, ["other", "organic"], [1, 7, 30]))
+    counts = FunnelCounts()
+    counts.reached[(0, 0, 1, 20_447)] = 5
+    counts.reached[(0, 1, 1, 20_447)] = 2
+    funnels = parse_funnels(ACTIVATION_FUNNEL)
+    registry.register(FunnelCollector(lambda: counts, funnels, ["other", "organic"]))
     return generate_latest(registry)
 
 
@@ -420,7 +431,8 @@ def test_panels_reading_recording_rules_say_so() -> None:
             description = panel.get("description", "")
             assert "PrometheusRule" in description, panel["title"]
             assert all(name in description for name in used), panel["title"]
-    assert readers == 5  # stickiness, retention, win-back, return rate by arm, uplift
+    # stickiness, retention, win-back, return rate by arm, uplift, and the three funnel panels
+    assert readers == 8
     assert "PrometheusRule" in load_dashboard()["description"]
 
 

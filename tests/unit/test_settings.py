@@ -128,11 +128,14 @@ def test_readme_lists_every_metric() -> None:
     from prometheus_client import CollectorRegistry
 
     from agents.logic.aggregates import Snapshot
+    from agents.logic.funnel_counts import FunnelCounts
+    from streams.worker.funnel_metrics import FunnelCollector
     from streams.worker.metrics import Metrics, Published, SnapshotCollector
 
     registry = CollectorRegistry()
     Metrics(registry, ["page_view"])
     registry.register(SnapshotCollector(lambda: Published(Snapshot(), 0, 0, 0, 0), ["other"], [1]))
+    registry.register(FunnelCollector(FunnelCounts, (), ["other"]))
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()}
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- metrics:start -->")[1].split("<!-- metrics:end -->")[0]

@@ -11,6 +11,7 @@ import pytest
 
 from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
+from agents.logic.funnels import parse_funnels
 from agents.logic.state import Stage
 from schemas import EXAMPLES_DIR, load_schema
 from schemas.records import SIGNAL_KINDS, Signal
@@ -23,7 +24,8 @@ VALIDATE = fastjsonschema.compile(SCHEMA)
 
 def scripted_signals(clock: str) -> list[dict[str, Any]]:
     """A population that produces every kind: stayers, faders, a returner, a lapsed buyer."""
-    eng = Engine(engine_config(clock=clock, threshold=0.3))
+    funnels = parse_funnels('[{"name": "buy", "steps": ["page_view", "purchase"], "window": "2d"}]')
+    eng = Engine(engine_config(clock=clock, threshold=0.3, funnels=funnels))
     eng.assign(0, {})
     signals: list[dict[str, Any]] = []
 
@@ -57,6 +59,7 @@ def signals(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 def test_the_script_covers_every_kind_and_a_category_decline(signals) -> None:
     assert {s["kind"] for s in signals} == set(SIGNAL_KINDS)
     assert any(s["reasons"]["category_declines"] for s in signals)
+    assert all(("funnel" in s["reasons"]) == (s["kind"] == "stalled") for s in signals)
     assert {s["channel"] for s in signals} >= {"email", "paid_search", "other"}
 
 
