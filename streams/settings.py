@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.logic.churn import ModelParams, threshold_problem
 from schemas.errors import SettingsError
 from schemas.records import channel_labels
 from streams.setting_values import (
@@ -214,7 +215,9 @@ class Settings:
         "ENGAGEMENT_ALIVE_THRESHOLD",
         "0.5",
         as_probability,
-        "A user becomes at_risk when the MBG/NBD probability of being alive falls below this.",
+        "A user becomes at_risk when the MBG/NBD probability of being alive falls below this; "
+        "must be below b/(a+b) of the parameters in use (a one-time user's P(alive) on "
+        "arrival), else start-up stops.",
     )
     model_r: float = setting(
         "ENGAGEMENT_MODEL_R", "0.8", as_positive_float, "MBG/NBD population parameter r (days)."
@@ -458,7 +461,13 @@ class Settings:
                 "is read by the re-keying ingest stage, not with ENGAGEMENT_INPUT_KEYED_BY_USER",
             )
         _check_security(self)
+        if not self.model_file:
+            check_threshold(self.settings_params(), self.alive_threshold, "ENGAGEMENT_MODEL_*")
         return self
+
+    def settings_params(self) -> ModelParams:
+        """The population parameters of the ENGAGEMENT_MODEL_* settings (not the file's)."""
+        return ModelParams(self.model_r, self.model_alpha, self.model_a, self.model_b)
 
     def __repr__(self) -> str:
         """Like the dataclass's, with secrets shown as ``'***'`` (also ``str()``)."""
@@ -498,6 +507,14 @@ class Settings:
 def _shown(f: dataclasses.Field[Any], value: Any) -> Any:
     """``value``, or ``***`` when ``f`` is a secret that is set."""
     return "***" if f.metadata["secret"] and value else value
+
+
+def check_threshold(params: ModelParams, threshold: float, source: str) -> None:
+    """SettingsError naming ENGAGEMENT_ALIVE_THRESHOLD if it would flag every new user under
+    ``params`` (read from ``source``)."""
+    problem = threshold_problem(params, threshold)
+    if problem:
+        raise SettingsError("ENGAGEMENT_ALIVE_THRESHOLD", f"{problem} (parameters from {source})")
 
 
 def _check_security(settings: Settings) -> None:
