@@ -25,6 +25,7 @@ from streams.setting_values import (
     as_brokers,
     as_categories,
     as_choice,
+    as_duration_or_off,
     as_http_url,
     as_int_range,
     as_ints,
@@ -236,6 +237,22 @@ class Settings:
         "",
         as_str,
         "A parameters file written by `engagement fit`; overrides the ENGAGEMENT_MODEL_* values.",
+    )
+    model_refit: float = setting(
+        "ENGAGEMENT_MODEL_REFIT",
+        "24h",
+        as_duration_or_off,
+        "How often the MBG/NBD parameters are refitted from the users of all partitions (rows "
+        "meet on the compacted `<prefix>.model` topic; the owner of partition 0 fits); until a "
+        "first fit is accepted it is tried every minute at most. off: never (the "
+        "ENGAGEMENT_MODEL_* values, or ENGAGEMENT_MODEL_FILE, which always wins, stay in use).",
+    )
+    model_refit_min_users: int = setting(
+        "ENGAGEMENT_MODEL_REFIT_MIN_USERS",
+        "1000",
+        as_int_range(10, 1_000_000_000),
+        "A refit on fewer users is not used (nor one that did not converge, or whose "
+        "parameters lie outside [0.001, 10000]): the last good parameters stay.",
     )
     horizon_days: int = setting(
         "ENGAGEMENT_HORIZON_DAYS",

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from agents.logic.churn import ModelParams, threshold_problem
+from agents.logic.calibration import HORIZON_DAYS, Outcomes, outcomes_of
+from agents.logic.churn import Metadata, ModelParams, threshold_problem
 from agents.logic.days import Calendar
 from agents.logic.lifecycle import LifecycleConfig, schedule
 from agents.logic.meta import META_KEY
@@ -109,6 +110,24 @@ def rows_key(partition: int) -> bytes:
     return ROWS_PREFIX + str(partition).encode()
 
 
+def encode_params(result: FitResult, fitted_at_ms: int) -> bytes:
+    """The ``params`` record: the parameters-file format with the fit's metadata."""
+    metadata: Metadata = {
+        "n_users": result.n_users,
+        "log_likelihood": result.log_likelihood,
+        "fitted_at_ms": fitted_at_ms,
+    }
+    return result.params.to_json(metadata)
+
+
+def decode_params(data: bytes) -> tuple[ModelParams, dict[str, float]]:
+    """(parameters, the fit's numeric metadata); ValueError if it is not a parameters file."""
+    params = ModelParams.from_json(data)
+    fit = orjson.loads(data).get("fit") or {}
+    numbers = {k: float(v) for k, v in fit.items() if isinstance(v, int | float)}
+    return params, numbers
+
+
 def judge(result: FitResult, min_users: int) -> str | None:
     """Why a refit must not replace the parameters in use, or None if it may."""
     if result.n_users < min_users:
@@ -162,14 +181,32 @@ def apply_params(engine: Engine, params: ModelParams) -> tuple[int, str | None]:
 
 
 def engine_rows(engine: Engine, wall_ms: int) -> dict[int, tuple[int, Rows]]:
-    """Per owned partition: (its now, its rows at that now's day); partitions whose clock
-    has not started yet are left out."""
+    """Per owned partition: (its now, its rows at that now's day); a partition whose clock
+    has not started yet has no rows (and says so, so the fit need not wait for it)."""
     calendar = engine.config.calendar
     out: dict[int, tuple[int, Rows]] = {}
     for number, part in engine.partitions.items():
         now = engine.partition_now(part, wall_ms)
         if now <= 0:
+            out[number] = (0, {})
             continue
         states = (state for _, state in user_states(part))
         out[number] = (now, count_rows(states, calendar, calendar.day_of(now)))
     return out
+
+
+def engine_outcomes(engine: Engine, wall_ms: int, horizon: int = HORIZON_DAYS) -> Outcomes:
+    """The owned partitions' users at the end of the day ``horizon`` + 1 days before each
+    partition's today, with their active days in the ``horizon`` complete days after it."""
+    calendar = engine.config.calendar
+    total: Outcomes = {}
+    for part in engine.partitions.values():
+        now = engine.partition_now(part, wall_ms)
+        if now <= 0:
+            continue
+        reference = calendar.day_of(now) - horizon - 1
+        states = (state for _, state in user_states(part))
+        for key, (n, after) in outcomes_of(states, calendar, reference, horizon).items():
+            have_n, have_after = total.get(key, (0, 0))
+            total[key] = (have_n + n, have_after + after)
+    return total

@@ -15,6 +15,7 @@ from agents.logic.model import (
     apply_params,
     decode_rows,
     encode_rows,
+    engine_outcomes,
     engine_rows,
     judge,
     merge_rows,
@@ -42,7 +43,7 @@ def test_engine_rows_count_each_partitions_users_at_its_own_day() -> None:
     eng = Engine(engine_config())
     eng.assign(0, {})
     eng.assign(1, {})
-    eng.assign(2, {})  # no event yet: its clock has not started, no rows
+    eng.assign(2, {})  # no event yet: its clock has not started, no rows yet
     ann = [make_event("ann", T0 + d * DAY_MS + HOUR) for d in (0, 2, 5)]
     eng.process(0, [*ann, make_event("bob", T0 + 3 * DAY_MS + HOUR)], 0, T0 + 10 * DAY_MS)
     eng.process(1, [make_event("cid", T0 + 4 * DAY_MS + HOUR)], 0, T0 + 6 * DAY_MS)
@@ -50,6 +51,7 @@ def test_engine_rows_count_each_partitions_users_at_its_own_day() -> None:
     assert rows == {
         0: (T0 + 10 * DAY_MS, {(2, 5, 10): 1, (0, 0, 7): 1}),
         1: (T0 + 6 * DAY_MS, {(0, 0, 2): 1}),
+        2: (0, {}),
     }
     assert merge_rows(r for _, r in rows.values()) == {(2, 5, 10): 1, (0, 0, 7): 1, (0, 0, 2): 1}
     assert merge_rows([{(0, 0, 2): 2}, {(0, 0, 2): 3, (1, 1, 2): 1}]) == {
@@ -144,3 +146,13 @@ def test_a_refit_that_puts_the_threshold_too_high_switches_churn_risk_off() -> N
     assert restored == 0  # dormant users have no risk deadline to re-arm
     state = eng.user("u")
     assert state is not None and state.stage is Stage.DORMANT
+
+
+def test_engine_outcomes_split_each_user_at_the_reference_day() -> None:
+    """Today is day 20: the reference day is 12, the 7 days after it 13..19."""
+    eng = Engine(engine_config())
+    eng.assign(0, {})
+    ann = [make_event("ann", T0 + d * DAY_MS + HOUR) for d in (0, 5, 12, 14, 19)]
+    late = [make_event("bob", T0 + 15 * DAY_MS + HOUR)]  # first active after the reference
+    eng.process(0, [*ann, *late, make_event("clock", T0 + 20 * DAY_MS + 2 * HOUR)], 0)
+    assert engine_outcomes(eng, 0) == {(2, 12.0, 12.0): (1, 2)}

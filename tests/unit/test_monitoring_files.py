@@ -45,6 +45,7 @@ COUNTERS = {
     "engagement_signals_emitted_total",
     "engagement_signals_suppressed_total",
     "engagement_delivery_retries_total",
+    "engagement_model_refits_total",
 }
 HISTOGRAM = "engagement_event_lag_seconds"
 RETURN_HISTOGRAM = "engagement_signal_time_to_return_seconds"
@@ -68,6 +69,14 @@ GAUGES = {
     "engagement_watermark_timestamp_seconds",
     "engagement_input_frontier_lag_seconds",
     "engagement_snapshot_timestamp_seconds",
+    "engagement_model_parameter",
+    "engagement_model_fit_users",
+    "engagement_model_fit_log_likelihood",
+    "engagement_model_fit_timestamp_seconds",
+    "engagement_model_churn_risk_off",
+    "engagement_model_calibration_users",
+    "engagement_model_calibration_predicted_visits",
+    "engagement_model_calibration_actual_visits",
 }
 EXPORTED = (
     COUNTERS
