@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -199,6 +200,9 @@ class ModelSync:
             self.metrics.refits.labels("rejected").inc()
             log.warning("model refit not used (%s); the parameters in use stay", problem)
             return
+        if _same(result.params, current):  # nothing learnt: keep the fit (and deadlines) as is
+            log.info("model refit on %d users gave the parameters in use again", users)
+            return
         await self._produce([(PARAMS_KEY, encode_params(result, int(time.time() * 1000)))])
         self.metrics.refits.labels("accepted").inc()
         log.info(
@@ -211,3 +215,10 @@ class ModelSync:
     @property
     def min_users(self) -> int:
         return self.settings.model_refit_min_users
+
+
+def _same(new: ModelParams, current: ModelParams, rel: float = 1e-4) -> bool:
+    """Equal up to the optimiser's noise (a refit of unchanged rows starts from the current
+    parameters and stops a little elsewhere each time)."""
+    pairs = ((new.r, current.r), (new.alpha, current.alpha), (new.a, current.a), (new.b, current.b))
+    return all(math.isclose(x, y, rel_tol=rel) for x, y in pairs)
