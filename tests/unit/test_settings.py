@@ -166,3 +166,13 @@ def test_the_threshold_is_checked_against_the_parameters_file(tmp_path: Path) ->
     assert "ENGAGEMENT_MODEL_FILE" in str(info.value)
     lower = settings.replace(alive_threshold=0.4)
     assert model_params(lower) == ModelParams(r=0.8, alpha=4.0, a=3.0, b=3.0)
+
+
+def test_model_refit_is_a_duration_or_off() -> None:
+    assert Settings.from_env({}).model_refit == 24 * 3600
+    assert Settings.from_env({"ENGAGEMENT_MODEL_REFIT": "off"}).model_refit == 0
+    assert Settings.from_env({"ENGAGEMENT_MODEL_REFIT": "10s"}).model_refit == 10
+    for bad in ("0s", "soon"):
+        with pytest.raises(SettingsError) as info:
+            Settings.from_env({"ENGAGEMENT_MODEL_REFIT": bad})
+        assert info.value.variable == "ENGAGEMENT_MODEL_REFIT"
