@@ -367,6 +367,8 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "engagement_deadlines_pending",
         "job_kind_arm_window:engagement_signal_returned_users_per_eligible_users:ratio",
         "job_kind_window:engagement_signal_returned_users_per_eligible_users:ratio_uplift",
+        "job_band:engagement_model_calibration_actual_visits_per_predicted_visits:ratio",
+        "engagement_model_parameter",
     } <= used
     days = {
         m
@@ -429,7 +431,7 @@ def test_panels_reading_recording_rules_say_so() -> None:
             description = panel.get("description", "")
             assert "PrometheusRule" in description, panel["title"]
             assert all(name in description for name in used), panel["title"]
-    assert readers == 5  # stickiness, retention, win-back, return rate by arm, uplift
+    assert readers == 6  # stickiness, retention, win-back, return rate by arm, uplift, calibration
     assert "PrometheusRule" in load_dashboard()["description"]
 
 
