@@ -11,7 +11,7 @@ misses r and alpha by 15-30 %: the active-day model is not the continuous one.)
 
 The workers count their partitions' rows, the owner of partition 0 fits them, and both must
 end up using the same parameters, fitted on every user, within the tolerances of test_fit's
-recovery test; and equal to an offline fit of the rows the test computes from what it sent.
+recovery test; and as likely as an offline fit of the rows the test computes from what it sent.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import random
 import pytest
 
 from agents.logic.churn import ModelParams
-from agents.logic.fit import fit_rows
+from agents.logic.fit import Summary, fit_rows, log_likelihood
 from tests.integration.conftest import BrokerHandle, create_topics
 from tests.integration.workers import (
     ingest_group_settled,
@@ -81,18 +81,19 @@ def event(user: str, event_id: str, ms: int) -> dict[str, object]:
     return {"user_id": user, "event_id": event_id, "event_type": "click", "timestamp": ms}
 
 
-def close(got: tuple[float, ...], want: tuple[float, ...]) -> bool:
-    return all(math.isclose(g, w, rel_tol=1e-3) for g, w in zip(got, want, strict=True))
-
-
 def in_use(metrics: dict[str, float]) -> tuple[float, ...]:
     names = ("r", "alpha", "a", "b")
     return tuple(metrics.get(f'engagement_model_parameter{{name="{n}"}}', 0.0) for n in names)
 
 
+@pytest.mark.timeout(600)
 def test_two_workers_refit_from_their_users_and_both_switch(
     kafka_broker: BrokerHandle, unique_name
 ) -> None:
+    """Both workers end up on the same parameters, fitted on every user, as likely for the
+    rows of the definition as an offline fit (within 0.1 of about -342,000: the likelihood is
+    flat in b, so two optimisations stop up to 1 % apart in b; a partition whose today was one
+    day off would cost hundreds), and within test_fit's tolerances of the truth."""
     name = unique_name("refit")
     env = worker_env(
         kafka_broker,
@@ -103,8 +104,8 @@ def test_two_workers_refit_from_their_users_and_both_switch(
     )
     other = {**env, "ENGAGEMENT_WEB_PORT": worker_env(kafka_broker, name)["ENGAGEMENT_WEB_PORT"]}
     events, rows = population(SEED)
-    offline = fit_rows(rows).params
-    want = (offline.r, offline.alpha, offline.a, offline.b)
+    summaries = [Summary(x, float(t), float(T)) for (x, t, T), n in rows.items() for _ in range(n)]
+    offline = fit_rows(rows)
     create_topics(kafka_broker.bootstrap, {env["ENGAGEMENT_INPUT_TOPIC"]: PARTITIONS})
     seen: list[tuple[float, ...]] = []
     with running_worker(env, "w0") as w0, running_worker(other, "w1") as w1:
@@ -118,17 +119,22 @@ def test_two_workers_refit_from_their_users_and_both_switch(
             for worker in (w0, w1):
                 metrics = worker.metrics()
                 seen.append((metrics.get("engagement_model_fit_users", 0.0), *in_use(metrics)))
-            return all(got[0] == USERS + 1 and close(got[1:], want) for got in seen)
+            if seen[0] != seen[1] or seen[0][0] != USERS + 1:
+                return False
+            fitted = log_likelihood(ModelParams(*seen[0][1:]), summaries)
+            return fitted >= offline.log_likelihood - 0.1
 
         try:
-            wait_for(switched, 300, "both workers on the refit of every user", every=2.0)
+            wait_for(switched, 360, "both workers on the refit of every user", every=2.0)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: (users, r, alpha, a, b) {seen}, want {want}") from None
-        refits = w0.metrics().get('engagement_model_refits_total{outcome="accepted"}', 0.0)
-        refits += w1.metrics().get('engagement_model_refits_total{outcome="accepted"}', 0.0)
-    print(f"{len(events):,} events, {len(rows):,} rows; fit {offline}; {refits:g} refits accepted")
+            raise AssertionError(f"{exc}: (users, r, alpha, a, b) {seen}, {offline}") from None
+        accepted = 'engagement_model_refits_total{outcome="accepted"}'
+        refits = w0.metrics().get(accepted, 0.0) + w1.metrics().get(accepted, 0.0)
+    worker = ModelParams(*seen[0][1:])
+    print(f"{len(events):,} events, {len(rows):,} rows; worker {worker}; offline {offline}")
     assert refits >= 1
-    assert offline.r == pytest.approx(TRUE.r, rel=0.07)
-    assert offline.alpha == pytest.approx(TRUE.alpha, rel=0.07)
-    assert offline.a == pytest.approx(TRUE.a, rel=0.15)
-    assert offline.b == pytest.approx(TRUE.b, rel=0.25)
+    for p in (worker, offline.params):
+        assert p.r == pytest.approx(TRUE.r, rel=0.07)
+        assert p.alpha == pytest.approx(TRUE.alpha, rel=0.07)
+        assert p.a == pytest.approx(TRUE.a, rel=0.15)
+        assert p.b == pytest.approx(TRUE.b, rel=0.25)
