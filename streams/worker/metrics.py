@@ -8,7 +8,6 @@ through an allowlist with ``other``; user ids never become labels.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -26,12 +25,12 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
-from agents.logic.calibration import BAND_EDGES, Band
 from agents.logic.ingest import Reason
 from agents.logic.returns import RETURN_BUCKETS_S, WINDOW_DAYS
 from agents.logic.state import Stage
 from schemas.records import ARMS, SIGNAL_KINDS
 from streams.worker.codecs import BatchReason
+from streams.worker.model_metrics import ModelMetrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
 SUPPRESSED_REASONS = ("max_age", "revoked")
@@ -154,93 +153,6 @@ class Metrics:
 
     def count_valid(self, event_type: str, n: int = 1) -> None:
         self.valid.labels(event_type if event_type in self.event_types else "other").inc(n)
-
-
-MODEL_PARAMETERS = ("r", "alpha", "a", "b")
-REFIT_OUTCOMES = ("accepted", "rejected", "failed")
-
-
-class ModelMetrics:
-    """The live model (:mod:`streams.worker.model_sync`): the parameters in use and the fit
-    they came from."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.parameter = Gauge(
-            "engagement_model_parameter",
-            "MBG/NBD parameter in use by this worker, by name (r, alpha, a, b).",
-            ["name"],
-            registry=registry,
-        )
-        self.fit_users = Gauge(
-            "engagement_model_fit_users",
-            "Users the parameters in use were fitted on (0: not from a refit).",
-            registry=registry,
-        )
-        self.fit_log_likelihood = Gauge(
-            "engagement_model_fit_log_likelihood",
-            "Total log-likelihood of the fit in use (0: not from a refit).",
-            registry=registry,
-        )
-        self.fit_timestamp = Gauge(
-            "engagement_model_fit_timestamp_seconds",
-            "When the parameters in use were fitted (0: not from a refit).",
-            registry=registry,
-        )
-        self.risk_off = Gauge(
-            "engagement_model_churn_risk_off",
-            "1 while the churn-risk signal is off because ENGAGEMENT_ALIVE_THRESHOLD is at or "
-            "above b/(a+b) of the parameters in use (every new user would be at risk).",
-            registry=registry,
-        )
-        self.refits = Counter(
-            "engagement_model_refits",
-            "Refits tried by this worker (the owner of partition 0), by outcome: accepted, "
-            "rejected by the guards (the last good parameters stay), failed (an error).",
-            ["outcome"],
-            registry=registry,
-        )
-        for outcome in REFIT_OUTCOMES:
-            self.refits.labels(outcome)
-        for name in MODEL_PARAMETERS:
-            self.parameter.labels(name)
-        self._calibration_gauges(registry)
-        for lower, upper in itertools.pairwise(BAND_EDGES):
-            self.show_calibration([Band(lower, upper)])
-
-    def _calibration_gauges(self, registry: CollectorRegistry) -> None:
-        self.calibration_users = Gauge(
-            "engagement_model_calibration_users",
-            "Users by P(alive) band at the calibration's reference day (the end of the day 8 "
-            "days before today): the denominator.",
-            ["band"],
-            registry=registry,
-        )
-        self.calibration_predicted = Gauge(
-            "engagement_model_calibration_predicted_visits",
-            "Their expected repeat visits (active days) over the 7 days after the reference day "
-            "under the parameters in use, by band.",
-            ["band"],
-            registry=registry,
-        )
-        self.calibration_actual = Gauge(
-            "engagement_model_calibration_actual_visits",
-            "The visits (active days) they had in those 7 days, by band.",
-            ["band"],
-            registry=registry,
-        )
-
-    def show_calibration(self, bands: Sequence[Band]) -> None:
-        for band in bands:
-            self.calibration_users.labels(band.label).set(band.users)
-            self.calibration_predicted.labels(band.label).set(band.predicted)
-            self.calibration_actual.labels(band.label).set(band.actual)
-
-    def show(self, values: tuple[float, float, float, float], fit: dict[str, float]) -> None:
-        for name, value in zip(MODEL_PARAMETERS, values, strict=True):
-            self.parameter.labels(name).set(value)
-        self.fit_users.set(fit.get("n_users", 0.0))
-        self.fit_log_likelihood.set(fit.get("log_likelihood", 0.0))
-        self.fit_timestamp.set(fit.get("fitted_at_ms", 0.0) / 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from agents.logic.model import (
 from streams.kafka import consumer_config, producer_config
 from streams.settings import Settings
 from streams.topics import Topics
-from streams.worker.metrics import ModelMetrics
+from streams.worker.model_metrics import ModelMetrics
 from streams.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)

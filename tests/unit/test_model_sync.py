@@ -12,7 +12,7 @@ from agents.logic.engine import Engine
 from agents.logic.fit import FitResult
 from agents.logic.model import PARAMS_KEY, encode_params, encode_rows, rows_key
 from streams.settings import Settings
-from streams.worker.metrics import ModelMetrics
+from streams.worker.model_metrics import ModelMetrics
 from streams.worker.model_sync import ModelSync
 from tests.unit.conftest import T0, engine_config, make_event
 
