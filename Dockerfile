@@ -18,7 +18,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY schemas/ schemas/
 COPY streams/ streams/
 COPY agents/ agents/
-RUN pip wheel --wheel-dir /wheels ".[rocksdb,registry]"
+RUN pip wheel --wheel-dir /wheels ".[rocksdb,registry,fit]"
 
 # --- runtime: the wheels installed, no compiler, no source tree, a non-root user --------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ENGAGEMENT_STORE=rocksdict:// \
     ENGAGEMENT_DATA_DIR=/var/lib/engagement-stream
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "engagement-stream[rocksdb,registry]"
+    pip install --no-index --find-links=/wheels "engagement-stream[rocksdb,registry,fit]"
 # uid/gid 10001: the Helm chart's runAsUser/runAsGroup/fsGroup. A numeric USER lets Kubernetes
 # verify runAsNonRoot. Only the data directory (a volume in Kubernetes) and /tmp are written.
 RUN groupadd --system --gid 10001 engagement \

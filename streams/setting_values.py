@@ -138,6 +138,13 @@ def as_positive_duration(text: str) -> float:
     return value
 
 
+def as_duration_or_off(text: str) -> float:
+    """A positive duration, or ``off`` (0)."""
+    if text.strip().lower() == "off":
+        return 0.0
+    return as_positive_duration(text)
+
+
 def as_str(text: str) -> str:
     return text
 

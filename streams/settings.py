@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.logic.churn import ModelParams, threshold_problem
 from agents.logic.funnels import Funnel, render_funnels, uses_properties
 from schemas.errors import SettingsError
 from schemas.records import channel_labels
@@ -25,6 +26,7 @@ from streams.setting_values import (
     as_brokers,
     as_categories,
     as_choice,
+    as_duration_or_off,
     as_funnels,
     as_http_url,
     as_int_range,
@@ -216,7 +218,9 @@ class Settings:
         "ENGAGEMENT_ALIVE_THRESHOLD",
         "0.5",
         as_probability,
-        "A user becomes at_risk when the MBG/NBD probability of being alive falls below this.",
+        "A user becomes at_risk when the MBG/NBD probability of being alive falls below this; "
+        "must be below b/(a+b) of the parameters in use (a one-time user's P(alive) on "
+        "arrival), else start-up stops.",
     )
     model_r: float = setting(
         "ENGAGEMENT_MODEL_R", "0.8", as_positive_float, "MBG/NBD population parameter r (days)."
@@ -235,6 +239,22 @@ class Settings:
         "",
         as_str,
         "A parameters file written by `engagement fit`; overrides the ENGAGEMENT_MODEL_* values.",
+    )
+    model_refit: float = setting(
+        "ENGAGEMENT_MODEL_REFIT",
+        "24h",
+        as_duration_or_off,
+        "How often the MBG/NBD parameters are refitted from the users of all partitions (rows "
+        "meet on the compacted `<prefix>.model` topic; the owner of partition 0 fits); until a "
+        "first fit is accepted it is tried every minute at most. off: never (the "
+        "ENGAGEMENT_MODEL_* values, or ENGAGEMENT_MODEL_FILE, which always wins, stay in use).",
+    )
+    model_refit_min_users: int = setting(
+        "ENGAGEMENT_MODEL_REFIT_MIN_USERS",
+        "1000",
+        as_int_range(10, 1_000_000_000),
+        "A refit on fewer users is not used (nor one that did not converge, or whose "
+        "parameters lie outside [0.001, 10000]): the last good parameters stay.",
     )
     horizon_days: int = setting(
         "ENGAGEMENT_HORIZON_DAYS",
@@ -476,7 +496,13 @@ class Settings:
                 "not carry yet: use event types only",
             )
         _check_security(self)
+        if not self.model_file:
+            check_threshold(self.settings_params(), self.alive_threshold, "ENGAGEMENT_MODEL_*")
         return self
+
+    def settings_params(self) -> ModelParams:
+        """The population parameters of the ENGAGEMENT_MODEL_* settings (not the file's)."""
+        return ModelParams(self.model_r, self.model_alpha, self.model_a, self.model_b)
 
     def __repr__(self) -> str:
         """Like the dataclass's, with secrets shown as ``'***'`` (also ``str()``)."""
@@ -516,6 +542,14 @@ class Settings:
 def _shown(f: dataclasses.Field[Any], value: Any) -> Any:
     """``value``, or ``***`` when ``f`` is a secret that is set."""
     return "***" if f.metadata["secret"] and value else value
+
+
+def check_threshold(params: ModelParams, threshold: float, source: str) -> None:
+    """SettingsError naming ENGAGEMENT_ALIVE_THRESHOLD if it would flag every new user under
+    ``params`` (read from ``source``)."""
+    problem = threshold_problem(params, threshold)
+    if problem:
+        raise SettingsError("ENGAGEMENT_ALIVE_THRESHOLD", f"{problem} (parameters from {source})")
 
 
 def _check_security(settings: Settings) -> None:

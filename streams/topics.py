@@ -30,6 +30,7 @@ class Topics:
     signals: Mapping[str, str]  # signal kind -> topic
     changelog: str  # the state table's: ``<app id>-users-changelog``
     leader: str  # Faust's leader-election topic: ``<app id>-__assignor-__leader``
+    model: str  # the live model: partitions' (x, t_x, T) rows and the fitted parameters
     ingest_group: str  # ingest's consumer group on the input topic
 
     @classmethod
@@ -43,6 +44,7 @@ class Topics:
             signals={kind: f"{prefix}.signals.{kind}" for kind in SIGNAL_KINDS},
             changelog=f"{app_id}-{STATE_TABLE}-changelog",
             leader=f"{app_id}-__assignor-__leader",
+            model=f"{prefix}.model",
             ingest_group=f"{app_id}-ingest",
         )
 
@@ -68,7 +70,8 @@ def owned_topics(settings: Settings) -> list[str]:
 
 def new_topics(settings: Settings) -> list[NewTopic]:
     """Every topic a worker needs, as it is created when missing: the input topic, the owned
-    ones, the state changelog (compacted) and Faust's leader topic (one partition), each with
+    ones, the state changelog (compacted), Faust's leader topic (one partition) and the live
+    model's (compacted, one partition: every worker reads all of it), each with
     ENGAGEMENT_REPLICATION_FACTOR (-1: the brokers' default, sent as such: CreateTopics v4+)
     and ENGAGEMENT_MIN_INSYNC_REPLICAS. Faust declares none of them itself (its replication
     setting cannot say "the brokers' default")."""
@@ -77,8 +80,8 @@ def new_topics(settings: Settings) -> list[NewTopic]:
     if settings.min_insync_replicas > 0:
         config["min.insync.replicas"] = str(settings.min_insync_replicas)
     partitions = {name: settings.partitions for name in (topics.input, *topics.owned)}
-    partitions |= {topics.changelog: settings.partitions, topics.leader: 1}
-    compacted = {topics.changelog: {"cleanup.policy": "compact"}}
+    partitions |= {topics.changelog: settings.partitions, topics.leader: 1, topics.model: 1}
+    compacted = {name: {"cleanup.policy": "compact"} for name in (topics.changelog, topics.model)}
     return [
         NewTopic(
             name, count, settings.replication_factor, config={**config, **compacted.get(name, {})}

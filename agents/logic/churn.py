@@ -87,6 +87,29 @@ class ModelParams:
         Path(path).write_bytes(self.to_json(metadata))
 
 
+def new_user_p_alive(p: ModelParams) -> float:
+    """P(alive) of a one-time user right after that visit (x = 0, t_x = T): b / (a + b).
+
+    P(alive) only falls from there while the user stays away, so no user is ever more alive
+    than this between visits."""
+    return p.b / (p.a + p.b)
+
+
+def threshold_problem(p: ModelParams, threshold: float) -> str | None:
+    """Why ``threshold`` cannot work with ``p``, or None if it can.
+
+    At or above b / (a + b) every new single-visit user is below the threshold the moment they
+    arrive: the churn-risk signal would flag them all and say nothing."""
+    ceiling = new_user_p_alive(p)
+    if threshold >= ceiling:
+        return (
+            f"{threshold:g} is at or above b/(a+b) = {ceiling:.4g} for r={p.r:.4g}, "
+            f"alpha={p.alpha:.4g}, a={p.a:.4g}, b={p.b:.4g}: every new single-visit user "
+            "would be at risk on arrival"
+        )
+    return None
+
+
 def _check_summary(x: int, t_x: float, T: float) -> None:
     if x < 0 or t_x < 0 or t_x > T:
         raise ValueError(f"need x >= 0 and 0 <= t_x <= T, got x={x}, t_x={t_x}, T={T}")

@@ -10,7 +10,7 @@ worker never needs it (it only reads the parameters file, see ``churn.ModelParam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -116,12 +116,43 @@ def fit(
     Minimises -mean log-likelihood + penalizer * (r^2 + alpha^2 + a^2 + b^2), the same shrinkage
     as the ``lifetimes`` package; penalizer=0 is the plain MLE.
     """
+    if not summaries:
+        raise ValueError("cannot fit on zero summaries")
+    return _fit_arrays(*_compress(summaries), initial=initial, penalizer=penalizer)
+
+
+def fit_rows(
+    rows: Mapping[tuple[int, int, int], int],
+    initial: ModelParams | None = None,
+    penalizer: float = 0.0,
+) -> FitResult:
+    """:func:`fit` on compressed rows: (x, t_x, T) in whole days -> number of users with it
+    (what the worker's partitions publish, :mod:`agents.logic.model`)."""
+    import numpy as np
+
+    kept = [(key, n) for key, n in rows.items() if n > 0]
+    if not kept:
+        raise ValueError("cannot fit on zero summaries")
+    keys = np.array([key for key, _ in kept], dtype=np.float64).reshape(-1, 3)
+    if (keys < 0).any() or (keys[:, 1] > keys[:, 2]).any():
+        raise ValueError("summaries need x >= 0 and 0 <= t_x <= T")
+    counts = np.array([n for _, n in kept], dtype=np.float64)
+    arrays = (keys[:, 0], keys[:, 1], keys[:, 2], counts)
+    return _fit_arrays(*arrays, initial=initial, penalizer=penalizer)
+
+
+def _fit_arrays(
+    x: Array,
+    t_x: Array,
+    T: Array,
+    counts: Array,
+    *,
+    initial: ModelParams | None,
+    penalizer: float,
+) -> FitResult:
     import numpy as np
     from scipy.optimize import minimize
 
-    if not summaries:
-        raise ValueError("cannot fit on zero summaries")
-    x, t_x, T, counts = _compress(summaries)
     n_users = float(counts.sum())
 
     def objective(log_params: Array) -> float:

@@ -43,6 +43,7 @@ class LifecycleConfig:
     discard_ms: int
     alive_threshold: float
     params: ModelParams
+    risk_on: bool = True  # off: no churn-risk deadlines (a refit put the threshold too high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ def schedule(state: UserState, config: LifecycleConfig) -> None:
     stage, last = state.stage, state.last_ms
     if stage in _LIVE:
         dormant = last + config.dormant_ms
-        risk = risk_deadline_ms(state, config)
+        risk = risk_deadline_ms(state, config) if config.risk_on else dormant
         state.deadline, state.deadline_ms = (
             (Deadline.AT_RISK, risk) if risk < dormant else (Deadline.DORMANT, dormant)
         )

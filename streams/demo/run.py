@@ -35,6 +35,7 @@ from schemas.errors import EngagementError
 from streams.demo.check import compare, rebuild_from_changelog, retention_rows
 from streams.demo.funnel import funnel_data, print_funnel
 from streams.demo.page import write_report
+from streams.demo.quality import KINDS, print_model, print_quality, quality
 from streams.demo.uplift import print_uplift, uplift_data
 from streams.demo.view import (
     HOME_CLEAR,
@@ -49,6 +50,8 @@ from streams.kafka import producer_config
 from streams.settings import Settings
 from streams.testbed.brokers import TansuBroker, free_port
 from streams.testbed.processes import WorkerProcess
+from streams.tools.population import plan_users
+from streams.tools.signals import SignalConsumer
 from streams.tools.simulate import (
     DEFAULT_WINBACK_EFFECT,
     PublishStats,
@@ -60,6 +63,7 @@ from streams.tools.simulate import (
 RETENTION_DAYS = (1, 7, 14, 30)
 SETTLE_TIMEOUT_S = 90.0
 DEMO_HOLDOUT_SHARE = 0.2  # a larger holdout than the default 0.1: a clearer answer sooner
+DEMO_ALIVE_THRESHOLD = 0.75
 
 
 class WorkerDied(EngagementError):
@@ -197,6 +201,12 @@ def demo_env(bootstrap: str, config: SimulationConfig, unique_topics: bool) -> d
         "ENGAGEMENT_HOLDOUT_SALT": config.holdout_salt,
         "ENGAGEMENT_LOG_LEVEL": "warning",
         "ENGAGEMENT_FUNNELS": ACTIVATION_FUNNEL,  # the simulator's onboarding
+        # 60 simulated days pass in about a minute: refit about every 5 simulated days
+        "ENGAGEMENT_MODEL_REFIT": "5s",
+        # Fitted to this population, P(alive) falls to 0.5 some 10-15 days after a user's last
+        # visit, after they went dormant (7 days); at 0.75 (one chance in four that they are
+        # gone) about 5 days after it (README, "The live model")
+        "ENGAGEMENT_ALIVE_THRESHOLD": str(DEMO_ALIVE_THRESHOLD),
     }
     if unique_topics:  # a shared cluster: topics of this run only
         env["ENGAGEMENT_TOPIC_PREFIX"] = app_id
@@ -259,9 +269,12 @@ def _run(run: DemoRun, folder: Path, began: float) -> int:
         run.stop.set()
         print(f"\n{exc}", file=run.out, flush=True)
     data = report_data(run, agreement, retention, time.monotonic() - began, interrupted)
+    if settled:
+        data["quality"] = _quality(run)
     write_report(folder, data, run.final_text)
     print_uplift(run.final_text, run.out)
     print_funnel(data["funnel"], run.out)
+    print_model(run.final, run.out)
     ok = _summary(run, data, settled, folder)
     if interrupted:
         return 130
@@ -278,6 +291,16 @@ def _check(run: DemoRun) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             break
         time.sleep(2.0)
     return rows, retention_rows(rebuilt, run.config.days, Calendar.iso)
+
+
+def _quality(run: DemoRun) -> list[dict[str, Any]]:
+    """churn_risk and the plain N-days-inactive rule against the simulator's truth."""
+    with SignalConsumer(run.settings, ("churn_risk", "dormant"), dedupe=True) as consumer:
+        signals = list(consumer)
+    cfg = run.config
+    rows = [quality(kind, plan_users(cfg), signals, cfg.start_ms, cfg.days) for kind in KINDS]
+    print_quality(rows, run.settings.dormant_after / 86_400, run.out)
+    return [{**asdict(row), "precision": row.precision, "recall": row.recall} for row in rows]
 
 
 def report_data(

@@ -19,6 +19,7 @@ import orjson
 
 from agents.logic.days import Calendar
 from agents.logic.fit import FitResult, Summary, fit, summaries_from_events
+from agents.logic.model import summary_of
 from agents.logic.state import UserState
 from schemas.timestamps import TIMESTAMP_RULE, event_time_ms, iso_ms
 from streams.settings import Settings
@@ -55,20 +56,11 @@ def read_event_pairs(path: str | Path, errors: list[str]) -> Iterator[tuple[str,
 def summaries_from_states(
     states: Iterable[UserState], now_ms: int, calendar: Calendar
 ) -> list[Summary]:
-    """x = active days - 1, t_x = last - first active day, T = today - first active day.
-
-    A user first seen after ``now_ms`` is left out; T is raised to t_x for a user whose last
-    activity is after it (state cannot forget the later days).
-    """
+    """x = active days - 1, t_x = last - first active day, T = today - first active day
+    (:func:`agents.logic.model.summary_of`); a user first seen after ``now_ms`` is left out."""
     today = calendar.day_of(now_ms)
-    summaries = []
-    for state in states:
-        first = calendar.day_of(state.first_ms)
-        if first > today:
-            continue
-        t_x = float(state.last_day - first)
-        summaries.append(Summary(state.active_days() - 1, t_x, max(float(today - first), t_x)))
-    return summaries
+    rows = (summary_of(state, calendar, today) for state in states)
+    return [Summary(x, float(t_x), float(T)) for x, t_x, T in (r for r in rows if r is not None)]
 
 
 def _event_summaries(

@@ -21,6 +21,7 @@ from streams.worker.funnel_metrics import FunnelCollector
 from streams.worker.ingest import IngestService, ingest_limits, ingest_router
 from streams.worker.ingest_process import IngestProcess, own_process
 from streams.worker.metrics import Metrics, SnapshotCollector, register_process_collectors
+from streams.worker.model_sync import STEP_S, ModelSync
 from streams.worker.runtime import Runtime
 from streams.worker.store import require_store
 
@@ -145,6 +146,7 @@ def create_worker(
         _start_with_app(app, ingest)
     lifecycle.register(app, runtime)
     _register_housekeeping(app, runtime)
+    _register_model(app, ModelSync(settings, runtime, metrics.model))
     web.register(app, table, runtime, registry)
     return Worker(settings, app, runtime, metrics, registry, ingest, agent)
 
@@ -163,6 +165,18 @@ def _register_housekeeping(app: faust.App, runtime: Runtime) -> None:
         runtime.start_flusher(runtime.settings.tick_interval)
 
     app.on_before_shutdown.connect(runtime.stop_flusher)
+
+
+def _register_model(app: faust.App, sync: ModelSync) -> None:
+    """The live model's timer: read new parameters, publish rows, refit when due."""
+
+    @app.timer(STEP_S, name="model")  # type: ignore[untyped-decorator]
+    async def model() -> None:
+        await sync.step()
+
+    @app.on_before_shutdown.connect
+    async def close_model(*args: Any, **kwargs: Any) -> None:
+        sync.close()
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:

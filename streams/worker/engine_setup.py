@@ -8,14 +8,19 @@ from agents.logic.engine import EngineConfig
 from agents.logic.fold import FoldConfig
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext
-from streams.settings import Settings
+from streams.settings import Settings, check_threshold
 
 
 def model_params(settings: Settings) -> ModelParams:
-    """Population parameters: the parameters file if one is set, else the settings."""
-    if settings.model_file:
-        return ModelParams.load(settings.model_file)
-    return ModelParams(settings.model_r, settings.model_alpha, settings.model_a, settings.model_b)
+    """Population parameters: the parameters file if one is set, else the settings.
+
+    SettingsError naming ENGAGEMENT_ALIVE_THRESHOLD if the file's parameters put it at or above
+    a new user's P(alive) (the settings' own parameters are checked in Settings)."""
+    if not settings.model_file:
+        return settings.settings_params()
+    params = ModelParams.load(settings.model_file)
+    check_threshold(params, settings.alive_threshold, "ENGAGEMENT_MODEL_FILE")
+    return params
 
 
 def engine_config(settings: Settings) -> EngineConfig:

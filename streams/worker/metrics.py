@@ -31,6 +31,7 @@ from agents.logic.returns import RETURN_BUCKETS_S, WINDOW_DAYS
 from agents.logic.state import Stage
 from schemas.records import ARMS, SIGNAL_KINDS
 from streams.worker.codecs import BatchReason
+from streams.worker.model_metrics import ModelMetrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
 SUPPRESSED_REASONS = ("max_age", "revoked")
@@ -149,6 +150,7 @@ class Metrics:
                 self.suppressed.labels(kind, why)
         for role in ("by_user", "dead_letter", "changelog", "signals"):
             self.delivery_retries.labels(role)
+        self.model = ModelMetrics(registry)
 
     def count_valid(self, event_type: str, n: int = 1) -> None:
         self.valid.labels(event_type if event_type in self.event_types else "other").inc(n)

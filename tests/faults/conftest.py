@@ -250,6 +250,8 @@ def _systems(
             # the end of the input is idleness after 10 s, not 30 s: scenarios end sooner
             "ENGAGEMENT_IDLE_TIMEOUT": "10s",
             "ENGAGEMENT_CHANNELS": ",".join(CHANNELS),
+            # the oracle judges churn_risk under the configured parameters: no refit
+            "ENGAGEMENT_MODEL_REFIT": "off",
             **fault_config,
             **overrides,
         }

@@ -24,14 +24,14 @@ def test_every_topic_created_with_the_brokers_default_replication(
 ) -> None:
     settings = Settings.from_env(worker_env(kafka_broker, unique_name("rf")))
     topics = Topics.of(settings)
-    wanted = {topics.input, *topics.owned, topics.changelog, topics.leader}
+    wanted = {topics.input, *topics.owned, topics.changelog, topics.leader, topics.model}
     assert set(ensure_topics(settings)) == wanted
     assert ensure_topics(settings) == []  # existing topics are left as they are
     admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
     metadata = admin.list_topics(timeout=10).topics
     for name in wanted:
         parts = metadata[name].partitions.values()
-        assert len(parts) == (1 if name == topics.leader else 4), name
+        assert len(parts) == (1 if name in (topics.leader, topics.model) else 4), name
         assert {len(p.replicas) for p in parts} == {1}, name  # default.replication.factor
     resource = ConfigResource("topic", topics.changelog)
     config = admin.describe_configs([resource])[resource].result(30)

@@ -30,6 +30,8 @@ def worker_env(broker: BrokerHandle, name: str, **overrides: str) -> dict[str, s
         "ENGAGEMENT_WEB_PORT": str(free_port()),
         "ENGAGEMENT_LOG_LEVEL": "info",
         "ENGAGEMENT_IDLE_TIMEOUT": "5s",  # event clock: the end of a test's input, sooner
+        # oracles judge churn_risk under the configured parameters (test_model_refit.py: on)
+        "ENGAGEMENT_MODEL_REFIT": "off",
     }
     env.update(overrides)
     Settings.from_env(env)  # fail early on a bad override

@@ -16,8 +16,10 @@ from agents.logic.churn import (
     ModelParams,
     expected_active_days,
     hyp2f1,
+    new_user_p_alive,
     p_alive,
     risk_deadline_T,
+    threshold_problem,
     usual_gap_days,
 )
 
@@ -349,3 +351,13 @@ def test_expected_active_days_is_calibrated_on_a_simulated_population() -> None:
 )
 def test_usual_gap_days(days: list[int], expected: float | None) -> None:
     assert usual_gap_days(days) == expected
+
+
+def test_a_new_user_starts_at_b_over_a_plus_b_and_the_threshold_must_stay_below() -> None:
+    p = ModelParams(r=0.8, alpha=4.0, a=0.3, b=3.0)
+    for T in (0.0, 3.0, 50.0):
+        assert p_alive(0, T, T, p) == pytest.approx(new_user_p_alive(p), rel=1e-12)
+    assert new_user_p_alive(p) == pytest.approx(3.0 / 3.3)
+    assert threshold_problem(p, 0.9) is None
+    assert threshold_problem(p, 3.0 / 3.3) is not None
+    assert threshold_problem(p, 0.95) is not None

@@ -469,7 +469,7 @@ def test_dockerfile_invariants() -> None:
     last_from = max(i for i, (k, _) in enumerate(instructions) if k == "FROM")
     runtime = instructions[last_from:]
     assert any(
-        k == "RUN" and "pip wheel" in v and ".[rocksdb,registry]" in v for k, v in instructions
+        k == "RUN" and "pip wheel" in v and ".[rocksdb,registry,fit]" in v for k, v in instructions
     )
     assert not any("build-essential" in v for _, v in runtime), "no compiler at runtime"
     users = [v for k, v in runtime if k == "USER"]

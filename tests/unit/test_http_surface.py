@@ -85,12 +85,19 @@ def test_every_topic_is_declared_with_the_replication_settings() -> None:
     )
     topics = Topics.of(settings)
     declared = {t.topic: t for t in new_topics(settings)}
-    assert set(declared) == {topics.input, *topics.owned, topics.changelog, topics.leader}
+    assert set(declared) == {
+        topics.input,
+        *topics.owned,
+        topics.changelog,
+        topics.leader,
+        topics.model,
+    }
     for name, topic in declared.items():
         assert topic.replication_factor == -1, name  # the brokers' default
         assert (topic.config or {})["min.insync.replicas"] == "2", name
-        assert topic.num_partitions == (1 if name == topics.leader else 6), name
+        assert topic.num_partitions == (1 if name in (topics.leader, topics.model) else 6), name
     assert (declared[topics.changelog].config or {})["cleanup.policy"] == "compact"
+    assert (declared[topics.model].config or {})["cleanup.policy"] == "compact"
     assert "min.insync.replicas" not in (new_topics(Settings.from_env({}))[0].config or {})
 
 

@@ -48,6 +48,7 @@ COUNTERS = {
     "engagement_signals_emitted_total",
     "engagement_signals_suppressed_total",
     "engagement_delivery_retries_total",
+    "engagement_model_refits_total",
 }
 HISTOGRAM = "engagement_event_lag_seconds"
 RETURN_HISTOGRAM = "engagement_signal_time_to_return_seconds"
@@ -74,6 +75,14 @@ GAUGES = {
     "engagement_snapshot_timestamp_seconds",
     "engagement_funnel_reached_users",
     "engagement_funnel_converted_users",
+    "engagement_model_parameter",
+    "engagement_model_fit_users",
+    "engagement_model_fit_log_likelihood",
+    "engagement_model_fit_timestamp_seconds",
+    "engagement_model_churn_risk_off",
+    "engagement_model_calibration_users",
+    "engagement_model_calibration_predicted_visits",
+    "engagement_model_calibration_actual_visits",
 }
 EXPORTED = (
     COUNTERS
@@ -369,6 +378,8 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "engagement_deadlines_pending",
         "job_kind_arm_window:engagement_signal_returned_users_per_eligible_users:ratio",
         "job_kind_window:engagement_signal_returned_users_per_eligible_users:ratio_uplift",
+        "job_band:engagement_model_calibration_actual_visits_per_predicted_visits:ratio",
+        "engagement_model_parameter",
     } <= used
     days = {
         m
@@ -431,8 +442,9 @@ def test_panels_reading_recording_rules_say_so() -> None:
             description = panel.get("description", "")
             assert "PrometheusRule" in description, panel["title"]
             assert all(name in description for name in used), panel["title"]
-    # stickiness, retention, win-back, return rate by arm, uplift, and the three funnel panels
-    assert readers == 8
+    # stickiness, retention, win-back, return rate by arm, uplift, calibration, and the three
+    # funnel panels
+    assert readers == 9
     assert "PrometheusRule" in load_dashboard()["description"]
 
 

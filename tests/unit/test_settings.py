@@ -140,3 +140,42 @@ def test_readme_lists_every_metric() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- metrics:start -->")[1].split("<!-- metrics:end -->")[0]
     assert set(re.findall(r"^\| `(engagement_[a-z_]+)` \|", section, re.M)) == exported
+
+
+def test_a_threshold_that_flags_every_new_user_stops_start_up() -> None:
+    """A one-time user starts at P(alive) = b/(a+b) (10/11 for a=0.3, b=3): a threshold at or
+    above it would put every new single-visit user at risk on arrival."""
+    assert Settings.from_env({"ENGAGEMENT_ALIVE_THRESHOLD": "0.9"}).alive_threshold == 0.9
+    for env in (
+        {"ENGAGEMENT_ALIVE_THRESHOLD": "0.91"},
+        {"ENGAGEMENT_MODEL_A": "3", "ENGAGEMENT_MODEL_B": "3"},  # b/(a+b) = 0.5
+    ):
+        with pytest.raises(SettingsError) as info:
+            Settings.from_env(env)
+        assert info.value.variable == "ENGAGEMENT_ALIVE_THRESHOLD"
+        assert "b/(a+b)" in str(info.value)
+
+
+def test_the_threshold_is_checked_against_the_parameters_file(tmp_path: Path) -> None:
+    from agents.logic.churn import ModelParams
+    from streams.worker.engine_setup import model_params
+
+    path = tmp_path / "params.json"
+    ModelParams(r=0.8, alpha=4.0, a=3.0, b=3.0).save(path)  # b/(a+b) = 0.5
+    settings = Settings.from_env({"ENGAGEMENT_MODEL_FILE": str(path)})
+    with pytest.raises(SettingsError) as info:
+        model_params(settings)
+    assert info.value.variable == "ENGAGEMENT_ALIVE_THRESHOLD"
+    assert "ENGAGEMENT_MODEL_FILE" in str(info.value)
+    lower = settings.replace(alive_threshold=0.4)
+    assert model_params(lower) == ModelParams(r=0.8, alpha=4.0, a=3.0, b=3.0)
+
+
+def test_model_refit_is_a_duration_or_off() -> None:
+    assert Settings.from_env({}).model_refit == 24 * 3600
+    assert Settings.from_env({"ENGAGEMENT_MODEL_REFIT": "off"}).model_refit == 0
+    assert Settings.from_env({"ENGAGEMENT_MODEL_REFIT": "10s"}).model_refit == 10
+    for bad in ("0s", "soon"):
+        with pytest.raises(SettingsError) as info:
+            Settings.from_env({"ENGAGEMENT_MODEL_REFIT": bad})
+        assert info.value.variable == "ENGAGEMENT_MODEL_REFIT"
