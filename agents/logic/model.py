@@ -26,6 +26,7 @@ from agents.logic.days import Calendar
 from agents.logic.lifecycle import LifecycleConfig, schedule
 from agents.logic.meta import META_KEY
 from agents.logic.returns import RETURNS_KEY
+from agents.logic.risk_returns import RiskReturns
 from agents.logic.state import Deadline, Stage, UserState, decode, encode
 
 if TYPE_CHECKING:
@@ -195,18 +196,26 @@ def engine_rows(engine: Engine, wall_ms: int) -> dict[int, tuple[int, Rows]]:
     return out
 
 
-def engine_outcomes(engine: Engine, wall_ms: int, horizon: int = HORIZON_DAYS) -> Outcomes:
+def engine_outcomes(
+    engine: Engine,
+    wall_ms: int,
+    horizon: int = HORIZON_DAYS,
+    risk: RiskReturns | None = None,
+) -> Outcomes:
     """The owned partitions' users at the end of the day ``horizon`` + 1 days before each
-    partition's today, with their active days in the ``horizon`` complete days after it."""
+    partition's today, with their active days in the ``horizon`` complete days after it; with
+    ``risk``, the same users counted into the churn-risk return rates too (one pass)."""
     calendar = engine.config.calendar
     total: Outcomes = {}
     for part in engine.partitions.values():
         now = engine.partition_now(part, wall_ms)
         if now <= 0:
             continue
-        reference = calendar.day_of(now) - horizon - 1
-        states = (state for _, state in user_states(part))
-        for key, (n, after) in outcomes_of(states, calendar, reference, horizon).items():
+        today = calendar.day_of(now)
+        states: Iterable[UserState] = (state for _, state in user_states(part))
+        if risk is not None:
+            states = risk.passing(states, calendar, today)
+        for key, (n, after) in outcomes_of(states, calendar, today - horizon - 1, horizon).items():
             have_n, have_after = total.get(key, (0, 0))
             total[key] = (have_n + n, have_after + after)
     return total

@@ -138,3 +138,18 @@ def print_model(metrics: dict[str, float], out: TextIO) -> None:
         )
         actual = metrics.get(f'engagement_model_calibration_actual_visits{{band="{band}"}}', 0.0)
         print(f"{band:<16}{n:>8,.0f}{predicted:>11,.1f}{actual:>9,.0f}", file=out)
+    print_risk_returns(metrics, out)
+
+
+def print_risk_returns(metrics: dict[str, float], out: TextIO) -> None:
+    """Return rates of lapsed users signalled churn_risk or not (README, "The live model")."""
+    print(f"{'lapsed users':<16}{'back in 7 d':>16}{'back in 30 d':>16}", file=out)
+    for group in ("signalled", "not_signalled"):
+        cells = []
+        for window in (7, 30):
+            labels = f'{{group="{group}",window="{window}"}}'
+            n = metrics.get(f"engagement_model_churn_risk_eligible_users{labels}", 0.0)
+            back = metrics.get(f"engagement_model_churn_risk_return_users{labels}", 0.0)
+            rate = f"{back / n:.0%}" if n else "-"
+            cells.append(f"{rate} of {n:,.0f}")
+        print(f"{group:<16}{cells[0]:>16}{cells[1]:>16}", file=out)

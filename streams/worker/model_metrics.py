@@ -1,6 +1,7 @@
 """The live model's metrics (:mod:`streams.worker.model_sync`), part of
 :class:`streams.worker.metrics.Metrics`: the parameters in use, the fit they came from, the
-refits, and the calibration by P(alive) band. Labels are bounded and pre-initialised."""
+refits, the calibration by P(alive) band, and the return rates of users signalled churn_risk
+or not. Labels are bounded and pre-initialised."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agents.logic.calibration import BAND_EDGES, Band
+from agents.logic.risk_returns import GROUPS, WINDOWS, RiskReturns
 
 MODEL_PARAMETERS = ("r", "alpha", "a", "b")
 REFIT_OUTCOMES = ("accepted", "rejected", "failed")
@@ -61,6 +63,8 @@ class ModelMetrics:
         self._calibration_gauges(registry)
         for lower, upper in itertools.pairwise(BAND_EDGES):
             self.show_calibration([Band(lower, upper)])
+        self._risk_return_gauges(registry)
+        self.show_risk_returns(RiskReturns())
 
     def _calibration_gauges(self, registry: CollectorRegistry) -> None:
         self.calibration_users = Gauge(
@@ -83,6 +87,29 @@ class ModelMetrics:
             ["band"],
             registry=registry,
         )
+
+    def _risk_return_gauges(self, registry: CollectorRegistry) -> None:
+        self.risk_eligible = Gauge(
+            "engagement_model_churn_risk_eligible_users",
+            "Users inactive on the reference day (window + 1 days before today) and active in "
+            "the 30 days before it, by group (signalled churn_risk in that lapse, "
+            "not_signalled, unknown) and window (7, 30 days): the denominator.",
+            ["group", "window"],
+            registry=registry,
+        )
+        self.risk_returned = Gauge(
+            "engagement_model_churn_risk_return_users",
+            "Of them, the users active again within the window's days after the reference "
+            "day, by group and window.",
+            ["group", "window"],
+            registry=registry,
+        )
+
+    def show_risk_returns(self, counts: RiskReturns) -> None:
+        for group in GROUPS:
+            for window in WINDOWS:
+                self.risk_eligible.labels(group, str(window)).set(counts.eligible[(group, window)])
+                self.risk_returned.labels(group, str(window)).set(counts.returned[(group, window)])
 
     def show_calibration(self, bands: Sequence[Band]) -> None:
         for band in bands:

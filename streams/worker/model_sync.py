@@ -36,6 +36,7 @@ from agents.logic.model import (
     merge_rows,
     rows_key,
 )
+from agents.logic.risk_returns import RiskReturns
 from streams.kafka import consumer_config, producer_config
 from streams.settings import Settings
 from streams.topics import Topics
@@ -163,11 +164,13 @@ class ModelSync:
         wall = int(time.time() * 1000)
         rows = engine_rows(self.runtime.engine, wall)
         records = [(rows_key(n), encode_rows(n, at, r)) for n, (at, r) in sorted(rows.items())]
-        outcomes = engine_outcomes(self.runtime.engine, wall)
+        risk = RiskReturns()
+        outcomes = engine_outcomes(self.runtime.engine, wall, risk=risk)
         try:
             await self._produce(records)
             params = self.runtime.engine.config.lifecycle.params
             self.metrics.show_calibration(await asyncio.to_thread(calibrate, outcomes, params))
+            self.metrics.show_risk_returns(risk)
         except Exception as exc:  # the next period tries again; the signals do not wait
             log.warning("model rows or calibration not published: %r", exc)
 

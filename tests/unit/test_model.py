@@ -20,7 +20,9 @@ from agents.logic.model import (
     judge,
     merge_rows,
 )
+from agents.logic.risk_returns import RiskReturns
 from agents.logic.state import Deadline, Stage
+from schemas.records import SIGNAL_KINDS
 from tests.unit.conftest import PARAMS, T0, engine_config, make_event
 
 HOUR = 3_600_000
@@ -156,3 +158,23 @@ def test_engine_outcomes_split_each_user_at_the_reference_day() -> None:
     late = [make_event("bob", T0 + 15 * DAY_MS + HOUR)]  # first active after the reference
     eng.process(0, [*ann, *late, make_event("clock", T0 + 20 * DAY_MS + 2 * HOUR)], 0)
     assert engine_outcomes(eng, 0) == {(2, 12.0, 12.0): (1, 2)}
+
+
+def test_engine_outcomes_count_the_churn_risk_return_rates_in_the_same_pass() -> None:
+    """Today is day 60: cy, active daily up to day 25, and dee, active up to day 40 and back on
+    day 55, are both lapsed at the 7-day reference day 52 (cy also at the 30-day one, 29)."""
+    eng = Engine(engine_config(threshold=0.5, dormant_days=20))
+    eng.assign(0, {})
+    cy = [make_event("cy", T0 + d * DAY_MS + HOUR) for d in range(26)]
+    dee = [make_event("dee", T0 + d * DAY_MS + HOUR) for d in (38, 39, 40, 55)]
+    eng.process(0, [*cy, *dee, make_event("clock", T0 + 60 * DAY_MS + 2 * HOUR)], 0)
+    states = [s for s in (eng.user("cy"), eng.user("dee")) if s is not None]
+    assert all(any(m[0] == SIGNAL_KINDS.index("churn_risk") for m in s.marks) for s in states)
+    risk = RiskReturns()
+    engine_outcomes(eng, 0, risk=risk)
+    by_window = {w: sum(n for (_, win), n in risk.eligible.items() if win == w) for w in (7, 30)}
+    assert by_window == {7: 2, 30: 1}
+    assert sum(risk.returned.values()) == 1  # dee, within 7 days
+    alone = RiskReturns()
+    alone.add(states, eng.config.calendar, eng.config.calendar.day_of(T0) + 60)
+    assert (+risk.eligible, +risk.returned) == (+alone.eligible, +alone.returned)

@@ -83,6 +83,8 @@ GAUGES = {
     "engagement_model_calibration_users",
     "engagement_model_calibration_predicted_visits",
     "engagement_model_calibration_actual_visits",
+    "engagement_model_churn_risk_eligible_users",
+    "engagement_model_churn_risk_return_users",
 }
 EXPORTED = (
     COUNTERS
@@ -379,6 +381,7 @@ def test_dashboard_shows_everything_asked_for() -> None:
         "job_kind_arm_window:engagement_signal_returned_users_per_eligible_users:ratio",
         "job_kind_window:engagement_signal_returned_users_per_eligible_users:ratio_uplift",
         "job_band:engagement_model_calibration_actual_visits_per_predicted_visits:ratio",
+        "job_group_window:engagement_model_churn_risk_return_users_per_eligible_users:ratio",
         "engagement_model_parameter",
     } <= used
     days = {
@@ -442,9 +445,9 @@ def test_panels_reading_recording_rules_say_so() -> None:
             description = panel.get("description", "")
             assert "PrometheusRule" in description, panel["title"]
             assert all(name in description for name in used), panel["title"]
-    # stickiness, retention, win-back, return rate by arm, uplift, calibration, and the three
-    # funnel panels
-    assert readers == 9
+    # stickiness, retention, win-back, return rate by arm, uplift, calibration, churn-risk
+    # return rates, and the three funnel panels
+    assert readers == 10
     assert "PrometheusRule" in load_dashboard()["description"]
 
 
