@@ -93,13 +93,16 @@ class Event:
 class Activity(NamedTuple):
     """The part of an event the activity and lifecycle stages use, as the internal
     ``events.by_user`` topic carries it (a row, cheap to decode). Properties, platform and
-    session id stay in the input topic."""
+    session id stay in the input topic; ``matches`` are the ids of the funnel steps with a
+    property match that the event matched (``agents.logic.funnels.step_id``), found by the
+    ingest stage, which sees the properties (mostly none)."""
 
     user_id: str
     timestamp_ms: int
     event_id: str
     event_type: str
     channel: str | None
+    matches: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, event: Event) -> Activity:

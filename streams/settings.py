@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.logic.churn import ModelParams, threshold_problem
-from agents.logic.funnels import Funnel, render_funnels, uses_properties
+from agents.logic.funnels import Funnel, render_funnels
 from schemas.errors import SettingsError
 from schemas.records import channel_labels
 from streams.setting_values import (
@@ -295,9 +295,10 @@ class Settings:
         "",
         as_funnels,
         "Activation funnels, a JSON list (or the path of a file holding one) of {name, steps "
-        "(event types), window (e.g. 7d, 48h)}: the window starts at the user's first step, "
-        "steps count in order; a user whose window ends before the last step gets a stalled "
-        "signal. Empty: none (the simulator's funnel is in the README's Definitions).",
+        "(event types, or {event_type, match: {property: value}} to count only events with "
+        "those property values), window (e.g. 7d, 48h)}: the window starts at the user's "
+        "first step, steps count in order; a user whose window ends before the last step gets "
+        "a stalled signal. Empty: none (the simulator's funnel is in the README's Definitions).",
     )
     schema_versions: tuple[int, ...] = setting(
         "ENGAGEMENT_SCHEMA_VERSIONS",
@@ -487,13 +488,6 @@ class Settings:
             raise SettingsError(
                 "ENGAGEMENT_SCHEMA_REGISTRY_URL",
                 "is read by the re-keying ingest stage, not with ENGAGEMENT_INPUT_KEYED_BY_USER",
-            )
-        named = uses_properties(self.funnels)
-        if named is not None:
-            raise SettingsError(
-                "ENGAGEMENT_FUNNELS",
-                f"funnel {named!r} matches event properties, which the events.by_user hop does "
-                "not carry yet: use event types only",
             )
         _check_security(self)
         if not self.model_file:

@@ -5,20 +5,25 @@ in time order: a user enters at their first event of step 1; reaches step k at t
 of step k strictly after reaching step k-1 and within the window from entry; converts on
 reaching the last step within the window; stalls at step k when the window ends (at or before
 ``now_ms``) with step k reached and step k+1 not. Duplicates (same event id) count once.
+A step is an event type, or an event type with properties the event must have, each with an
+equal JSON value (``true`` is not ``1``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
+from typing import Any
+
+StepSpec = str | tuple[str, Mapping[str, Any]]  # an event type, or (event type, properties)
 
 
 @dataclass(frozen=True)
 class FunnelSpec:
     name: str
-    steps: tuple[str, ...]  # event types, in order
+    steps: tuple[StepSpec, ...]  # in order
     window_ms: int
 
 
@@ -28,6 +33,21 @@ class Hit:
     event_id: str
     event_type: str
     ms: int
+    properties: Mapping[str, Any] | None = None
+
+
+def is_step(e: Hit, step: StepSpec) -> bool:
+    """Whether ``e`` is an event of ``step``."""
+    if isinstance(step, str):
+        return e.event_type == step
+    event_type, wanted = step
+    found = e.properties or {}
+    return e.event_type == event_type and all(
+        key in found
+        and found[key] == value
+        and isinstance(found[key], bool) == isinstance(value, bool)
+        for key, value in wanted.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -50,12 +70,12 @@ def progress(events: Sequence[Hit], funnel: FunnelSpec) -> list[int]:
     times: list[int] = []
     for e in ordered:
         if not times:
-            if e.event_type == funnel.steps[0]:
+            if is_step(e, funnel.steps[0]):
                 times.append(e.ms)
             continue
         if len(times) == len(funnel.steps) or e.ms > times[0] + funnel.window_ms:
             break
-        if e.event_type == funnel.steps[len(times)] and e.ms > times[-1]:
+        if is_step(e, funnel.steps[len(times)]) and e.ms > times[-1]:
             times.append(e.ms)
     return times
 

@@ -14,11 +14,11 @@ the user, kept as a top-k set so that it, too, does not depend on arrival order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zlib import crc32
 
 from agents.logic.days import Calendar
-from agents.logic.funnels import Funnel
+from agents.logic.funnels import Funnel, PropertySteps
 from agents.logic.state import Pending, Stage, UserState
 from schemas.records import EventLike
 
@@ -34,6 +34,11 @@ class FoldConfig:
     n_categories: int
     recent_ids: int = 4
     funnels: tuple[Funnel, ...] = ()  # ENGAGEMENT_FUNNELS (progress: agents.logic.funnels)
+    # the funnels' property steps, to match events read with their properties
+    property_steps: PropertySteps = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "property_steps", PropertySteps.of(self.funnels))
 
     @classmethod
     def build(

@@ -16,12 +16,18 @@ window's end (the end only moves earlier), and hits of step k after the time ste
 step was reached (the newest ones): they count if a late event moves the previous step earlier.
 The one documented exception to order-insensitivity: more than that many such early hits of a
 step, followed by a late event that moves the previous step before all of them.
+
+A step with a property match is hit by an event of its type that *carries the match*: the
+ingest stage, which sees the event's properties, evaluates the property steps of its type
+(:class:`PropertySteps`) and the ``events.by_user`` row carries the ids of those that matched
+(:func:`step_id`; ``streams.worker.codecs``), since the row carries no properties. An event
+read with its properties (``ENGAGEMENT_INPUT_KEYED_BY_USER``) is matched in the fold alike.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zlib import crc32
@@ -53,12 +59,14 @@ class Step:
     match: tuple[tuple[str, Scalar], ...] = ()
 
     def matches(self, event_type: str, properties: Mapping[str, Any] | None) -> bool:
+        """The type is the step's, and each matched property is there with an equal JSON value
+        (``true`` is not ``1``; ``1`` is ``1.0``)."""
         if event_type != self.event_type:
             return False
         if not self.match:
             return True
         props = properties or {}
-        return all(key in props and props[key] == value for key, value in self.match)
+        return all(key in props and _same(props[key], value) for key, value in self.match)
 
     @property
     def label(self) -> str:
@@ -66,6 +74,10 @@ class Step:
         if not self.match:
             return self.event_type
         return f"{self.event_type}[{','.join(f'{k}={v}' for k, v in self.match)}]"
+
+
+def _same(found: Any, wanted: Scalar) -> bool:
+    return found == wanted and isinstance(found, bool) == isinstance(wanted, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +110,9 @@ def parse_funnels(text: str) -> tuple[Funnel, ...]:
     keys = {f.key for f in funnels}
     if len(keys) != len(funnels):
         raise ValueError("two funnel names share a 32-bit id: rename one")
+    ids = [step_id(f, k) for f in funnels for k, s in enumerate(f.steps) if s.match]
+    if len(set(ids)) != len(ids):
+        raise ValueError("two property steps share a 32-bit id: rename a funnel")
     return funnels
 
 
@@ -156,9 +171,41 @@ def render_funnels(funnels: tuple[Funnel, ...]) -> str:
     ).decode()
 
 
-def uses_properties(funnels: tuple[Funnel, ...]) -> str | None:
-    """The name of the first funnel with a property match, if any."""
-    return next((f.name for f in funnels if any(s.match for s in f.steps)), None)
+# -- property matches ------------------------------------------------------------------------
+def step_id(funnel: Funnel, k: int) -> int:
+    """The 32-bit id under which ``events.by_user`` says an event matched step ``k`` (0-based) of
+    ``funnel``: of the funnel's name, the step's position and its whole definition, so that an
+    ingest and an activity stage reading different ENGAGEMENT_FUNNELS (a change being rolled
+    out) never take one step's match for another's: an id the fold does not know counts for
+    nothing."""
+    step = funnel.steps[k]
+    return crc32(orjson.dumps([funnel.name, k, step.event_type, step.match]))
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySteps:
+    """The funnels' property steps by event type (built once): which ones an event matches."""
+
+    by_type: Mapping[str, tuple[tuple[int, Step], ...]]
+
+    @classmethod
+    def of(cls, funnels: tuple[Funnel, ...]) -> PropertySteps:
+        by_type: dict[str, list[tuple[int, Step]]] = {}
+        for funnel in funnels:
+            for k, step in enumerate(funnel.steps):
+                if step.match:
+                    by_type.setdefault(step.event_type, []).append((step_id(funnel, k), step))
+        return cls({event_type: tuple(steps) for event_type, steps in by_type.items()})
+
+    def __bool__(self) -> bool:
+        return bool(self.by_type)
+
+    def matched(self, event_type: str, properties: Mapping[str, Any] | None) -> tuple[int, ...]:
+        """The step ids of the property steps the event matches (mostly none: one dict miss)."""
+        steps = self.by_type.get(event_type)
+        if not steps or not properties:
+            return ()
+        return tuple(i for i, step in steps if step.matches(event_type, properties))
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -183,12 +230,18 @@ def observe(
     funnels: tuple[Funnel, ...],
     ms: int,
     event_type: str,
-    properties: Mapping[str, Any] | None,
+    matched: Collection[int] = (),
 ) -> bool:
-    """Add the hits of an event to the user's tracks in place; True if progress changed."""
+    """Add the hits of an event to the user's tracks in place; True if progress changed. A
+    property step is hit only when ``matched`` holds its :func:`step_id`."""
     changed = False
     for funnel in funnels:
-        steps = [k for k, s in enumerate(funnel.steps) if s.matches(event_type, properties)]
+        steps = [
+            k
+            for k, s in enumerate(funnel.steps)
+            if s.event_type == event_type
+            and (not s.match or (matched and step_id(funnel, k) in matched))
+        ]
         if not steps:
             continue
         track = next((t for t in tracks if t.key == funnel.key), None)

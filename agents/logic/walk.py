@@ -108,9 +108,13 @@ class Walk:
         self._add(event)
         state = self.state
         if state is not None and self.fold_cfg.funnels:
-            properties = event.properties if isinstance(event, Event) else None
-            funnels = self.fold_cfg.funnels
-            if observe(state.funnels, funnels, event.timestamp_ms, event.event_type, properties):
+            cfg = self.fold_cfg
+            matched = (
+                cfg.property_steps.matched(event.event_type, event.properties)
+                if isinstance(event, Event)
+                else event.matches  # evaluated by the ingest stage
+            )
+            if observe(state.funnels, cfg.funnels, event.timestamp_ms, event.event_type, matched):
                 self.changed = True
 
     def _add(self, event: EventLike) -> None:

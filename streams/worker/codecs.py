@@ -15,6 +15,13 @@ of the bytes of the canonical object and a third of its decode time)::
 frontier, the wall ms up to which it has read all its input (:mod:`agents.logic.frontier`); a
 record without it says nothing about the frontier.
 
+``"fm"`` (optional, added within version 2) carries the funnel property matches the ingest
+found (:class:`agents.logic.funnels.PropertySteps`), only for rows that have some:
+``[[row index, step id, ...], ...]`` (:func:`agents.logic.funnels.step_id`); a record without it
+has none. Older readers ignore it, which is right for them: they refuse to start with a funnel
+step that has a property match, so none of their steps can be hit by one. Rows keep five values
+because older readers reject a sixth (the whole record would be quarantined).
+
 Version 1 (``"events": [<canonical event>, ...]``) is still read, for rolling upgrades.
 
 A record is decoded *whole* before any of its events is folded: one that cannot be read (not
@@ -37,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from agents.logic.funnels import MAX_FUNNELS, MAX_STEPS, PropertySteps
 from schemas import load_schema
 from schemas.errors import BatchDecodeError
 from schemas.records import Activity, Event, EventLike
@@ -49,14 +57,34 @@ def encode_batch(
     events: Sequence[EventLike],
     source: str = "",
     frontier_ms: int | None = None,
+    steps: PropertySteps | None = None,
 ) -> bytes:
+    """One record; ``steps`` (the funnels' property steps) are matched against the properties of
+    ``events`` that are canonical :class:`Event` objects, an :class:`Activity` keeps its own."""
     data: dict[str, Any] = {"v": BATCH_VERSION, "wm": watermark_ms, "src": source}
     if frontier_ms is not None:
         data["fr"] = frontier_ms
     data["rows"] = [
         [e.user_id, e.timestamp_ms, e.event_id, e.event_type, e.channel] for e in events
     ]
+    if steps or (events and not isinstance(events[0], Event)):
+        matches = _matches(events, steps)
+        if matches:
+            data["fm"] = matches
     return orjson.dumps(data)
+
+
+def _matches(events: Sequence[EventLike], steps: PropertySteps | None) -> list[list[int]]:
+    """The ``"fm"`` entries of ``events``: ``[row, step id, ...]`` of rows with matches."""
+    out: list[list[int]] = []
+    for row, e in enumerate(events):
+        if isinstance(e, Activity):
+            ids = e.matches
+        else:
+            ids = steps.matched(e.event_type, e.properties) if steps else ()
+        if ids:
+            out.append([row, *ids])
+    return out
 
 
 Clocks = tuple[int, int | None]  # (event-time watermark ms, input frontier ms or None)
@@ -71,18 +99,20 @@ def encode_batches(
     *,
     frontier_ms: int | None = None,
     last: Clocks | None = None,
+    steps: PropertySteps | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) records holding ``events`` in order, each of at most ``max_rows`` rows and,
     unless a single row is larger, ``max_bytes`` of key and value; the key is the first user id.
     Every record carries ``(watermark_ms, frontier_ms)`` but the last, which carries ``last``
-    when given (the clocks a step moved to: see the ingest service)."""
+    when given (the clocks a step moved to: see the ingest service). ``steps``: as for
+    :func:`encode_batch`."""
     records: list[tuple[bytes, bytes]] = []
     before: Clocks = (watermark_ms, frontier_ms)
     for start in range(0, len(events), max_rows):
         final = last is not None and start + max_rows >= len(events)
         clocks = last if final and last is not None else before
         rows = events[start : start + max_rows]
-        _split_encode(before, clocks, rows, source, max_bytes=max_bytes, out=records)
+        _split_encode(before, clocks, rows, (source, steps), max_bytes=max_bytes, out=records)
     return records
 
 
@@ -90,24 +120,28 @@ def _split_encode(
     before: Clocks,
     clocks: Clocks,
     rows: Sequence[EventLike],
-    source: str,
+    how: tuple[str, PropertySteps | None],
     *,
     max_bytes: int,
     out: list[tuple[bytes, bytes]],
 ) -> None:
-    """``clocks`` for this chunk's last record; ``before`` for the others."""
-    key, value = rows[0].user_id.encode(), encode_batch(clocks[0], rows, source, clocks[1])
+    """``clocks`` for this chunk's last record; ``before`` for the others; ``how``: the source
+    and the property steps."""
+    source, steps = how
+    key = rows[0].user_id.encode()
+    value = encode_batch(clocks[0], rows, source, clocks[1], steps)
     if len(key) + len(value) <= max_bytes or len(rows) == 1:
         out.append((key, value))
         return
     half = len(rows) // 2  # halves until each fits: log2(rows) encodes of the whole at worst
-    _split_encode(before, before, rows[:half], source, max_bytes=max_bytes, out=out)
-    _split_encode(before, clocks, rows[half:], source, max_bytes=max_bytes, out=out)
+    _split_encode(before, before, rows[:half], how, max_bytes=max_bytes, out=out)
+    _split_encode(before, clocks, rows[half:], how, max_bytes=max_bytes, out=out)
 
 
 def largest_row_batch(source: str = "f" * 12) -> int:
     """Bytes of a one-row batch whose ids are as long as the event schema allows, in the
-    character that encodes largest (a control character: six bytes as ``\\u0000``)."""
+    character that encodes largest (a control character: six bytes as ``\\u0000``), matching
+    every funnel step there can be."""
     schema = load_schema("user_event")["properties"]
 
     def widest(name: str) -> str:
@@ -115,7 +149,7 @@ def largest_row_batch(source: str = "f" * 12) -> int:
 
     row = Activity(
         widest("user_id"), 253402300799999, widest("event_id"), widest("event_type"),
-        widest("channel"),
+        widest("channel"), (2**32 - 1,) * (MAX_FUNNELS * MAX_STEPS),
     )  # fmt: skip
     return len(encode_batch(2**63 - 1, [row], source))
 
@@ -161,6 +195,8 @@ def decode_record(value: bytes | None) -> tuple[int, str, list[Activity], int | 
             raise TypeError("wm must be an integer and src a string")
         if frontier is not None and type(frontier) is not int:
             raise TypeError("fr must be an integer")
+        if "fm" in data:
+            _add_matches(rows, data["fm"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BatchDecodeError(
             BatchReason.INVALID_BATCH, f"version {version}: {type(exc).__name__}: {exc}"
@@ -169,9 +205,14 @@ def decode_record(value: bytes | None) -> tuple[int, str, list[Activity], int | 
 
 
 def _rows_v2(rows: list[Any]) -> list[Activity]:
-    make = Activity._make
-    out = [make(row) for row in rows]  # TypeError on a row that is not 5 values
-    for i, (user, ts, event_id, event_type, channel) in enumerate(out):
+    make, none = Activity._make, ()
+    out = [make((*row, none)) for row in rows]  # TypeError on a row that is not 5 values
+    _check(out)
+    return out
+
+
+def _check(rows: list[Activity]) -> None:
+    for i, (user, ts, event_id, event_type, channel, _) in enumerate(rows):
         if (
             type(user) is not str
             or type(ts) is not int
@@ -180,10 +221,22 @@ def _rows_v2(rows: list[Any]) -> list[Activity]:
             or (channel is not None and type(channel) is not str)
         ):
             raise TypeError(f"row {i}: expected [str, int, str, str, str or null]")
-    return out
 
 
 def _rows_v1(events: list[Any]) -> list[Activity]:
     rows = [Activity.of(Event.from_wire(wire)) for wire in events]
-    _rows_v2(rows)  # the same checks
+    _check(rows)  # the same checks
     return rows
+
+
+def _add_matches(rows: list[Activity], found: Any) -> None:
+    """Puts the ``"fm"`` entries' step ids on their rows (in place)."""
+    if type(found) is not list:
+        raise TypeError("fm must be a list")
+    for entry in found:
+        if type(entry) is not list or len(entry) < 2 or any(type(v) is not int for v in entry):
+            raise TypeError("fm entries must be [row index, step id, ...] integers")
+        row = entry[0]
+        if not 0 <= row < len(rows):
+            raise ValueError(f"fm names row {row} of {len(rows)}")
+        rows[row] = rows[row]._replace(matches=tuple(entry[1:]))

@@ -26,6 +26,7 @@ from confluent_kafka import (
 from mode import Service
 
 from agents.logic.frontier import InputFrontier
+from agents.logic.funnels import PropertySteps
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark, source_id
@@ -124,6 +125,8 @@ class IngestService(Service):
         self.deliverer = deliverer
         self.router = router
         self.topics = Topics.of(settings)
+        # funnel steps with a property match: by_user rows carry which ones an event matched
+        self.property_steps = PropertySteps.of(settings.funnels)
         self.by_user = self.topics.by_user
         self.dead_letter = self.topics.dead_letter
         self._consumer: Consumer | None = None
@@ -312,6 +315,7 @@ class IngestService(Service):
                 MAX_BATCH_ROWS,
                 frontier_ms=before[1],
                 last=after,
+                steps=self.property_steps,
             ):
                 self.deliverer.produce(self.by_user, key, value, partition)
         for dead in routed.dead:

@@ -6,7 +6,9 @@ different step; events are duplicated (3 %) and arrive reordered within the allo
 (some of them after newer events of their user, i.e. late but not older than the watermark).
 The event clock is closed past every funnel window, so every stall is due: the signal topic
 must hold exactly the oracle's stalled signals (same ids), and the gauges summed over the
-workers exactly the oracle's step counts per channel and cohort week.
+workers exactly the oracle's step counts per channel and cohort week. A second funnel has a
+step with a property match (a purchase of the pro plan), which the ingest stage matches and
+the ``events.by_user`` hop carries to the fold.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ HOUR, DAY = 3_600_000, 86_400_000
 LATENESS_MS = HOUR
 USERS, PARTITIONS = 400, 4
 END_MS = T0 + 25 * DAY  # past every window: entries end on day 14, windows last 3 days
-SPEC = FunnelSpec("onboarding", ("session_start", "add_to_cart", "purchase"), 3 * DAY)
+STEPS = ("session_start", "add_to_cart", "purchase")
+SPECS = [
+    FunnelSpec("onboarding", STEPS, 3 * DAY),
+    FunnelSpec("pro", ("session_start", ("purchase", {"plan": "pro"})), 3 * DAY),
+]
 FUNNELS = '[{"name": "onboarding", "steps": ["session_start", "add_to_cart", "purchase"], '
-FUNNELS += '"window": "3d"}]'
+FUNNELS += '"window": "3d"}, {"name": "pro", "steps": ["session_start", '
+FUNNELS += '{"event_type": "purchase", "match": {"plan": "pro"}}], "window": "3d"}]'
 # channel -> chance of going on from step 1 to 2, and from 2 to 3
 GO_ON = {"organic": (0.8, 0.6), "paid_search": (0.5, 0.5), "paid_social": (0.7, 0.2)}
 SAMPLE = re.compile(r"^engagement_funnel_reached_users\{(.*)\}$")
@@ -49,12 +56,13 @@ def population(rnd: random.Random) -> tuple[list[Hit], dict[str, str]]:
         channel_of[user] = channel
         ms = T0 + rnd.randrange(14 * DAY)
         path = ["session_start"]
-        for chance, step in zip(GO_ON[channel], SPEC.steps[1:], strict=True):
+        for chance, step in zip(GO_ON[channel], STEPS[1:], strict=True):
             if rnd.random() >= chance:
                 break
             path.append(step)
         for i, kind in enumerate(path + ["page_view"] * rnd.randint(0, 3)):
-            events.append(Hit(user, f"{user}-{i}", kind, ms))
+            plan = {"plan": rnd.choice(("pro", "free"))} if kind == "purchase" else None
+            events.append(Hit(user, f"{user}-{i}", kind, ms, plan))
             ms += rnd.randrange(HOUR // 2, 2 * DAY)  # some go on after the window
     return events, channel_of
 
@@ -66,6 +74,8 @@ def publish(bootstrap: str, topic: str, stream: list[Hit], channel_of: dict[str,
     for e in stream:
         value: dict[str, object] = {"event_id": e.event_id, "user_id": e.user_id}
         value |= {"event_type": e.event_type, "timestamp": e.ms, "channel": channel_of[e.user_id]}
+        if e.properties is not None:
+            value["properties"] = e.properties
         producer.produce(topic, key=e.user_id.encode(), value=orjson.dumps(value))
         producer.poll(0)
     for p in range(PARTITIONS):  # close the replay: every input partition reaches the end
@@ -141,21 +151,24 @@ def test_funnel_gauges_and_stalled_signals_equal_the_oracle(
             stream = [arriving[i] for _, i in order]
             publish(kafka_broker.bootstrap, env["ENGAGEMENT_INPUT_TOPIC"], stream, channel_of)
             watermark = settled_watermark(running, END_MS - 2 * DAY)
-            want = expected_counts(events, [SPEC], channel_of)
+            want = expected_counts(events, SPECS, channel_of)
             assert settled_gauges(running, want) == want
             assert len({cohort for _, _, _, cohort in want}) >= 2
+            assert any(funnel == "pro" and step == 2 for funnel, step, _, _ in want)
         finally:
             if second is not None:
                 second.__exit__(None, None, None)
     assert watermark >= END_MS - LATENESS_MS - DAY  # every window has ended
-    expected = expected_stalls(events, [SPEC], watermark)
+    expected = expected_stalls(events, SPECS, watermark)
     with SignalConsumer(Settings.from_env(env), ["stalled"], dedupe=False) as consumer:
         delivered = list(consumer)
     got = {(s.user_id, s.signal_id, s.reasons["funnel"]["step_reached"]) for s in delivered}
+    assert any(s.reasons["funnel"]["name"] == "pro" for s in delivered)
     print(
         f"{workers} worker(s): {len(stream):,} published, {len(events):,} distinct, "
         f"{len(expected)} stalls expected, {len(delivered)} delivered ({len(got)} distinct)"
     )
     assert got == {(x.user_id, x.signal_id, x.step_reached) for x in expected}
-    by_step = {k: sum(1 for x in expected if x.step_reached == k) for k in (1, 2)}
+    onboarding = [x for x in expected if x.funnel == "onboarding"]
+    by_step = {k: sum(1 for x in onboarding if x.step_reached == k) for k in (1, 2)}
     assert by_step[1] > 0 and by_step[2] > 0, by_step

@@ -79,13 +79,13 @@ def test_a_repeated_funnel_name_is_refused() -> None:
         Settings.from_env({"ENGAGEMENT_FUNNELS": twice})
 
 
-def test_property_matches_are_refused_until_the_by_user_hop_carries_them() -> None:
+def test_property_matches_are_declared_and_taken_at_start_up() -> None:
     text = '[{"name": "pro", "steps": ["x", {"event_type": "buy", "match": {"plan": "pro"}}],'
     text += ' "window": "1d"}]'
     assert parse_funnels(text)[0].steps[1].matches("buy", {"plan": "pro"})
     assert not parse_funnels(text)[0].steps[1].matches("buy", {"plan": "free"})
-    with pytest.raises(SettingsError, match="funnel 'pro' matches event properties"):
-        Settings.from_env({"ENGAGEMENT_FUNNELS": text})
+    (funnel,) = Settings.from_env({"ENGAGEMENT_FUNNELS": text}).funnels
+    assert funnel.steps[1].label == "buy[plan=pro]"
 
 
 def test_funnels_from_a_file_and_back_through_the_environment(tmp_path) -> None:
@@ -109,10 +109,10 @@ def test_steps_count_in_order_within_the_window_from_the_first_step() -> None:
 
 def test_one_event_never_counts_for_two_steps() -> None:
     tracks: list[Track] = []
-    observe(tracks, FUNNELS, T0, "login", None)
+    observe(tracks, FUNNELS, T0, "login")
     (track,) = (t for t in tracks if t.key == FUNNELS[1].key)
     assert reached(track.hits, FUNNELS[1]) == [T0]
-    observe(tracks, FUNNELS, T0 + HOUR, "login", None)
+    observe(tracks, FUNNELS, T0 + HOUR, "login")
     assert reached(track.hits, FUNNELS[1]) == [T0, T0 + HOUR]
 
 
@@ -132,7 +132,7 @@ def test_progress_is_the_oracles_in_any_order_and_with_duplicates(data: st.DataO
     arrival = data.draw(st.permutations(events + events[: len(events) // 2]))
     tracks: list[Track] = []
     for e in arrival:
-        observe(tracks, FUNNELS, e.ms, e.event_type, None)
+        observe(tracks, FUNNELS, e.ms, e.event_type)
     for funnel, spec in zip(FUNNELS, SPECS, strict=True):
         track = next((t for t in tracks if t.key == funnel.key), Track(funnel.key))
         assert reached(track.hits, funnel) == progress(events, spec)
@@ -142,7 +142,7 @@ def test_progress_is_the_oracles_in_any_order_and_with_duplicates(data: st.DataO
 def test_the_kept_hits_stay_bounded() -> None:
     tracks: list[Track] = []
     for i in range(200):
-        observe(tracks, FUNNELS, T0 + i * 60_000, TYPES[i % 3], None)
+        observe(tracks, FUNNELS, T0 + i * 60_000, TYPES[i % 3])
     assert all(len(t.hits) <= 1 + 2 * (EARLY_HITS + 1) for t in tracks)
 
 
