@@ -32,17 +32,15 @@ def designed_weakest(shares: dict[str, float]) -> int:
 
 
 def funnel_data(metrics_text: str, channels: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Users reaching each step per channel, conversions, the weakest step measured and the
-    one designed."""
+    """Users reaching each step per channel and per (cohort week, channel), conversions, the
+    weakest step measured and the one designed."""
     steps = len(ONBOARDING_STEPS)
+    cells = reached_by_cell(parse_metrics(metrics_text))
     reached: dict[str, list[int]] = {}
-    for name, value in parse_metrics(metrics_text).items():
-        match = _REACHED.match(name)
-        if match is None:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-        row = reached.setdefault(labels["channel"], [0] * steps)
-        row[int(labels["step"]) - 1] += round(value)
+    for (_, channel), counts in cells.items():
+        row = reached.setdefault(channel, [0] * steps)
+        for k, users in enumerate(counts):
+            row[k] += users
     total = [sum(row[k] for row in reached.values()) for k in range(steps)]
 
     def overall_rate(ch: str) -> float:
@@ -52,6 +50,10 @@ def funnel_data(metrics_text: str, channels: Sequence[dict[str, Any]]) -> dict[s
         {"channel": ch, "reached": reached[ch], "conversion": _conversions(reached[ch])}
         for ch in sorted(reached, key=overall_rate, reverse=True)
     ]
+    by_cohort = [
+        {"cohort": cohort, "channel": ch, "reached": counts, "conversion": _conversions(counts)}
+        for (cohort, ch), counts in sorted(cells.items())
+    ]
     overall = _conversions(total)
     measured = None
     if total[0] and all(c is not None for c in overall):
@@ -60,11 +62,46 @@ def funnel_data(metrics_text: str, channels: Sequence[dict[str, Any]]) -> dict[s
     return {
         "steps": list(ONBOARDING_STEPS),
         "by_channel": rows,
+        "by_cohort": by_cohort,
         "all": {"reached": total, "conversion": overall},
         "weakest_step": measured,
         "designed_weakest_step": designed,
         "ok": measured == designed,
     }
+
+
+def reached_by_cell(metrics: dict[str, float]) -> dict[tuple[str, str], list[int]]:
+    """Users reaching each step, per (cohort week, channel), from parsed /metrics."""
+    steps = len(ONBOARDING_STEPS)
+    cells: dict[tuple[str, str], list[int]] = {}
+    for name, value in metrics.items():
+        match = _REACHED.match(name)
+        if match is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        step = int(labels["step"])
+        if not 1 <= step <= steps:
+            continue
+        row = cells.setdefault((labels.get("cohort", ""), labels["channel"]), [0] * steps)
+        row[step - 1] += round(value)
+    return cells
+
+
+def live_funnel(metrics: dict[str, float]) -> str:
+    """The live view's funnel line: each step's users (every channel and cohort) and the
+    conversion to the next step; empty before anyone reached the first step."""
+    steps = len(ONBOARDING_STEPS)
+    total = [0] * steps
+    for counts in reached_by_cell(metrics).values():
+        for k, users in enumerate(counts):
+            total[k] += users
+    if not total[0]:
+        return ""
+    rates = _conversions(total)
+    return "  ".join(
+        f"{ONBOARDING_STEPS[k]} {total[k]:,}" + (f" -> {_pct(rates[k])}" if k < steps - 1 else "")
+        for k in range(steps)
+    )
 
 
 def _conversions(reached: list[int]) -> list[float | None]:
@@ -121,4 +158,29 @@ def funnel_section(data: dict[str, Any]) -> str:
     return (
         f"<h2>Activation funnel</h2><p>{html.escape(intro)}</p>"
         f'<table><tr><th class="l">channel</th>{head}</tr>{body}</table>'
+        + _cohort_table(funnel, head)
+    )
+
+
+def _cohort_table(funnel: dict[str, Any], head: str) -> str:
+    """Per cohort (the week users entered the funnel) and channel: reached and conversion."""
+    rows = funnel.get("by_cohort") or []
+    if not rows:
+        return ""
+    body = ""
+    for row in rows:
+        cells = "".join(f"<td>{n:,}</td>" for n in row["reached"])
+        cells += "".join(f"<td>{_pct(rate)}</td>" for rate in row["conversion"])
+        body += (
+            f'<tr><td class="l">{html.escape(row["cohort"])}</td>'
+            f'<td class="l">{html.escape(row["channel"])}</td>{cells}</tr>'
+        )
+    intro = (
+        "Per cohort (the week users entered the funnel, Monday) and channel: a late cohort "
+        "has had less time to go on, so its later steps are still filling in."
+    )
+    return (
+        f"<h3>By cohort and channel</h3><p>{html.escape(intro)}</p>"
+        f'<table><tr><th class="l">cohort week</th><th class="l">channel</th>{head}</tr>'
+        f"{body}</table>"
     )

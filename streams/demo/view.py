@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from agents.logic.days import Calendar
 from agents.logic.state import Stage
 from schemas.records import SIGNAL_KINDS, Signal
+from streams.demo.funnel import live_funnel
 from streams.settings import Settings
 from streams.tools.signals import SignalConsumer
 
@@ -64,6 +65,7 @@ class Recorder:
     final_cells: set[tuple[int, int, str]] = field(default_factory=set)
     latest: dict[str, float] = field(default_factory=dict)
     today: int | None = None
+    funnel: str = ""  # the activation funnel line (:func:`streams.demo.funnel.live_funnel`)
 
     def observe(self, metrics: dict[str, float]) -> bool:
         """Record one ``/metrics`` read; True if it started a new day."""
@@ -75,6 +77,7 @@ class Recorder:
         new_day = today != self.today
         self.series[today] = values
         self.latest, self.today = values, today
+        self.funnel = live_funnel(metrics)
         self._retention(metrics, today - 1)
         return new_day
 
@@ -219,6 +222,7 @@ def render_frame(
         f"DAU/day  {CYAN}{sparkline(rec.column('dau'))}{RESET}",
         "stages   " + "  ".join(f"{s} {v.get('stage.' + s, 0):,.0f}" for s in STAGES),
         "today    " + "  ".join(f"{s} {v.get('lifecycle.' + s, 0):,.0f}" for s in LIFECYCLE),
+        f"funnel   {rec.funnel or DIM + '(nobody has signed up yet)' + RESET}",
         "",
         f"{BOLD}retention by weekly cohort{RESET} (share active on day N, all channels)",
         *_triangle_lines(rec, retention_days, 9),
