@@ -21,6 +21,7 @@ from schemas.records import SIGNAL_KINDS
 from streams.demo.charts import bar_chart, heatmap, line_chart
 from streams.demo.chromium import find_chromium, screenshot
 from streams.demo.funnel import funnel_section
+from streams.demo.model import model_section
 from streams.demo.uplift import uplift_section
 from streams.demo.view import STAGES
 from streams.tools.retention import Triangle
@@ -178,6 +179,7 @@ def render_page(data: dict[str, Any], charts: dict[str, str], pngs: bool) -> str
         + figures
         + uplift_section(data)
         + funnel_section(data)
+        + model_section(data)
         + "<h2>Agreement: /metrics against a rebuild from the state changelog</h2>"
         + _agreement_table(data)
         + ("" if pngs else "<p>PNG charts skipped: no Chromium (apt-get install chromium).</p>")

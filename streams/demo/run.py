@@ -34,6 +34,7 @@ from agents.logic.funnels import ACTIVATION_FUNNEL
 from schemas.errors import EngagementError
 from streams.demo.check import compare, rebuild_from_changelog, retention_rows
 from streams.demo.funnel import funnel_data, print_funnel
+from streams.demo.model import model_data
 from streams.demo.page import write_report
 from streams.demo.quality import KINDS, print_model, print_quality, quality
 from streams.demo.uplift import print_uplift, uplift_data
@@ -340,6 +341,7 @@ def report_data(
         "retention": retention,
         "uplift": uplift_data(run.final_text),
         "funnel": funnel_data(run.final_text, [_channel(c, cfg) for c in cfg.channels]),
+        "model": model_data(run.final, run.settings.dormant_after / 86_400),
     }
 
 
