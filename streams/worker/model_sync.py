@@ -102,8 +102,10 @@ class ModelSync:
             if not messages:
                 return
             for message in messages:
-                if message.error() is None:
-                    self._apply(message.key() or b"", message.value())
+                if message.error() is not None:  # the client retries; say so, never in silence
+                    log.warning("model topic: %s", message.error())
+                    continue
+                self._apply(message.key() or b"", message.value())
 
     def _open_consumer(self) -> Any:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
