@@ -9,7 +9,8 @@ it through :func:`event_time_ms` only.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 MIN_TIMESTAMP_MS = 100_000_000_000  # 1973-03-03: smaller values are epoch seconds by mistake
@@ -52,10 +53,23 @@ def rfc3339_ms(text: str) -> int | None:
     return (moment - _EPOCH) // _ONE_MS
 
 
+_DAY_MS = 86_400_000
+
+
 def iso_ms(ms: int) -> str:
-    """RFC 3339 UTC with milliseconds, as the signals carry their stamps."""
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    """RFC 3339 UTC with milliseconds, as the signals carry their stamps
+    (``1970-01-01T00:00:00.000Z``). Two per signal: the date part is cached per day, the rest is
+    integer arithmetic (a third of the cost of ``datetime.isoformat``)."""
+    day, rest = divmod(ms, _DAY_MS)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{_date_text(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _date_text(day: int) -> str:
+    return (_EPOCH_DATE + timedelta(days=day)).isoformat()
+
+
+_EPOCH_DATE = date(1970, 1, 1)
