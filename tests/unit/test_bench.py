@@ -203,6 +203,33 @@ def test_profile_top_functions() -> None:
     assert top_functions("") == {"samples": 0, "top_self": [], "top_total": []}
 
 
+def test_profile_per_process() -> None:
+    """py-spy --subprocesses: a process frame per level; the child is the ingest process."""
+    worker, child = 'process 7:"python -m streams.cli worker"', 'process 9:"python -c x"'
+    collapsed = "\n".join(
+        [
+            f"{worker};main (a.py:1);fold (c.py:3) 6",
+            f"{worker};{child};main (a.py:1);route (d.py:2) 3",
+            f"{worker};{child};main (a.py:1);validate (e.py:2) 1",
+        ]
+    )
+    top = top_functions(collapsed, limit=3)
+    assert top["samples"] == 10 and top["top_self"][0]["function"] == "fold (c.py)"
+    parts = top["processes"]
+    assert parts["worker"]["samples"] == 6 and parts["worker"]["share_pct"] == 60.0
+    assert parts["worker"]["top_self"] == [
+        {"function": "fold (c.py)", "self_pct": 100.0, "total_pct": 100.0}
+    ]
+    ingest = parts["ingest child"]
+    assert ingest["share_pct"] == 40.0
+    assert [f["function"] for f in ingest["top_self"]] == ["route (d.py)", "validate (e.py)"]
+    assert ingest["top_total"][0] == {
+        "function": "main (a.py)",
+        "total_pct": 100.0,
+        "self_pct": 0.0,
+    }
+
+
 def test_naive_config_and_progress(tmp_path: Path) -> None:
     config = NaiveConfig("127.0.0.1:9092", "in", "app", "/d", 8, str(tmp_path / "p"))
     assert NaiveConfig.from_env(config.env()) == config

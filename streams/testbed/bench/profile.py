@@ -1,8 +1,10 @@
 """``--profile``: sample the engagement worker with py-spy and keep its top functions.
 
-``py-spy record --format raw`` writes collapsed stacks (``frame;frame;... count``, the frame
-being ``function (file:line)``); :func:`top_functions` folds them into own-time and total-time
-shares per function (line numbers dropped), which is what the report quotes.
+``py-spy record --subprocesses --format raw`` writes collapsed stacks (``frame;frame;...
+count``, the frame being ``function (file:line)``, under one ``process PID:"command"`` frame per
+process level); :func:`top_functions` folds them into own-time and total-time shares per
+function (line numbers dropped), over all processes and per process (the worker, and its ingest
+child when ingest runs apart), which is what the report quotes.
 """
 
 from __future__ import annotations
@@ -26,8 +28,24 @@ def frame_name(frame: str) -> str:
     return _TRIM.sub("(", name)
 
 
-def parse_collapsed(text: str) -> tuple[int, Counter[str], Counter[str]]:
-    """(samples, own samples per function, samples per function anywhere on the stack)."""
+PROCESS_NAMES = ("worker", "ingest child")  # by depth: the sampled process, then its child
+
+
+def split_process(stack: str) -> tuple[str, list[str]]:
+    """(the process a sample is from, named by depth, and its frames without process frames)."""
+    frames = [f for f in stack.split(";") if f.strip()]
+    depth = 0
+    while depth < len(frames) and frames[depth].startswith("process "):
+        depth += 1
+    name = PROCESS_NAMES[min(depth, len(PROCESS_NAMES)) - 1] if depth else PROCESS_NAMES[0]
+    return name, [frame_name(f) for f in frames[depth:]]
+
+
+def parse_collapsed(
+    text: str, process: str | None = None
+) -> tuple[int, Counter[str], Counter[str]]:
+    """(samples, own samples per function, samples per function anywhere on the stack), of
+    one process only when ``process`` names it."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -36,19 +54,31 @@ def parse_collapsed(text: str) -> tuple[int, Counter[str], Counter[str]]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [frame_name(f) for f in stack.split(";") if f.strip()]
-        if not frames:
+        name, frames = split_process(stack)
+        if not frames or (process is not None and name != process):
             continue
         samples += count
         own[frames[-1]] += count
-        for name in set(frames):
-            total[name] += count
+        for function in set(frames):
+            total[function] += count
     return samples, own, total
 
 
 def top_functions(text: str, limit: int = 15) -> dict[str, Any]:
-    """The ``limit`` functions with the most own time, with own and total shares in %."""
-    samples, own, total = parse_collapsed(text)
+    """The ``limit`` functions with the most own time, with own and total shares in %, over
+    all processes and (``processes``) per process with its share of the samples."""
+    result = _top(text, limit, None)
+    if result["samples"]:
+        found = {split_process(line.rpartition(" ")[0])[0] for line in text.splitlines()}
+        parts = {name: _top(text, limit, name) for name in PROCESS_NAMES if name in found}
+        for part in parts.values():
+            part["share_pct"] = round(100.0 * part["samples"] / result["samples"], 2)
+        result["processes"] = parts
+    return result
+
+
+def _top(text: str, limit: int, process: str | None) -> dict[str, Any]:
+    samples, own, total = parse_collapsed(text, process)
     if not samples:
         return {"samples": 0, "top_self": [], "top_total": []}
 
@@ -77,7 +107,8 @@ def record(pid: int, seconds: float, output: Path, rate: int = 100) -> str:
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
+    argv = [exe, "record", "--pid", str(pid), "--subprocesses"]
+    argv += ["--duration", str(max(1, round(seconds)))]
     argv += ["--rate", str(rate), "--format", "raw", "--output", str(output), "--nonblocking"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0 or not output.exists():

@@ -325,15 +325,26 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"Profile ({profile.get('tool', '')}, {profile.get('samples', 0)} samples):",
             "",
         ]
-        rows = [
-            [str(f["function"]), _fmt(float(f["self_pct"]), 1), _fmt(float(f["total_pct"]), 1)]
-            for f in profile["top_self"]
-        ]
-        lines += _table(["function (by own time)", "self %", "total %"], rows)
+        lines += _profile_table(profile["top_self"])
+        for name, part in (profile.get("processes") or {}).items():
+            lines += [
+                "",
+                f"{name}: {_fmt(float(part.get('share_pct', 0)), 1)} % of the samples",
+                "",
+                *_profile_table(part.get("top_self") or []),
+            ]
     notes = report.get("notes") or []
     if notes:
         lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
+
+
+def _profile_table(functions: list[Mapping[str, Any]]) -> list[str]:
+    rows = [
+        [str(f["function"]), _fmt(float(f["self_pct"]), 1), _fmt(float(f["total_pct"]), 1)]
+        for f in functions
+    ]
+    return _table(["function (by own time)", "self %", "total %"], rows)
 
 
 def write_report(report: Mapping[str, Any], folder: Path, stamp: str) -> tuple[Path, Path]:
