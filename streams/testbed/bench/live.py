@@ -41,6 +41,7 @@ from streams.testbed.bench.phases import (
     wait_processed,
     worker_env,
 )
+from streams.testbed.bench.profile import finish_recording, start_recording, top_functions
 from streams.testbed.bench.report import summarize
 from streams.testbed.bench.stages import ByUserStamps, join_stamps, split_stages
 
@@ -119,8 +120,9 @@ def signal_log(ctx: Context, phase: str, kinds: set[str], prefix: str) -> Signal
     return SignalLog(client, kinds, prefix)
 
 
-def measure_latency(ctx: Context, users: int, rate: float) -> dict[str, Any]:
-    """Produce -> reactivated signal consumed, for ``users`` users returning at ``rate``/s."""
+def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False) -> dict[str, Any]:
+    """Produce -> reactivated signal consumed, for ``users`` users returning at ``rate``/s;
+    with ``profile``, the worker (and its ingest child) sampled while the returns arrive."""
     phase, topic = "latency", f"{ctx.name('latency')}-input"
     create_topics(ctx.bootstrap, [topic], ctx.partitions)
     say(f"latency: {users:,} users made dormant (2s), then returning at {rate:,.0f} events/s")
@@ -141,12 +143,21 @@ def measure_latency(ctx: Context, users: int, rate: float) -> dict[str, Any]:
             log.poll(timeout)
             by_user.poll()
 
+        seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
+        sampler = start_recording(pid_of(workers[0]), seconds, output) if profile else None
         sent = paced(client, topic, returns, rate, poll)
         log.wait("reactivated", users, 60, "latency")
         by_user.drain(sent)
+        text = None if sampler is None else finish_recording(sampler, seconds, output)
     finally:
         stop_workers(workers)
     result = _latency_figures(log, by_user, sent)
+    if text is not None:
+        result["profile"] = {
+            **top_functions(text),
+            "tool": "py-spy record --subprocesses --format raw --nonblocking",
+            "seconds": round(seconds, 1),
+        }
     log.client.close()
     by_user.close()
     result.update(

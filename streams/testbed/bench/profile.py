@@ -102,15 +102,27 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, output: Path, rate: int = 100) -> str:
-    """Sample ``pid`` for ``seconds``; the collapsed stacks (raises RuntimeError on failure)."""
+def start_recording(pid: int, seconds: float, output: Path, rate: int = 100) -> Any:
+    """Start sampling ``pid`` (and its children) for ``seconds`` in the background; hand the
+    returned process to :func:`finish_recording`."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     argv = [exe, "record", "--pid", str(pid), "--subprocesses"]
     argv += ["--duration", str(max(1, round(seconds)))]
     argv += ["--rate", str(rate), "--format", "raw", "--output", str(output), "--nonblocking"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0 or not output.exists():
-        raise RuntimeError(f"py-spy failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_recording(proc: Any, seconds: float, output: Path) -> str:
+    """The collapsed stacks of a recording (raises RuntimeError on failure)."""
+    _, stderr = proc.communicate(timeout=seconds + 60)
+    if proc.returncode != 0 or not output.exists():
+        raise RuntimeError(f"py-spy failed ({proc.returncode}): {stderr.strip()[-500:]}")
     return output.read_text()
+
+
+def record(pid: int, seconds: float, output: Path, rate: int = 100) -> str:
+    """Sample ``pid`` for ``seconds``; the collapsed stacks (raises RuntimeError on failure)."""
+    proc = start_recording(pid, seconds, output, rate)
+    return finish_recording(proc, seconds, output)

@@ -318,25 +318,28 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         for name, t in report.get("targets", {}).items()
     ]
     lines += _table(["target", "wanted", "measured", "result"], target_rows)
-    profile = report.get("profile")
-    if profile and profile.get("top_self"):
-        lines += [
-            "",
-            f"Profile ({profile.get('tool', '')}, {profile.get('samples', 0)} samples):",
-            "",
-        ]
-        lines += _profile_table(profile["top_self"])
-        for name, part in (profile.get("processes") or {}).items():
-            lines += [
-                "",
-                f"{name}: {_fmt(float(part.get('share_pct', 0)), 1)} % of the samples",
-                "",
-                *_profile_table(part.get("top_self") or []),
-            ]
+    lines += _profile_lines("Profile of a full-pipeline run", report.get("profile"))
+    latency_profile = (report.get("latency_ms") or {}).get("profile")
+    lines += _profile_lines("Profile during the latency phase's returns", latency_profile)
     notes = report.get("notes") or []
     if notes:
         lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
+
+
+def _profile_lines(title: str, profile: Mapping[str, Any] | None) -> list[str]:
+    if not profile or not profile.get("top_self"):
+        return []
+    lines = ["", f"{title} ({profile.get('tool', '')}, {profile.get('samples', 0)} samples):", ""]
+    lines += _profile_table(profile["top_self"])
+    for name, part in (profile.get("processes") or {}).items():
+        lines += [
+            "",
+            f"{name}: {_fmt(float(part.get('share_pct', 0)), 1)} % of the samples",
+            "",
+            *_profile_table(part.get("top_self") or []),
+        ]
+    return lines
 
 
 def _profile_table(functions: list[Mapping[str, Any]]) -> list[str]:

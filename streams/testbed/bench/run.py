@@ -104,7 +104,7 @@ def run_phases(
         scale = ratio(two.events_per_s, one_process.events_per_s)
         extra["two_workers"] = two.to_json()
     profile = profile_engagement(ctx, args.profile_seconds) if args.profile else None
-    latency = measure_latency(ctx, args.latency_users, args.latency_rate)
+    latency = measure_latency(ctx, args.latency_users, args.latency_rate, args.profile)
     large = None
     if not args.skip_large:
         large = measure_large(ctx, args.users_large, args.deadline_users, args.deadline_rate)
