@@ -24,6 +24,10 @@ from agents import logic  # noqa: E402
 # Modules left as Python, and why. Everything else in agents/logic is compiled.
 EXCLUDED: dict[str, str] = {
     "__init__.py": "the loader itself: it must run before it can pick compiled modules",
+    # Settings holds its Funnel and Step objects and is pickled to the ingest process; a frozen
+    # dataclass compiled by mypyc cannot be unpickled (its __setstate__ meets the frozen
+    # __setattr__: FrozenInstanceError). Only used per event when funnels are configured.
+    "funnels.py": "its frozen dataclasses travel pickled in Settings (ingest process)",
 }
 
 
