@@ -24,7 +24,7 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 export ENGAGEMENT_HELM ?= $(abspath $(HELM))
 CHART := helm/engagement-stream
 
-.PHONY: help venv deps kafka-jars registry system-deps helm-bin chart demo test faults unit lint format clean bench
+.PHONY: help venv compiled deps kafka-jars registry system-deps helm-bin chart demo test faults unit lint format clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,21 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[embedded,rocksdb,fit,registry,dev]'
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the project with all extras
+# The pure core (agents/logic) compiled by mypyc (from the dev extra's mypy) into build/compiled, with
+# agents/build_compiled.py; rebuilt when a source it is compiled from changes. agents.logic loads
+# it only while its stamp matches the sources (else it runs the .py files and warns why).
+COMPILED := build/compiled/agents-logic.stamp.json
+COMPILED_FROM := $(filter-out agents/logic/__init__.py,$(wildcard agents/logic/*.py)) $(wildcard schemas/*.py) \
+  agents/build_compiled.py
+$(COMPILED): $(COMPILED_FROM) $(VENV)/.installed
+	@command -v cc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null)
+	@test -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev >/dev/null)
+	$(BIN)/python -m agents.build_compiled
+
+compiled: $(COMPILED) ## compile agents/logic with mypyc into build/ (ENGAGEMENT_PURE_PYTHON=1 runs the .py files)
+
+venv: $(VENV)/.installed $(COMPILED) ## create .venv, install the project with all extras, compile agents/logic
 
 $(KAFKA_LIB)/.complete: streams/testbed/brokers/pom.xml
 	@command -v mvn >/dev/null || (apt-get update -qq && apt-get install -y -qq maven)
@@ -79,11 +93,12 @@ deps: venv kafka-jars registry system-deps helm-bin ## everything the tests need
 demo: venv ## run the main job on the embedded broker
 	$(BIN)/engagement demo
 
-test: deps ## run every test (unit, agents, integration on Apache Kafka and Tansu, chart, fault scenarios)
+test: deps ## run every test (unit, agents, integration on Apache Kafka and Tansu, chart, fault scenarios; unit and agents once more on pure Python)
 	@for f in "" $(CHART)/ci/*-values.yaml; do \
 	  $(HELM) lint --strict --quiet $(CHART) $${f:+-f $$f} >/dev/null || exit 1; \
 	done
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+	ENGAGEMENT_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit tests/agents $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 faults: deps ## fault scenarios on Apache Kafka (kill -9, takeover, broker restart, SIGTERM, DLQ, abuse)

@@ -53,6 +53,7 @@ def package_version() -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from agents import logic
     from streams.kafka import check_brokers
     from streams.logs import setup_logging, worker_logging_config
     from streams.topics import ensure_topics
@@ -71,6 +72,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     check_brokers(settings)
     shown = " ".join(f"{name}={value}" for name, value in settings.masked().items())
     log.info("worker settings: %s", shown)
+    log.info(
+        "agents.logic runs %s: %s",
+        "compiled" if logic.compiled() else "as pure Python",
+        logic.reason,
+    )
     ensure_topics(settings)
     check_record_limit(settings)
     worker = create_worker(settings)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from agents.logic.days import Calendar
 from agents.logic.state import Stage, UserState
@@ -141,9 +141,13 @@ class Snapshot:
     return_sum_ms: Counter[tuple[int, int]] = field(default_factory=Counter)
 
     def __iadd__(self, other: Snapshot) -> Snapshot:
-        for name in self.__slots__:
+        for name in _SNAPSHOT_FIELDS:
             getattr(self, name).update(getattr(other, name))
         return self
+
+
+# Its counters, by name (not ``__slots__``: compiled by mypyc, the class has none).
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(Snapshot))
 
 
 def _window_users(last_two: Counter[tuple[int, int]], today: int, width: int) -> int:

@@ -193,12 +193,19 @@ class Walk:
         if transitions[-1].kind == "discard":
             self.state = None
             for event in state.pending:
-                if self.state is None:
+                if self._current() is None:
                     self._create(event)
                 else:
                     self._defer(event)
-            if self.state is not None:
+            if self._current() is not None:
                 self._drain()
+
+    def _current(self) -> UserState | None:
+        """``self.state`` as it is now, read after a call that may have replaced it. Not the
+        attribute itself: mypy keeps an attribute's narrowed type across calls (here ``None``
+        after ``self.state = None``, whatever ``_create`` did since), and mypyc compiles that
+        narrowing into a type check that fails at run time."""
+        return self.state
 
     def _defer(self, event: Pending) -> None:
         state = self.state
@@ -221,7 +228,7 @@ class Walk:
             first = state.pending[0]
             if _due_by(state, first[0]):
                 self._fire(first[0])
-                if self.state is not state:
+                if self._current() is not state:
                     return  # forgotten: _fire re-read the deferred events into a new life
                 if _due_by(state, first[0]):
                     return  # still ahead of the clock

@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agents import logic
 from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
 from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.ingest import Reason
@@ -65,11 +66,12 @@ class Metrics:
         self.event_types = frozenset(event_types)
         self.build_info = Gauge(
             "engagement_build_info",
-            "Build information; value is 1.",
-            ["version"],
+            "Build information; value is 1. logic: how agents.logic runs, compiled (by mypyc) "
+            "or python.",
+            ["version", "logic"],
             registry=registry,
         )
-        self.build_info.labels(_version()).set(1)
+        self.build_info.labels(_version(), "compiled" if logic.compiled() else "python").set(1)
         self.consumed = Counter(
             "engagement_events_consumed", "Input messages read by ingest.", registry=registry
         )

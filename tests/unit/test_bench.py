@@ -344,3 +344,12 @@ def test_quix_meter_and_pins() -> None:
     assert pinned_version(pins, "rocksdict") is None
     root = Path(__file__).resolve().parents[2]
     assert pinned_version((root / "bench" / "quix-requirements.txt").read_text()) == "3.28.1"
+
+
+def test_the_engine_only_bench_folds_on_the_path_in_use() -> None:
+    from agents import logic
+    from streams.testbed.bench.engine_only import run
+
+    result = run(3_000, 300, partitions=4, batch=500)
+    assert result["events"] == 3_000 and result["signals"] > 0 and result["cpu_s"] > 0
+    assert result["compiled"] == logic.compiled()

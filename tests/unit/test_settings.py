@@ -179,3 +179,15 @@ def test_model_refit_is_a_duration_or_off() -> None:
         with pytest.raises(SettingsError) as info:
             Settings.from_env({"ENGAGEMENT_MODEL_REFIT": bad})
         assert info.value.variable == "ENGAGEMENT_MODEL_REFIT"
+
+
+def test_settings_with_funnels_survive_pickling() -> None:
+    """The ingest process gets the settings pickled (multiprocessing, spawn), funnels included:
+    so agents/logic/funnels.py is not compiled (a frozen dataclass compiled by mypyc cannot be
+    unpickled)."""
+    import pickle
+
+    funnels = '[{"name": "buy", "steps": ["signup", "purchase"], "window": "7d"}]'
+    settings = Settings.from_env({"ENGAGEMENT_FUNNELS": funnels})
+    assert settings.funnels
+    assert pickle.loads(pickle.dumps(settings)) == settings
