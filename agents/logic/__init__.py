@@ -18,6 +18,7 @@ files; in every other case it runs the ``.py`` files and logs one warning saying
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -93,13 +94,29 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def _load_runtime(build: Path) -> None:
+    """Import mypyc's shared runtime (a top-level module the compiled modules import by name)
+    from its file, without putting ``build`` on ``sys.path``: there, its ``agents`` folder
+    would shadow the real package as a namespace package in a process that imports
+    ``agents`` afterwards (the ingest process, which inherits the parent's ``sys.path``)."""
+    for path in build.glob(f"*__mypyc{sysconfig.get_config_var('EXT_SUFFIX')}"):
+        name = path.name.split(".")[0]
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load mypyc's runtime {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+
+
 _root = Path(__file__).resolve().parents[2]
 _compiled, reason = select(
     _root, pure_env=os.environ.get(PURE_ENV), stamp=_read(_root / BUILD_DIR / STAMP_NAME)
 )
 if _compiled:
     __path__.insert(0, str(_root / BUILD_DIR / PACKAGE_DIR))
-    sys.path.append(str(_root / BUILD_DIR))  # mypyc's shared runtime, a top-level module
+    _load_runtime(_root / BUILD_DIR)
 else:
     _log.warning("agents.logic runs as pure Python: %s", reason)
 

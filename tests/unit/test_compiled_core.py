@@ -120,3 +120,40 @@ def test_the_path_in_use_is_the_one_reported() -> None:
     out, err = _probe({logic.PURE_ENV: ""})
     assert out == "True False", err
     assert err == ""
+
+
+SPAWNED = """
+import multiprocessing
+
+def child():
+    import agents.logic, agents.logic.funnels, agents.logic.engine as e
+    assert agents.logic.compiled() and not e.__file__.endswith(".py"), e.__file__
+
+if __name__ == "__main__":
+    import agents.logic.engine  # the parent loads the compiled core first, as the worker does
+    multiprocessing.set_start_method("spawn")
+    process = multiprocessing.Process(target=child)
+    process.start()
+    process.join()
+    raise SystemExit(process.exitcode)
+"""
+
+
+def test_a_spawned_process_outside_the_checkout_finds_every_module(tmp_path: Path) -> None:
+    """The ingest process is spawned with the parent's sys.path, from the worker's own folder:
+    the build must not make ``agents`` a namespace package there (it did: build/compiled on
+    sys.path hid agents/logic/funnels.py, which is not compiled, and the ingest process died)."""
+    if not (ROOT / logic.BUILD_DIR / logic.STAMP_NAME).exists():
+        pytest.skip("agents.logic is not compiled here (make compiled)")
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", logic.PURE_ENV)}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
