@@ -208,9 +208,13 @@ class Runtime:
                 first, _ = self._group_records.get(partition, (offset, offset))
                 self._group_records[partition] = (first, offset)
         self._group_events += len(events)
-        idle = self._in_flight is None or self._in_flight.done()
-        if idle or self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
+        if self._idle() or self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
             await self.start_group()
+
+    def _idle(self) -> bool:
+        """No group in flight or being started: one can start now without waiting."""
+        in_flight = self._in_flight
+        return not self._group_lock.locked() and (in_flight is None or in_flight.done())
 
     def start_flusher(self, interval: float) -> None:
         """Commit pending groups every ``interval`` seconds from a task of our own: Faust's
@@ -275,9 +279,11 @@ class Runtime:
             await self._await_in_flight()
 
     async def _await_in_flight(self) -> None:
-        task, self._in_flight = self._in_flight, None
+        task = self._in_flight
         if task is not None:
-            await task
+            await task  # it stays in _in_flight meanwhile: a group is in flight, not idle
+            if self._in_flight is task:
+                self._in_flight = None
 
     async def _durable_or_stop(
         self,
@@ -309,6 +315,8 @@ class Runtime:
             self._chained = asyncio.get_running_loop().create_task(self._next_group())
 
     async def _next_group(self) -> None:
+        if not self._idle():
+            return  # a group started meanwhile (the fold found none in flight): it chains on
         try:
             await self.start_group()
         except Exception as exc:
