@@ -234,10 +234,7 @@ class Runtime:
         while self.failure is None:
             await asyncio.sleep(interval)
             if self._acks or self._signals:
-                try:
-                    await self.start_group()
-                except Exception as exc:
-                    self.fail_stop(f"starting a group failed: {exc!r}")
+                await self._start_group_or_stop()
 
     async def tick(self) -> None:
         """Fire due deadlines, then start making everything pending durable."""
@@ -315,8 +312,11 @@ class Runtime:
             self._chained = asyncio.get_running_loop().create_task(self._next_group())
 
     async def _next_group(self) -> None:
-        if not self._idle():
-            return  # a group started meanwhile (the fold found none in flight): it chains on
+        if self._idle():  # else a group started meanwhile (the fold found none in flight)
+            await self._start_group_or_stop()
+
+    async def _start_group_or_stop(self) -> None:
+        """:meth:`start_group` from a task of our own, where nobody would see it raise."""
         try:
             await self.start_group()
         except Exception as exc:

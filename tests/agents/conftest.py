@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import pytest
 
-from schemas.records import Headers
+from schemas.records import Event, Headers
 from streams.settings import Settings
 from streams.worker.app import Worker, create_worker
+from streams.worker.codecs import encode_batch
+
+T0 = 1_767_225_600_000
+BY_USER = "engagement.events.by_user"
 
 
 class MemorySink:
@@ -55,3 +61,40 @@ def make_worker(sink: MemorySink, **env: str) -> Worker:
         worker.runtime.engine.assign(number, {})
     worker.runtime.ready.set()
     return worker
+
+
+@dataclass
+class Message:
+    """The part of a Faust message the runtime reads."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = b"k"
+    headers: Headers = field(default_factory=lambda: [("trace", b"t-1")])
+    topic: str = BY_USER
+
+
+@dataclass
+class Acks:
+    done: list[int] = field(default_factory=list)
+
+    def of(self, offset: int) -> Callable[[], Awaitable[None]]:
+        async def ack() -> None:
+            self.done.append(offset)
+
+        return ack
+
+
+def recording(worker: Worker) -> list[str]:
+    stops: list[str] = []
+    worker.runtime.exit = stops.append
+    return stops
+
+
+def batch(*events: Event) -> bytes:
+    return encode_batch(0, list(events))
+
+
+def event(i: int, user: str) -> Event:
+    return Event(f"e{i}", user, "page_view", T0 + i * 1000)

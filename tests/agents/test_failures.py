@@ -6,58 +6,24 @@ instead of exiting) and nothing past them is acknowledged."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import orjson
 
 from agents.logic.state import VERSION as STATE_VERSION
 from agents.logic.state import UserState, encode
-from schemas.records import Event, Headers
-from streams.worker.app import Worker
-from streams.worker.codecs import encode_batch
-from tests.agents.conftest import MemorySink, make_worker
+from tests.agents.conftest import (
+    BY_USER,
+    T0,
+    Acks,
+    MemorySink,
+    Message,
+    batch,
+    event,
+    make_worker,
+    recording,
+)
 
-T0 = 1_767_225_600_000
-BY_USER = "engagement.events.by_user"
 QUARANTINE = "engagement.events.by_user.quarantine"
-
-
-@dataclass
-class Message:
-    """The part of a Faust message the runtime reads."""
-
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"k"
-    headers: Headers = field(default_factory=lambda: [("trace", b"t-1")])
-    topic: str = BY_USER
-
-
-@dataclass
-class Acks:
-    done: list[int] = field(default_factory=list)
-
-    def of(self, offset: int) -> Callable[[], Awaitable[None]]:
-        async def ack() -> None:
-            self.done.append(offset)
-
-        return ack
-
-
-def recording(worker: Worker) -> list[str]:
-    stops: list[str] = []
-    worker.runtime.exit = stops.append
-    return stops
-
-
-def batch(*events: Event) -> bytes:
-    return encode_batch(0, list(events))
-
-
-def event(i: int, user: str) -> Event:
-    return Event(f"e{i}", user, "page_view", T0 + i * 1000)
 
 
 def test_unreadable_records_are_quarantined_whole_and_the_partition_moves_on(
