@@ -12,6 +12,7 @@ import pytest
 from streams.settings import Settings
 from streams.testbed.bench.cli import add_bench_parser
 from streams.testbed.bench.data import quick_event
+from streams.testbed.bench.live import by_second
 from streams.testbed.bench.measure import (
     parse_cpuinfo,
     parse_meminfo_bytes,
@@ -31,7 +32,7 @@ from streams.testbed.bench.report import (
     summarize,
     write_report,
 )
-from streams.testbed.bench.stages import STAGES, Stamps, join_stamps, split_stages
+from streams.testbed.bench.stages import STAGES, Stamps, join_stamps, read_ready, split_stages
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -353,3 +354,40 @@ def test_the_engine_only_bench_folds_on_the_path_in_use() -> None:
     result = run(3_000, 300, partitions=4, batch=500)
     assert result["events"] == 3_000 and result["signals"] > 0 and result["cpu_s"] > 0
     assert result["compiled"] == logic.compiled()
+
+
+def test_latency_by_second_of_the_returns() -> None:
+    samples = [(100.0, 600.0), (100.5, 400.0), (101.2, 90.0), (102.9, 120.0), (102.1, 80.0)]
+    rows = by_second(samples)
+    assert [(r["second"], r["samples"], r["max"]) for r in rows] == [
+        (0, 2, 600.0),
+        (1, 1, 90.0),
+        (2, 2, 120.0),
+    ]
+    assert by_second([]) == []
+
+
+class Queue:
+    """A consumer's poll/consume over a list: poll waits for one record, consume takes more."""
+
+    def __init__(self, records: list[str]) -> None:
+        self.records = records
+        self.calls: list[tuple[str, float]] = []
+
+    def poll(self, timeout: float) -> str | None:
+        self.calls.append(("poll", timeout))
+        return self.records.pop(0) if self.records else None
+
+    def consume(self, most: int, timeout: float) -> list[str]:
+        self.calls.append(("consume", timeout))
+        taken, self.records = self.records[:most], self.records[most:]
+        return taken
+
+
+def test_read_ready_waits_only_for_the_first_record() -> None:
+    queue = Queue(["a", "b", "c"])
+    assert read_ready(queue, 0.2, most=2) == ["a", "b"]  # type: ignore[arg-type]
+    assert queue.calls == [("poll", 0.2), ("consume", 0)]
+    empty = Queue([])
+    assert read_ready(empty, 0.2) == []  # type: ignore[arg-type]
+    assert empty.calls == [("poll", 0.2)]

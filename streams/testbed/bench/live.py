@@ -43,13 +43,16 @@ from streams.testbed.bench.phases import (
 )
 from streams.testbed.bench.profile import finish_recording, start_recording, top_functions
 from streams.testbed.bench.report import summarize
-from streams.testbed.bench.stages import ByUserStamps, join_stamps, split_stages
+from streams.testbed.bench.stages import ByUserStamps, join_stamps, read_ready, split_stages
 
 HOUR_MS = 3_600_000
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+SETTLE_S = 2.0  # quiet time between the dormant burst and the returns
 
 
 def live_env(ctx: Context, phase: str, topic: str) -> dict[str, str]:
@@ -72,7 +75,9 @@ def paced(
     for index, event in enumerate(events):
         if (due := started + index / rate - time.monotonic()) > 0:
             client.poll(0)
-            wait(max(due, tick))
+            until = time.monotonic() + max(due, tick)
+            while (left := until - time.monotonic()) > 0:
+                wait(left)  # may return early (a record read): wait on until the tick ends
         client.produce(topic, orjson.dumps(event), event["user_id"].encode())
         sent[event["user_id"]] = time.time()
     client.flush(30)
@@ -92,7 +97,7 @@ class SignalLog:
         self.produced_ms: dict[tuple[str, str], float] = {}  # the signal records' timestamps
 
     def poll(self, timeout: float = 0.002) -> None:
-        for msg in self.client.consume(2000, timeout=timeout):
+        for msg in read_ready(self.client, timeout):
             if msg.error() is not None:
                 continue
             signal = orjson.loads(msg.value() or b"{}")
@@ -138,12 +143,18 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
         client = producer(ctx.bootstrap, **{"linger.ms": 0})
         produce_all(client, topic, quick_events("lat", users, now_ms))
         log.wait("dormant", users, 120, "latency")
-        by_user.since_ms = now_ms()  # the returns' event times are from now on
         returns = (quick_event(f"lat{i:07d}", now_ms(), 1) for i in range(users))
 
         def poll(timeout: float) -> None:
             log.poll(timeout)
             by_user.poll()
+
+        # Steady phase: the returns start once the dormant signals' group is durable and the
+        # bench has read the load's by_user records, not into that burst's tail.
+        by_user.since_ms = now_ms()  # the returns' event times are from now on
+        settle = time.monotonic() + SETTLE_S
+        while time.monotonic() < settle:
+            poll(0.05)
 
         seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
         sampler = start_recording(pid_of(workers[0]), seconds, output) if profile else None
@@ -174,18 +185,34 @@ def _latency_figures(
     log: SignalLog, by_user: ByUserStamps, sent: dict[str, float]
 ) -> dict[str, Any]:
     """End to end, produce -> processed_at_ms, and the split into stages."""
-    end_to_end, engine = [], []
+    end_to_end: list[tuple[float, float]] = []  # (produced at, ms to the signal)
+    engine = []
     signals: dict[str, tuple[float, float, float]] = {}
     for (kind, user), (seen_at, signal) in log.seen.items():
         if kind == "reactivated" and user in sent:
-            end_to_end.append((seen_at - sent[user]) * 1000)
+            end_to_end.append((sent[user], (seen_at - sent[user]) * 1000))
             engine.append(signal["processed_at_ms"] - sent[user] * 1000)
             produced = log.produced_ms[(kind, user)]
             signals[user] = (seen_at, float(signal["processed_at_ms"]), produced)
-    result: dict[str, Any] = summarize(end_to_end)
+    result: dict[str, Any] = summarize([ms for _, ms in end_to_end])
+    result["by_second"] = by_second(end_to_end)
+    first = min(sent.values(), default=0.0)
+    result["after_first_second"] = summarize([ms for at, ms in end_to_end if at - first >= 1])
     result["processed_at"] = summarize(engine)
     result["stages"] = split_stages(join_stamps(sent, by_user.stamp_ms, signals))
     return result
+
+
+def by_second(samples: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """p50 / p99 / max of (produced at, ms) per second since the first was produced: where
+    in the phase the slow ones are."""
+    if not samples:
+        return []
+    first = min(at for at, _ in samples)
+    seconds: dict[int, list[float]] = {}
+    for at, ms in samples:
+        seconds.setdefault(int(at - first), []).append(ms)
+    return [{"second": n, **summarize(seconds[n])} for n in sorted(seconds)]
 
 
 @dataclass

@@ -255,6 +255,11 @@ def _figure_rows(report: Mapping[str, Any]) -> list[list[str]]:
             "of which produce → processed_at_ms, ms p50 / p99 (n)",
             pair("latency_ms", "processed_at"),
         ],
+        [
+            "of which after the first second of returns, ms p50 / p99 (n)",
+            pair("latency_ms", "after_first_second"),
+        ],
+        ["latency p99 by second of the returns, ms", _by_second(report)],
         *_stage_rows(report),
         ["dormancy deadline → signal, ms p50 / p99 (n)", pair("deadline_delay_ms")],
         ["RSS bytes per tracked user", _fmt(per_user.get("rss"), 0)],
@@ -274,6 +279,11 @@ STAGE_LABELS = {
     "group_delivery": "fold → signal record (group made durable)",
     "signal_fetch": "signal record → consumed by the bench",
 }
+
+
+def _by_second(report: Mapping[str, Any]) -> str:
+    seconds = _get(report, "latency_ms", "by_second") or []
+    return " · ".join(f"{row['second']}: {_fmt(row['p99'], 0)}" for row in seconds) or "—"
 
 
 def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
