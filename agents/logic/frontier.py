@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from agents.logic.watermarks import covers_all
+from agents.logic.watermarks import covers_all, superseded
 
 
 class InputFrontier:
@@ -98,9 +98,12 @@ class SourceFrontiers:
         self._sources: dict[str, tuple[int, int]] = {}  # source -> (frontier, heard at wall ms)
 
     def observe(self, source: str, frontier_ms: int, wall_ms: int) -> None:
-        """Record ``source``'s frontier; sources silent for longer than the timeout go."""
+        """Record ``source``'s frontier; sources silent for longer than the timeout go, and so
+        do older generations of ``source``'s own instance (:func:`superseded`)."""
         self._sources[source] = (frontier_ms, wall_ms)
         for name in [n for n, (_, seen) in self._sources.items() if wall_ms - seen > self._timeout]:
+            del self._sources[name]
+        for name in superseded(self._sources, source):
             del self._sources[name]
 
     def value(self, wall_ms: int) -> int:

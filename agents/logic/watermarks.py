@@ -182,6 +182,31 @@ def _coverage(source: str) -> tuple[int, int] | None:
         return None
 
 
+def _lineage(source: str) -> tuple[str, int] | None:
+    """(instance, generation) of an ``instance.generation:inputs:bitmap`` source, or None."""
+    instance, dot, generation = source.split(":", 1)[0].rpartition(".")
+    if not dot or not generation.isdigit():
+        return None
+    return instance, int(generation)
+
+
+def superseded(sources: Iterable[str], source: str) -> list[str]:
+    """The sources of ``source``'s own ingest instance (one process, a random id) with an older
+    generation. That instance writes each partition through one producer, in order, so all
+    they wrote came before ``source``'s record: they hold nothing back any more, and waiting
+    for them to time out would hold every deadline for ENGAGEMENT_IDLE_TIMEOUT after each
+    start or rebalance."""
+    lineage = _lineage(source)
+    if lineage is None:
+        return []
+    instance, generation = lineage
+    return [
+        name
+        for name in sources
+        if (other := _lineage(name)) is not None and other[0] == instance and other[1] < generation
+    ]
+
+
 def covers_all(sources: Iterable[str]) -> bool:
     """True unless the sources name their input partitions and leave one out."""
     inputs, mask = 0, 0

@@ -40,7 +40,7 @@ from streams.worker.input_ends import InputEnds
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
-WATERMARK_EVERY_S = 1.0
+WATERMARK_EVERY_S = 0.25  # bounds how late a wall-clock deadline fires once the input is idle
 # Rows per by_user record; records are also split by encoded bytes under
 # ENGAGEMENT_RECORD_MAX_BYTES (500 rows of the longest ids allowed, in 4-byte or escaped
 # characters, would be 1.2-1.8 MB: over Kafka's default 1 MB).
@@ -139,7 +139,7 @@ class IngestService(Service):
         self.instance = uuid.uuid4().hex[:12]
         self._inputs = 0  # the input topic's partitions (on_start asks the broker)
         # this instance and the input partitions it reads, for the partitions' clocks
-        self.source = source_id(self.instance, 0, ())
+        self.source = source_id(f"{self.instance}.0", 0, ())  # .generation: see _name_source
         self.watermark = InputWatermark(
             int(settings.allowed_lateness * 1000), int(settings.idle_timeout * 1000)
         )
@@ -332,10 +332,10 @@ class IngestService(Service):
         metrics.dead_lettered.inc(len(routed.dead))
 
     def _broadcast_watermark(self, consumer: Consumer) -> None:
-        """Every second, tell every partition how far event time got and how far in wall time
-        all input has been read (and that this source is alive), so partitions without events
-        of their own do not stall. Before any event time is known (watermark 0) the record
-        carries the frontier only."""
+        """Every ``WATERMARK_EVERY_S``, tell every partition how far event time got and how far
+        in wall time all input has been read (and that this source is alive), so partitions
+        without events of their own do not stall. Before any event time is known (watermark
+        0) the record carries the frontier only."""
         now = time.monotonic()
         if now - self._broadcast_at < WATERMARK_EVERY_S:
             return

@@ -11,7 +11,7 @@ from agents.logic.engine import Engine
 from agents.logic.freshness import frontier_lag_ms, frontier_now, is_stale
 from agents.logic.frontier import InputFrontier, SourceFrontiers
 from agents.logic.meta import META_KEY, META_VERSION, Meta, decode_meta, encode_meta
-from agents.logic.watermarks import SourceWatermarks
+from agents.logic.watermarks import SourceWatermarks, source_id, superseded
 from streams.worker.codecs import decode_batch, decode_record, encode_batch
 from tests.unit.conftest import T0, engine_config, make_event
 
@@ -66,6 +66,28 @@ def test_source_frontiers_take_the_live_minimum_and_may_move_back() -> None:
     assert frontier_now(frontiers, 800) == 800
     assert frontier_now(None, 5_000) == 0  # nothing heard: nothing fires
     assert frontier_lag_ms([None, frontiers], 5_000) == 4_100
+
+
+def test_a_newer_generation_of_the_same_ingest_instance_supersedes_its_older_ones() -> None:
+    """At start the ingest broadcasts under generation 0, reading nothing (frontier 0); once
+    assigned it writes under generation 1. Generation 0 must not hold the deadlines until it
+    times out (measured: every dormancy deadline 25-35 s late after a worker start)."""
+    frontiers = SourceFrontiers(timeout_ms=30_000)
+    frontiers.observe(source_id("i1.0", 0, []), 0, wall_ms=1_000)
+    frontiers.observe(source_id("i2.3", 2, [1]), 800, wall_ms=1_000)  # another instance
+    frontiers.observe(source_id("i1.1", 2, [0]), 900, wall_ms=1_100)
+    assert sorted(frontiers.to_wire()) == ["i1.1:2:1", "i2.3:2:2"]
+    assert frontiers.value(1_100) == 800
+    # another instance is never superseded (it may be alive and behind): it times out
+    frontiers.observe(source_id("i2.4", 2, [1]), 700, wall_ms=1_200)
+    frontiers.observe(source_id("i3.1", 2, [0, 1]), 2_000, wall_ms=1_300)
+    assert sorted(frontiers.to_wire()) == ["i1.1:2:1", "i2.4:2:2", "i3.1:2:3"]
+    assert frontiers.value(1_300) == 700
+    # an older generation heard after a newer one (never in order; from a stored meta) stays
+    frontiers.observe(source_id("i3.0", 2, []), 0, wall_ms=1_400)
+    assert "i3.0:2:0" in frontiers.to_wire()
+    assert superseded(["a:1:1", "b.x:1:1", "c.2:1:1"], "c.3:1:1") == ["c.2:1:1"]
+    assert superseded(["c.2:1:1"], "c:1:1") == []  # a source without a generation
 
 
 # -- the batch field ---------------------------------------------------------------------------
