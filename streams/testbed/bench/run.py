@@ -142,17 +142,18 @@ def _notes(naive: SystemRun, args: argparse.Namespace) -> list[str]:
     notes = [
         "CPU seconds: utime+stime of /proc/<pid>/stat (all threads) of the measured process; "
         "the Kafka broker (same machine) is not counted.",
-        "engagement: timed from all partitions owned to folded+duplicates == input count "
-        "(polling /metrics every 0.25 s); raw limit and Quix Streams with state: from their "
-        "first message to their last (Quix Streams on its defaults, in its own virtual "
-        "environment from bench/quix-requirements.txt).",
+        "engagement: timed from all partitions owned to the last first-time fold (once "
+        "folded+duplicates == input count; polling /metrics every 0.1-0.25 s); raw limit and "
+        "Quix Streams with state: from their first message to their last (Quix Streams on its "
+        "defaults, in its own virtual environment from bench/quix-requirements.txt).",
         f"naive Faust: timed on {naive.events:,} events (first {args.naive_events:,} or "
         f"{args.naive_seconds:.0f} s); its events/s is assumed to hold for the whole input.",
     ]
     if not args.skip_scale_out:
         notes.append(
             "scale-out: both runs timed from the moment every partition is owned (two workers: "
-            "after their rebalance); events the first worker folded before are left out "
+            "after their rebalance) to the last first-time fold; events the first worker folded "
+            "before, and duplicates re-read after the rebalance, are left out "
             "(see extra.two_workers.events)."
         )
     if args.skip_large:
