@@ -231,6 +231,30 @@ def test_profile_per_process() -> None:
     }
 
 
+def test_profile_names_compiled_functions_and_folds_c_helpers_into_their_caller() -> None:
+    """py-spy --native: mypyc's functions get their Python names; the interpreter's C helpers
+    below them count as their caller's own time."""
+    worker = 'process 7:"python -m streams.cli worker"'
+    collapsed = "\n".join(
+        [
+            f"{worker};on_events (/x/streams/worker/runtime.py:9);"
+            "CPyPy_engine___Engine___process (__native_engagement_logic.c:1);"
+            "CPyDef_engine___Engine___process (__native_engagement_logic.c:2);"
+            "CPyDef_engine___Engine____fold_user (__native_engagement_logic.c:3);"
+            "Py_DECREF (object.h:537) 3",
+            f"{worker};on_events (/x/streams/worker/runtime.py:9);"
+            "CPyDef_churn___risk_deadline_T (__native_engagement_logic.c:4);"
+            "gc_collect_main (libpython3.11.so.1.0) 1",
+        ]
+    )
+    top = top_functions(collapsed, limit=5)
+    assert [f["function"] for f in top["top_self"]] == [
+        "Engine._fold_user (agents/logic/engine.py, compiled)",
+        "risk_deadline_T (agents/logic/churn.py, compiled)",
+    ]
+    assert frame_name("<module> (<string>:1)") == "<module> (<string>)"
+
+
 def test_naive_config_and_progress(tmp_path: Path) -> None:
     config = NaiveConfig("127.0.0.1:9092", "in", "app", "/d", 8, str(tmp_path / "p"))
     assert NaiveConfig.from_env(config.env()) == config

@@ -320,10 +320,11 @@ def profile_engagement(ctx: Context, seconds: float) -> dict[str, Any]:
     try:
         wait_owned(workers, ctx.partitions)
         output = ctx.workdir / "profile.txt"
-        text = record(pid_of(workers[0]), seconds, output)
+        text = record(pid_of(workers[0]), seconds, output, native=True)
         done = processed(workers)
     finally:
         stop_workers(workers)
     result = top_functions(text)
-    result.update(tool="py-spy record --format raw --nonblocking", seconds=seconds, events=done)
+    tool = "py-spy record --subprocesses --native --format raw (C helpers counted as their caller)"
+    result.update(tool=tool, seconds=seconds, events=done)
     return result

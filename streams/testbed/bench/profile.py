@@ -22,10 +22,27 @@ _ROOT = re.escape(str(Path(__file__).resolve().parents[3]) + "/")
 _TRIM = re.compile(rf"\(.*(site-packages/|lib/python3\.\d+/|{_ROOT})")
 
 
+_MYPYC = re.compile(r"^CPy(?:Def|Py)_(\w+) \(__native")
+_PYTHON_FILE = re.compile(r"\((?:.*\.py|<[^>]+>)(?::\d+)?\)$")
+
+
 def frame_name(frame: str) -> str:
-    """``fold (/x/agents/logic/fold.py:115)`` -> ``fold (agents/logic/fold.py)``."""
-    name = _LINE.sub(")", frame.strip())
-    return _TRIM.sub("(", name)
+    """``fold (/x/agents/logic/fold.py:115)`` -> ``fold (agents/logic/fold.py)``; a function
+    compiled by mypyc, as ``--native`` shows it (``CPyDef_engine___Engine____fold_user
+    (__native_engagement_logic.c:29835)``) -> ``Engine._fold_user (agents/logic/engine.py,
+    compiled)``."""
+    frame = frame.strip()
+    if compiled := _MYPYC.match(frame):
+        module, *names = compiled.group(1).split("___")
+        return f"{'.'.join(names)} (agents/logic/{module}.py, compiled)"
+    return _TRIM.sub("(", _LINE.sub(")", frame))
+
+
+def is_code_of_ours(frame: str) -> bool:
+    """A Python function or one compiled by mypyc; not a C function of the interpreter or a
+    library (those ``--native`` shows count as time of the function that called them)."""
+    frame = frame.strip()
+    return bool(_MYPYC.match(frame) or _PYTHON_FILE.search(frame))
 
 
 PROCESS_NAMES = ("worker", "ingest child")  # by depth: the sampled process, then its child
@@ -38,7 +55,7 @@ def split_process(stack: str) -> tuple[str, list[str]]:
     while depth < len(frames) and frames[depth].startswith("process "):
         depth += 1
     name = PROCESS_NAMES[min(depth, len(PROCESS_NAMES)) - 1] if depth else PROCESS_NAMES[0]
-    return name, [frame_name(f) for f in frames[depth:]]
+    return name, [frame_name(f) for f in frames[depth:] if is_code_of_ours(f)]
 
 
 def parse_collapsed(
@@ -102,15 +119,20 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def start_recording(pid: int, seconds: float, output: Path, rate: int = 100) -> Any:
+def start_recording(
+    pid: int, seconds: float, output: Path, rate: int = 100, *, native: bool = False
+) -> Any:
     """Start sampling ``pid`` (and its children) for ``seconds`` in the background; hand the
-    returned process to :func:`finish_recording`."""
+    returned process to :func:`finish_recording`. ``native``: with native frames, which is
+    how functions compiled by mypyc show (py-spy then pauses the process for each sample);
+    otherwise without pausing it, their time counts as their Python caller's."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     argv = [exe, "record", "--pid", str(pid), "--subprocesses"]
     argv += ["--duration", str(max(1, round(seconds)))]
-    argv += ["--rate", str(rate), "--format", "raw", "--output", str(output), "--nonblocking"]
+    argv += ["--rate", str(rate), "--format", "raw", "--output", str(output)]
+    argv.append("--native" if native else "--nonblocking")
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -122,7 +144,7 @@ def finish_recording(proc: Any, seconds: float, output: Path) -> str:
     return output.read_text()
 
 
-def record(pid: int, seconds: float, output: Path, rate: int = 100) -> str:
+def record(pid: int, seconds: float, output: Path, rate: int = 100, *, native: bool = False) -> str:
     """Sample ``pid`` for ``seconds``; the collapsed stacks (raises RuntimeError on failure)."""
-    proc = start_recording(pid, seconds, output, rate)
+    proc = start_recording(pid, seconds, output, rate, native=native)
     return finish_recording(proc, seconds, output)
