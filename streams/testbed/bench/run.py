@@ -142,8 +142,8 @@ def _notes(naive: SystemRun, args: argparse.Namespace) -> list[str]:
     notes = [
         "CPU seconds: utime+stime of /proc/<pid>/stat (all threads) of the measured process; "
         "the Kafka broker (same machine) is not counted.",
-        "engagement: timed from all partitions owned to the last first-time fold (once "
-        "folded+duplicates == input count; polling /metrics every 0.1-0.25 s); raw limit and "
+        "engagement: timed from the first input event read to the last first-time fold (once "
+        "folded+duplicates == input count; polling /metrics every 0.05-0.25 s); raw limit and "
         "Quix Streams with state: from their first message to their last (Quix Streams on its "
         "defaults, in its own virtual environment from bench/quix-requirements.txt).",
         f"naive Faust: timed on {naive.events:,} events (first {args.naive_events:,} or "
@@ -151,10 +151,9 @@ def _notes(naive: SystemRun, args: argparse.Namespace) -> list[str]:
     ]
     if not args.skip_scale_out:
         notes.append(
-            "scale-out: both runs timed from the moment every partition is owned (two workers: "
-            "after their rebalance) to the last first-time fold; events the first worker folded "
-            "before, and duplicates re-read after the rebalance, are left out "
-            "(see extra.two_workers.events)."
+            "scale-out: both runs timed like the others, from the first input event read to "
+            "the last first-time fold (two workers: their rebalance included; duplicates "
+            "re-read after it are not counted; see extra.two_workers)."
         )
     if args.skip_large:
         notes.append("--skip-large: no deadline delay, memory or recovery figures.")
