@@ -40,7 +40,9 @@ from streams.worker.input_ends import InputEnds
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
-WATERMARK_EVERY_S = 1.0  # 0.25 s slowed the event-clock kill -9 fault scenario's fold (see README)
+# Once a second: bounds how late a wall-clock deadline fires on idle input. 0.25 s was tried:
+# the event-clock kill -9 fault scenario's fold then fell far behind ingest.
+WATERMARK_EVERY_S = 1.0
 # Rows per by_user record; records are also split by encoded bytes under
 # ENGAGEMENT_RECORD_MAX_BYTES (500 rows of the longest ids allowed, in 4-byte or escaped
 # characters, would be 1.2-1.8 MB: over Kafka's default 1 MB).
