@@ -93,6 +93,18 @@ class InputWatermark:
         if newest_ms > self._newest.get(partition, 0):
             self._newest[partition] = newest_ms
 
+    def newest(self, partition: Hashable) -> int:
+        """The newest event time read from ``partition`` (0: none yet)."""
+        return self._newest.get(partition, 0)
+
+    def seed(self, partition: Hashable, newest_ms: int) -> None:
+        """Events up to ``newest_ms`` were read from ``partition`` before this instance's
+        position, by whoever committed it (:func:`commit_metadata`). Without it an instance
+        that starts at the end of its input never learns an event time: its watermark stays
+        0 and holds every partition's clock where the one before it left off."""
+        if partition in self._assigned and newest_ms > self._newest.get(partition, 0):
+            self._newest[partition] = newest_ms
+
     def _not_at_end(self, partition: Hashable) -> None:
         self._at_end_since.pop(partition, None)
         self._confirmed.pop(partition, None)
@@ -158,6 +170,23 @@ class EndQuestion:
 
     versions: Mapping[Hashable, int]
     frontier_ms: int
+
+
+NEWEST = "newest="  # commit metadata: the newest event time read before the committed offset
+
+
+def commit_metadata(newest_ms: int) -> str:
+    """What an input offset commit carries: the newest event time of the records before it."""
+    return f"{NEWEST}{newest_ms}" if newest_ms > 0 else ""
+
+
+def newest_of(metadata: str | None) -> int:
+    """Inverse of :func:`commit_metadata`; 0 for metadata of another shape (an earlier
+    version, or offsets set by a tool)."""
+    if not metadata or not metadata.startswith(NEWEST):
+        return 0
+    value = metadata[len(NEWEST) :]
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def source_id(instance: str, inputs: int, owned: Iterable[int]) -> str:

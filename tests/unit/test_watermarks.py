@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from agents.logic.watermarks import InputWatermark, SourceWatermarks, covers_all, source_id
+from agents.logic.watermarks import (
+    InputWatermark,
+    SourceWatermarks,
+    commit_metadata,
+    covers_all,
+    newest_of,
+    source_id,
+)
 
 H = 3_600_000
 
@@ -150,3 +157,38 @@ def test_partitions_taken_back_start_the_watermark_over_under_a_new_generation()
     assert wm.value(0) == 0  # p0 was read elsewhere from wherever: nothing known of it yet
     wm.observe("p0", 25 * H)
     assert wm.value(0) == 24 * H
+
+
+def test_an_instance_starting_at_the_end_of_its_input_takes_the_clock_from_the_commits() -> None:
+    """kill -9 after the last input was read and committed, but before the watermark record
+    saying so reached every by_user partition: the next instance reads nothing. Seeded from
+    the committed offsets' event times, it moves the clock where the dead one would have."""
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.reached_end("p0", wall_ms=0)
+    wm.reached_end("p1", wall_ms=0)
+    wm.confirmed(wm.ask(IDLE), ["p0", "p1"])
+    assert wm.value(IDLE) == 0  # no event time known: without the commits, stuck here
+    wm.seed("p0", newest_of(commit_metadata(40 * H)))
+    wm.seed("p1", newest_of(commit_metadata(70 * H)))
+    wm.seed("p2", 90 * H)  # not ours: ignored
+    assert wm.value(IDLE) == 0  # the confirmation vouched for the clock before the seeds
+    wm.confirmed(wm.ask(IDLE + 1), ["p0", "p1"])
+    assert wm.value(IDLE + 1) == 69 * H  # both idle: the newest of them, as before the kill
+
+
+def test_seeds_only_raise_what_was_read_and_the_minimum_still_holds() -> None:
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 50 * H)
+    wm.seed("p0", 30 * H)  # an older commit than what was read since: no effect
+    assert wm.newest("p0") == 50 * H
+    wm.seed("p1", 20 * H)  # p1 has unread records past its commit: it holds the minimum
+    assert wm.value(0) == 19 * H
+
+
+def test_commit_metadata_of_another_shape_seeds_nothing() -> None:
+    assert commit_metadata(0) == ""
+    for metadata in (None, "", "newest=", "newest=12a", "newest=-5", "newest=\u00b2", "other"):
+        assert newest_of(metadata) == 0
+    assert newest_of(commit_metadata(1_796_000_000_000)) == 1_796_000_000_000
