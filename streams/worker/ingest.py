@@ -29,7 +29,7 @@ from agents.logic.frontier import InputFrontier
 from agents.logic.funnels import PropertySteps
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
-from agents.logic.watermarks import InputWatermark, source_id
+from agents.logic.watermarks import InputWatermark, commit_metadata, source_id
 from schemas.errors import BrokerError, SettingsError
 from streams.kafka import consumer_config, producer_config, record_headroom, topic_configs
 from streams.settings import Settings
@@ -37,6 +37,7 @@ from streams.topics import Topics
 from streams.worker.codecs import encode_batch, encode_batches
 from streams.worker.delivery import Sink
 from streams.worker.input_ends import InputEnds
+from streams.worker.input_seeds import InputSeeds
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,9 @@ class IngestService(Service):
         self.by_user = self.topics.by_user
         self.dead_letter = self.topics.dead_letter
         self._consumer: Consumer | None = None
-        self._positions: dict[tuple[str, int], int] = {}  # delivered, to commit
-        self._unflushed: dict[tuple[str, int], int] = {}  # produced, not yet delivered
+        # partition -> (next offset, newest event time before it): delivered, to commit ...
+        self._positions: dict[tuple[str, int], tuple[int, int]] = {}
+        self._unflushed: dict[tuple[str, int], tuple[int, int]] = {}  # ... produced, not yet
         self._unflushed_events = 0
         self._unflushed_since = 0.0
         self.delivered_until: dict[int, int] = {}  # by_user partition -> next offset
@@ -149,6 +151,7 @@ class IngestService(Service):
         self.frontier = InputFrontier(int(settings.allowed_lateness * 1000))
         self._broadcast_at = 0.0
         self._ends: InputEnds | None = None  # asks the brokers where the partitions end
+        self._seeds = InputSeeds(settings, self.watermark, router)  # where their clocks start
 
     async def on_start(self) -> None:
         group = self.topics.ingest_group
@@ -181,18 +184,24 @@ class IngestService(Service):
         self.watermark.assign((tp.topic, tp.partition) for tp in partitions)
         self._name_source(consumer)
         self.frontier.assign((tp.topic, tp.partition) for tp in partitions)
+        # their event times so far: asked from the consume loop
+        self._seeds.unseeded.update((tp.topic, tp.partition) for tp in partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, asynchronous=False)
         self.watermark.revoke((tp.topic, tp.partition) for tp in partitions)
         self._name_source(consumer)
         self.frontier.revoke((tp.topic, tp.partition) for tp in partitions)
+        self._seeds.unseeded.difference_update((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:  # unflushed output is re-read by the next owner: idempotent
             self._positions.pop((tp.topic, tp.partition), None)
             self._unflushed.pop((tp.topic, tp.partition), None)
 
     def _commit(self, consumer: Consumer, asynchronous: bool) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        offsets = [  # the metadata lets the next reader of a partition start with its clock
+            TopicPartition(t, p, o, commit_metadata(newest))
+            for (t, p), (o, newest) in self._positions.items()
+        ]
         if not offsets:
             return
         try:
@@ -214,6 +223,7 @@ class IngestService(Service):
                 messages = consumer.consume(self.settings.ingest_batch, timeout=0)
             except RuntimeError:  # closed by on_stop meanwhile
                 break
+            self._seeds.turn(consumer)
             if self._ends is not None:
                 self._ends.turn(consumer)
             if messages:
@@ -294,10 +304,16 @@ class IngestService(Service):
         if self.on_counted is not None:
             self.on_counted()
         self._produce(routed, before)
+        self._pending(routed, len(records))
+
+    def _pending(self, routed: Routed, read: int) -> None:
+        """The input positions ``routed`` stands for, to commit once its output is delivered,
+        each with the newest event time read up to it."""
         if not self._unflushed:
             self._unflushed_since = time.monotonic()
-        self._unflushed.update(routed.next_offsets)
-        self._unflushed_events += len(records)
+        for source, offset in routed.next_offsets.items():
+            self._unflushed[source] = (offset, self.watermark.newest(source))
+        self._unflushed_events += read
 
     def _produce(self, routed: Routed, before: tuple[int, int]) -> None:
         """Records of at most ``MAX_BATCH_ROWS`` rows and ``ENGAGEMENT_RECORD_MAX_BYTES`` for
