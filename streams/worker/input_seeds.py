@@ -75,7 +75,8 @@ class InputSeeds:
     def _read_back(self, ends: dict[Key, int]) -> dict[Key, int]:
         """The newest event time of the last :data:`READ_BACK` records before each offset in
         ``ends`` (what is read within :data:`SEED_TIMEOUT_S`: a lower bound either way)."""
-        group = f"{Topics.of(self._settings).ingest_group}-seeds"  # never joined, never committed
+        # the ingest group's id (its ACL covers it) for a reader that never joins nor commits
+        group = Topics.of(self._settings).ingest_group
         reader = Consumer(consumer_config(self._settings, group, **{"enable.partition.eof": True}))
         records: list[RawRecord] = []
         try:
