@@ -60,7 +60,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.app import EngagementWorker, create_worker
     from streams.worker.engine_setup import model_params
     from streams.worker.gc_tuning import tune_gc
-    from streams.worker.ingest import check_record_limit
+    from streams.worker.record_limits import check_record_limit
     from streams.worker.store import require_store
 
     settings = Settings.from_env_or_exit()

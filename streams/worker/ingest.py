@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -30,8 +30,7 @@ from agents.logic.funnels import PropertySteps
 from agents.logic.ingest import IngestLimits, limits_from
 from agents.logic.routing import RawRecord, Routed, Router
 from agents.logic.watermarks import InputWatermark, commit_metadata, source_id
-from schemas.errors import BrokerError, SettingsError
-from streams.kafka import consumer_config, producer_config, record_headroom, topic_configs
+from streams.kafka import consumer_config
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.worker.codecs import encode_batch, encode_batches
@@ -71,40 +70,6 @@ def ingest_router(settings: Settings) -> Router:
 
         decoder = RegistryDecoder(settings.schema_registry_url)
     return Router(settings.partitions, ingest_limits(settings), decoder)
-
-
-PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
-
-
-def record_limit_problem(max_bytes: int, limits: Mapping[str, int]) -> str | None:
-    """Why records of ``max_bytes`` cannot be written under ``limits`` (what -> its limit in
-    bytes), or None if they can."""
-    need = max_bytes + record_headroom(max_bytes)
-    for what, limit in sorted(limits.items()):
-        if need > limit:
-            return (
-                f"{max_bytes} bytes (+{need - max_bytes} for record framing) is more than {what} "
-                f"takes ({limit}): lower it, or raise {what}"
-            )
-    return None
-
-
-def check_record_limit(settings: Settings, timeout: float = 30.0) -> None:
-    """Start-up check: every record ingest writes fits the by_user and dead-letter topics'
-    ``max.message.bytes`` and the producer's ``message.max.bytes``; raises SettingsError
-    naming ENGAGEMENT_RECORD_MAX_BYTES if not."""
-    producer = int(producer_config(settings).get("message.max.bytes", PRODUCER_MAX_BYTES))
-    limits = {"the producer's message.max.bytes": producer}
-    topics = [Topics.of(settings).by_user, Topics.of(settings).dead_letter]
-    try:
-        found = topic_configs(settings, topics, "max.message.bytes", timeout)
-    except (KafkaException, BrokerError) as exc:  # e.g. no DescribeConfigs ACL: say so, go on
-        log.warning("could not read max.message.bytes of the topics ingest writes: %s", exc)
-        found = {}
-    limits.update((f"max.message.bytes of topic {topic}", v) for topic, v in found.items())
-    problem = record_limit_problem(settings.record_max_bytes, limits)
-    if problem is not None:
-        raise SettingsError("ENGAGEMENT_RECORD_MAX_BYTES", problem)
 
 
 class IngestService(Service):

@@ -20,7 +20,7 @@ from streams.kafka import record_headroom
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.worker.delivery import Deliverer
-from streams.worker.ingest import check_record_limit
+from streams.worker.record_limits import check_record_limit
 from tests.integration.conftest import BrokerHandle, create_topics
 from tests.integration.workers import worker_env
 

@@ -31,7 +31,8 @@ from streams.kafka import record_headroom
 from streams.settings import Settings
 from streams.worker.codecs import decode_batch, encode_batch, encode_batches, largest_row_batch
 from streams.worker.delivery import Failed, failure_kind
-from streams.worker.ingest import MAX_BATCH_ROWS, record_limit_problem
+from streams.worker.ingest import MAX_BATCH_ROWS
+from streams.worker.record_limits import record_limit_problem
 
 NOW = 1_767_225_600_000
 CAP = 512 * 1024
