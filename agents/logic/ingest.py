@@ -25,6 +25,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from agents.logic.plain_events import plainly_valid
 from agents.logic.shapes import Reason, Rejection, normalise
 from agents.logic.wire import Decoder, framed
 from schemas import load_schema
@@ -265,10 +266,11 @@ def _finish(
         return Rejection(
             Reason.UNKNOWN_SCHEMA_VERSION, f"schema_version is not one of the accepted: {accepted}"
         )
-    try:
-        _VALIDATE(event)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        return _schema_rejection(exc, event)
+    if not plainly_valid(event):
+        try:
+            _VALIDATE(event)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return _schema_rejection(exc, event)
     timestamp_ms = event_time_ms(event["timestamp"])
     if timestamp_ms is None:
         return Rejection(Reason.INVALID_TIMESTAMP, TIMESTAMP_RULE)
