@@ -17,12 +17,13 @@ the topics themselves:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from schemas.errors import BatchDecodeError
 from schemas.records import SIGNAL_KINDS, Signal
@@ -96,29 +97,56 @@ class SignalCheck:
         return not self.inconsistent
 
 
-def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> Iterator[Any]:
-    """Every record of ``topic`` from the beginning to its current end, partition by partition
-    in offset order (a fresh consumer group, nothing committed)."""
-    config = consumer_config(
-        settings, f"{settings.app_id}-ledger", **{"enable.partition.eof": True}
-    )
-    consumer = Consumer(config)
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 30.0, deadline_s: float = 120.0
+) -> Iterator[Any]:
+    """Every record of ``topic`` from the beginning to its end as it was when asked, partition
+    by partition in offset order (a fresh consumer group, nothing committed).
+
+    The ends are the high watermarks taken first, not ``_PARTITION_EOF``: a topic written to
+    all the time (the clock records reach every by_user partition) need not report an end to a
+    reader, and a read that cannot finish fails naming where it stands."""
+    consumer = Consumer(consumer_config(settings, f"{settings.app_id}-ledger"))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        parts = sorted(metadata.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        pending, records = set(parts), []
+        ends = {
+            p: _end_of(consumer, TopicPartition(topic, p), timeout) for p in metadata.partitions
+        }
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        pending = {p for p, end in ends.items() if end > 0}
+        records: list[Any] = []
+        give_up, last_error = time.monotonic() + deadline_s, None
         while pending:
             for msg in consumer.consume(10_000, timeout=1.0):
-                error = msg.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                elif error is None:
+                if msg.error() is None:
                     records.append(msg)
+                else:
+                    last_error = msg.error()
+            positions = consumer.position([TopicPartition(topic, p) for p in pending])
+            pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+            if pending and time.monotonic() > give_up:
+                where = {tp.partition: (tp.offset, ends[tp.partition]) for tp in positions}
+                raise AssertionError(
+                    f"{topic}: not read to the end in {deadline_s:.0f} s "
+                    f"(partition: (position, end)) {where}; last error {last_error}"
+                )
         records.sort(key=lambda m: (m.partition(), m.offset()))
         yield from records
     finally:
         consumer.close()
+
+
+def _end_of(consumer: Consumer, where: TopicPartition, timeout: float) -> int:
+    """The partition's high watermark, asked again while a new leader's is not caught up yet
+    (OFFSET_NOT_AVAILABLE after a leader change)."""
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(where, timeout=timeout)[1])
+        except KafkaException as error:
+            if time.monotonic() > give_up or error.args[0].fatal():
+                raise
+            time.sleep(0.5)
 
 
 def build_ledger(settings: Settings) -> Ledger:
