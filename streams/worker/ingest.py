@@ -41,9 +41,10 @@ from streams.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 # Four times a second: bounds how late a wall-clock deadline fires on idle input (bench
-# deadline p99 0.4 s; 0.9-1.3 s at once a second). Every by_user partition then gets a record
-# every 250 ms, under a fetch's 500 ms long poll, so a reader of events.by_user cannot wait for
-# _PARTITION_EOF to know it has read everything (tests/faults/ledger.py reads to the ends).
+# deadline p99 0.54-0.56 s; 0.9-1.3 s at once a second). Every by_user partition then gets a
+# record every 250 ms, under a fetch's 500 ms long poll, so a reader of events.by_user cannot
+# wait for _PARTITION_EOF to know it has read everything (tests/faults/ledger.py reads to the
+# high watermarks instead).
 WATERMARK_EVERY_S = 0.25
 # Rows per by_user record; records are also split by encoded bytes under
 # ENGAGEMENT_RECORD_MAX_BYTES (500 rows of the longest ids allowed, in 4-byte or escaped

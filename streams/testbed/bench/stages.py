@@ -100,7 +100,7 @@ class ByUserStamps:
 
     def drain(self, users: Iterable[str], timeout: float = 15.0) -> None:
         """Read until each of ``users`` is stamped, for at most ``timeout`` seconds (ingest
-        writes clock-only records to every partition each second: the topic never goes
+        writes clock-only records to every partition four times a second: the topic never goes
         quiet)."""
         missing = set(users) - self.stamp_ms.keys()
         deadline = time.monotonic() + timeout
