@@ -109,11 +109,12 @@ def read_topic(
     consumer = Consumer(consumer_config(settings, f"{settings.app_id}-ledger"))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        ends = {
-            p: _end_of(consumer, TopicPartition(topic, p), timeout) for p in metadata.partitions
+        marks = {
+            p: _marks_of(consumer, TopicPartition(topic, p), timeout) for p in metadata.partitions
         }
+        ends = {p: high for p, (_, high) in marks.items()}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        pending = {p for p, end in ends.items() if end > 0}
+        pending = {p for p, (low, high) in marks.items() if high > low}
         records: list[Any] = []
         give_up, last_error = time.monotonic() + deadline_s, None
         while pending:
@@ -136,13 +137,14 @@ def read_topic(
         consumer.close()
 
 
-def _end_of(consumer: Consumer, where: TopicPartition, timeout: float) -> int:
-    """The partition's high watermark, asked again while a new leader's is not caught up yet
-    (OFFSET_NOT_AVAILABLE after a leader change)."""
+def _marks_of(consumer: Consumer, where: TopicPartition, timeout: float) -> tuple[int, int]:
+    """The partition's (low, high) watermarks, asked again while a new leader's are not caught
+    up yet (OFFSET_NOT_AVAILABLE after a leader change)."""
     give_up = time.monotonic() + timeout
     while True:
         try:
-            return int(consumer.get_watermark_offsets(where, timeout=timeout)[1])
+            low, high = consumer.get_watermark_offsets(where, timeout=timeout)
+            return int(low), int(high)
         except KafkaException as error:
             if time.monotonic() > give_up or error.args[0].fatal():
                 raise
