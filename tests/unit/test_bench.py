@@ -166,6 +166,14 @@ def test_markdown_table() -> None:
     assert header.count("|") == 6
 
 
+def test_a_profile_not_taken_is_reported_with_its_reason() -> None:
+    """py-spy segfaulted once in the profile phase: the report keeps the measured phases and
+    says why there is no profile."""
+    text = render_markdown(_report(profile={"failed": "py-spy failed (-11): "}))
+    assert "Profile of a full-pipeline run: not taken (py-spy failed (-11): )." in text
+    assert "| engagement / Quix Streams with state | 2.00 |" in text
+
+
 def test_write_report(tmp_path: Path) -> None:
     json_path, md_path = write_report(_report(), tmp_path / "results", "20260101T000000Z")
     assert json_path.name == "20260101T000000Z.json"

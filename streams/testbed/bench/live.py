@@ -161,10 +161,17 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
         sent = paced(client, topic, returns, rate, poll)
         log.wait("reactivated", users, 60, "latency")
         by_user.drain(sent)
-        text = None if sampler is None else finish_recording(sampler, seconds, output)
+        failed, text = None, None
+        try:
+            text = None if sampler is None else finish_recording(sampler, seconds, output)
+        except RuntimeError as exc:  # the latency figures stand without it
+            say(f"latency profile: not taken: {exc}")
+            failed = str(exc)
     finally:
         stop_workers(workers)
     result = _latency_figures(log, by_user, sent)
+    if failed is not None:
+        result["profile"] = {"failed": failed}
     if text is not None:
         result["profile"] = {
             **top_functions(text),

@@ -336,13 +336,18 @@ def _naive_samples(
 
 def profile_engagement(ctx: Context, seconds: float) -> dict[str, Any]:
     """A separate engagement run sampled by py-spy for ``seconds`` (so the measured runs are not
-    slowed by sampling); the top functions."""
+    slowed by sampling); the top functions, or ``failed``: why there are none (py-spy has
+    segfaulted here once; the measured phases need not be lost with it)."""
     say(f"profile: engagement worker under py-spy for {seconds:.0f}s")
     workers = start_workers(ctx, "profile", worker_env(ctx, "profile"), 1)
     try:
         wait_owned(workers, ctx.partitions)
         output = ctx.workdir / "profile.txt"
-        text = record(pid_of(workers[0]), seconds, output, native=True)
+        try:
+            text = record(pid_of(workers[0]), seconds, output, native=True)
+        except RuntimeError as exc:
+            say(f"profile: not taken: {exc}")
+            return {"failed": str(exc)}
         done = processed(workers)
     finally:
         stop_workers(workers)

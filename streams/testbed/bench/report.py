@@ -338,6 +338,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _profile_lines(title: str, profile: Mapping[str, Any] | None) -> list[str]:
+    if profile and profile.get("failed"):
+        return ["", f"{title}: not taken ({profile['failed']})."]
     if not profile or not profile.get("top_self"):
         return []
     lines = ["", f"{title} ({profile.get('tool', '')}, {profile.get('samples', 0)} samples):", ""]
