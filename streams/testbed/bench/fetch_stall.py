@@ -1,11 +1,14 @@
-"""How long a record waits for the worker's fetch while its processing loop is busy.
+"""How long a record waits for its fetch while the processing loop is busy, by fetch_max_wait_ms.
 
-Reproduces the bench's intermittent 1.4-1.9 s lag between a by_user record and its fold
-(:mod:`streams.worker.consumer`), on aiokafka alone: as in Faust, the consumer runs on an event
-loop in a thread of its own, and the processing thread takes its records with ``getmany``,
-then is busy for ``--busy`` seconds every ``--every`` calls (a large fold, a deadline sweep).
-Eight partitions get ~2,000 records a second; a ninth (Faust's leader topic) gets none. The lag
-of each record (taken minus its timestamp) is reported for each ``fetch_max_wait_ms``::
+Reproduces, on aiokafka alone, the bench's intermittent 1.4-1.9 s lag between a by_user record
+and its fold. aiokafka keeps one fetch in flight per broker, for the partitions with nothing
+buffered when it is sent. When the processing loop is busy past aiokafka's 100 ms prefetch
+back-off, every busy partition still has records buffered, so the next fetch holds only quiet
+partitions (in the worker: Faust's leader topic, which never gets a record); the broker keeps
+it the whole ``fetch_max_wait_ms`` (Faust fixes 1500 ms) and no other record of that broker is
+fetched until it returns. Here, as in Faust, the consumer runs on an event loop in a thread of
+its own; the processing thread takes its records with ``getmany`` and is busy ``--busy``
+seconds every ``--every`` calls. Eight partitions get ~2,000 records a second, a ninth none::
 
     python -m streams.testbed.bench.fetch_stall --repeat 4 --busy 0.4 --every 5
 """
