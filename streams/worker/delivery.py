@@ -116,10 +116,9 @@ class Failed(NamedTuple):
 
 @dataclass(slots=True)
 class _Round:
-    """Delivery reports since the last completed flush."""
+    """Failed deliveries since the last completed flush."""
 
     failed: list[Failed] = field(default_factory=list)
-    offsets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(lambda: -1))
 
 
 class Deliverer:
@@ -135,6 +134,10 @@ class Deliverer:
         self._producer = Producer(producer_config(settings, **overrides))
         self._metrics = metrics
         self._round = _Round()
+        # highest acknowledged offset per (topic, partition) for the producer's life: the
+        # roles share the producer and flush in turn, and a flush takes every report that
+        # came in before it, so per-flush offsets would give one role's reports to another
+        self._acked: dict[tuple[str, int], int] = defaultdict(lambda: -1)
         self._lock = asyncio.Lock()
         self._max_backoff = max_backoff_s
 
@@ -212,25 +215,24 @@ class Deliverer:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if topic is not None and partition is not None and offset is not None:
             tp = (topic, partition)
-            round_.offsets[tp] = max(round_.offsets[tp], offset)
+            self._acked[tp] = max(self._acked[tp], offset)
 
     async def flush(self, role: str) -> dict[tuple[str, int], int]:
         """Wait until everything produced so far is acknowledged; returns the highest
-        acknowledged offset per (topic, partition) of this round."""
+        acknowledged offset per (topic, partition) this producer ever wrote to, so what a
+        caller produced before the flush is at or below its partition's offset, whichever
+        role's flush served the report."""
         async with self._lock:
             loop = asyncio.get_running_loop()
             backoff = 0.1
-            offsets: dict[tuple[str, int], int] = {}
             while True:
                 while len(self._producer) > 0:
                     await loop.run_in_executor(None, self._producer.flush, 1.0)
                 self._producer.poll(0)
                 # every report up to now is in this round (the queue is empty)
                 round_, self._round = self._round, _Round()
-                for tp, offset in round_.offsets.items():
-                    offsets[tp] = max(offsets.get(tp, -1), offset)
                 if not round_.failed:
-                    return offsets
+                    return dict(self._acked)
                 if self._handle(role, round_.failed, backoff):
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
