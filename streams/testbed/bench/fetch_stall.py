@@ -5,10 +5,11 @@ and its fold. aiokafka keeps one fetch in flight per broker, for the partitions 
 buffered when it is sent. When the processing loop is busy past aiokafka's 100 ms prefetch
 back-off, every busy partition still has records buffered, so the next fetch holds only quiet
 partitions (in the worker: Faust's leader topic, which never gets a record); the broker keeps
-it the whole ``fetch_max_wait_ms`` (Faust fixes 1500 ms) and no other record of that broker is
-fetched until it returns. Here, as in Faust, the consumer runs on an event loop in a thread of
-its own; the processing thread takes its records with ``getmany`` and is busy ``--busy``
-seconds every ``--every`` calls. Eight partitions get ~2,000 records a second, a ninth none::
+it the whole ``fetch_max_wait_ms`` (Faust fixes 1500 ms; the worker holds it at most 100 ms,
+:mod:`streams.worker.consumer`) and no other record of that broker is fetched until it returns.
+Here, as in Faust, the consumer runs on an event loop in a thread of its own; the processing
+thread takes its records with ``getmany`` and is busy ``--busy`` seconds every ``--every``
+calls. Eight partitions get ~2,000 records a second, a ninth none::
 
     python -m streams.testbed.bench.fetch_stall --repeat 4 --busy 0.4 --every 5
 """
