@@ -26,6 +26,9 @@ from streams.worker.runtime import Runtime
 from streams.worker.store import require_store
 
 SNAPSHOT_EVERY_S = 1.0  # how often the gauges' snapshot is refreshed
+#: A member learns of a rebalance from its next heartbeat's answer, so a worker joining waits
+#: up to this long for the others to rejoin (it was session/5: 6 s at the default 30 s)
+HEARTBEAT_MAX_S = 1.0
 
 
 @dataclass
@@ -46,6 +49,12 @@ def advertised_url(settings: Settings) -> str:
         return settings.advertised_url
     host = settings.web_host if settings.web_host not in {"0.0.0.0", "::"} else socket.gethostname()
     return f"http://{host}:{settings.web_port}"
+
+
+def heartbeat_interval(session_timeout: float) -> float:
+    """Seconds between the group heartbeats: at most :data:`HEARTBEAT_MAX_S`, and a tenth of
+    the session or less, so a few lost ones do not end the membership."""
+    return max(0.1, min(HEARTBEAT_MAX_S, session_timeout / 10))
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -70,7 +79,7 @@ def faust_app(settings: Settings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # streams.topics.ensure_topics creates every topic first
         broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=max(0.1, settings.session_timeout / 5),
+        broker_heartbeat_interval=heartbeat_interval(settings.session_timeout),
         broker_request_timeout=max(40.0, settings.session_timeout + 10),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
