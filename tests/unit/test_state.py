@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.logic.state import Deadline, Stage, UserState, decode, encode
+from agents.logic.state import DEADLINES, STAGES, Deadline, Stage, UserState, decode, encode
 from schemas.errors import StateDecodeError
 
 T0 = 1_767_225_600_000
@@ -124,3 +124,16 @@ def test_v2_bytes_still_read_and_marks_are_written_as_v3() -> None:
 def test_foreign_bytes_raise_a_clear_error(data: bytes) -> None:
     with pytest.raises(StateDecodeError):
         decode(data)
+
+
+def test_decode_looks_stages_and_deadlines_up_by_value() -> None:
+    assert [int(stage) for stage in STAGES] == list(range(len(Stage)))
+    assert [int(deadline) for deadline in DEADLINES] == list(range(len(Deadline)))
+
+
+@pytest.mark.parametrize("nibbles", [0x0F, 0xF0, len(Stage), len(Deadline) << 4])
+def test_a_stage_or_deadline_out_of_range_is_a_clear_error(nibbles: int) -> None:
+    raw = bytearray(encode(UserState(T0, T0, 10)))
+    raw[1] = nibbles
+    with pytest.raises(StateDecodeError, match="corrupt state"):
+        decode(bytes(raw))
