@@ -19,7 +19,7 @@ from agents.logic.days import DAY_MS
 from agents.logic.fold import active_day_numbers
 from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
 from agents.logic.state import UserState
-from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, Signal
+from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, signal_dict
 
 RECENT_WINDOW_DAYS = 28
 
@@ -107,7 +107,7 @@ def build_signal(
     processed_ms: int,
 ) -> dict[str, Any]:
     """The signal JSON object for ``transition``."""
-    return Signal(
+    return signal_dict(
         signal_id=signal_id(
             user_id,
             transition.kind,
@@ -127,7 +127,7 @@ def build_signal(
         else OTHER_CHANNEL,
         reasons=reasons(state, transition, config, context.categories, horizon),
         arm=arm_at(state, transition.kind),
-    ).to_dict()
+    )
 
 
 def arm_at(state: UserState, kind: str) -> str:
