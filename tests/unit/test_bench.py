@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ import orjson
 import pytest
 
 from streams.settings import Settings
+from streams.testbed.bench import profile
 from streams.testbed.bench.cli import add_bench_parser
 from streams.testbed.bench.data import quick_event
 from streams.testbed.bench.live import by_second
@@ -20,7 +24,7 @@ from streams.testbed.bench.measure import (
     parse_stat_ppid,
 )
 from streams.testbed.bench.naive import NaiveConfig, read_progress
-from streams.testbed.bench.profile import frame_name, top_functions
+from streams.testbed.bench.profile import finish_recording, frame_name, top_functions
 from streams.testbed.bench.quix_state import Meter, fold_user, pinned_version
 from streams.testbed.bench.raw import fold_batch, fold_config
 from streams.testbed.bench.report import (
@@ -423,3 +427,18 @@ def test_read_ready_waits_only_for_the_first_record() -> None:
     empty = Queue([])
     assert read_ready(empty, 0.2) == []  # type: ignore[arg-type]
     assert empty.calls == [("poll", 0.2)]
+
+
+def test_a_recording_that_hangs_is_killed_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """py-spy hung once past its duration: the bench must go on without the profile."""
+    monkeypatch.setattr(profile, "FINISH_GRACE_S", 1.0)
+    hung = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not finish within 1 s; killed"):
+        finish_recording(hung, 0.0, tmp_path / "profile.txt")
+    assert hung.returncode is not None and time.monotonic() - started < 10

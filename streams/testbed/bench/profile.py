@@ -113,6 +113,9 @@ def _top(text: str, limit: int, process: str | None) -> dict[str, Any]:
     return {"samples": samples, "top_self": top_self, "top_total": top_total}
 
 
+FINISH_GRACE_S = 60.0  # a recording may take this much longer than asked before it is killed
+
+
 def py_spy() -> str | None:
     """The py-spy executable (next to this Python, else on PATH)."""
     local = Path(sys.executable).with_name("py-spy")
@@ -137,8 +140,15 @@ def start_recording(
 
 
 def finish_recording(proc: Any, seconds: float, output: Path) -> str:
-    """The collapsed stacks of a recording (raises RuntimeError on failure)."""
-    _, stderr = proc.communicate(timeout=seconds + 60)
+    """The collapsed stacks of a recording (raises RuntimeError on failure, a hung py-spy
+    included: it is killed, and the phases measured before it are not lost with it)."""
+    try:
+        _, stderr = proc.communicate(timeout=seconds + FINISH_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        waited = seconds + FINISH_GRACE_S
+        raise RuntimeError(f"py-spy did not finish within {waited:.0f} s; killed") from None
     if proc.returncode != 0 or not output.exists():
         raise RuntimeError(f"py-spy failed ({proc.returncode}): {stderr.strip()[-500:]}")
     return output.read_text()
