@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.logic.state import DEADLINES, STAGES, Deadline, Stage, UserState, decode, encode
+from agents.logic.state import (
+    DEADLINES,
+    STAGES,
+    Deadline,
+    Stage,
+    Track,
+    UserState,
+    decode,
+    encode,
+)
 from schemas.errors import StateDecodeError
 
 T0 = 1_767_225_600_000
@@ -137,3 +146,16 @@ def test_a_stage_or_deadline_out_of_range_is_a_clear_error(nibbles: int) -> None
     raw[1] = nibbles
     with pytest.raises(StateDecodeError, match="corrupt state"):
         decode(bytes(raw))
+
+
+def test_every_truncated_state_is_refused() -> None:
+    state = UserState(
+        T0, T0 + 3 * 86_400_000, 20_000, 1, 0b1011, 0, [0b11, 0b1], [(T0, 7), (T0 - 5, 9)],
+        Stage.AT_RISK, T0, T0 + 99, Deadline.DORMANT, [(T0 + 1, 3, -1, 0)],
+        [(0, 1, 2, T0, 0)], [Track(5, [(T0, 0), (T0 + 9, 1)], True)],
+    )  # fmt: skip
+    raw = encode(state)
+    assert raw[0] == 4 and decode(raw) == state
+    for end in range(1, len(raw)):
+        with pytest.raises(StateDecodeError, match="corrupt state"):
+            decode(raw[:end])
