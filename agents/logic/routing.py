@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from agents.logic.dead_letters import fit_dead_letter
 from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
@@ -32,6 +32,19 @@ class RawRecord(NamedTuple):
     headers: Headers | None
 
 
+class InputMessage(Protocol):
+    """What :meth:`Router.route_messages` reads of a message: confluent-kafka's ``Message``."""
+
+    def error(self) -> Any: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Any: ...  # a list of pairs or a mapping, as ``ingest`` reads them
+    def timestamp(self) -> tuple[int, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     key: bytes | None
@@ -46,6 +59,13 @@ class Routed:
     dead: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     newest_ms: dict[tuple[str, int], int] = field(default_factory=dict)  # per input partition
+    event_types: dict[str, int] = field(default_factory=dict)  # valid events per event type
+    # route_messages only, per input partition: whether its last item was the partition's end,
+    # and the newest record timestamp; and the consumer errors other than an end
+    at_end: dict[tuple[str, int], bool] = field(default_factory=dict)
+    read_ms: dict[tuple[str, int], int] = field(default_factory=dict)
+    errors: list[Any] = field(default_factory=list)
+    read: int = 0  # records read (messages that are not errors)
 
 
 class Router:
@@ -70,21 +90,75 @@ class Router:
 
     def route(self, records: Iterable[RawRecord], now_ms: int) -> Routed:
         routed = Routed()
-        batches, offsets, newest = routed.batches, routed.next_offsets, routed.newest_ms
         for record in records:
-            source = (record.topic, record.partition)
-            offsets[source] = record.offset + 1
-            result = ingest(record.value, record.headers, now_ms, self.limits, self.decoder)
-            if isinstance(result, Event):
-                batches.setdefault(self.partition_of(result.user_id), []).append(result)
-                if result.timestamp_ms > newest.get(source, 0):
-                    newest[source] = result.timestamp_ms
-            else:
-                headers = dead_letter_headers(
-                    record.headers, result, record.topic, record.partition, record.offset, now_ms
-                )
-                routed.dead.append(self._dead_letter(record, headers, result))
+            self._route_one(routed, record, now_ms)
+            routed.read += 1
         return routed
+
+    def route_messages(
+        self,
+        messages: Iterable[InputMessage],
+        now_ms: int,
+        *,
+        end_code: int,
+        no_timestamp: int,
+    ) -> Routed:
+        """:meth:`route` over the messages of ``Consumer.consume``, read in this one compiled
+        pass. Also notes per input partition whether its last item was its end (an error of
+        code ``end_code``) and its newest record timestamp (``now_ms`` for a record whose
+        timestamp type is ``no_timestamp``); other errors are kept in ``errors``."""
+        routed = Routed()
+        at_end, read_ms = routed.at_end, routed.read_ms
+        for msg in messages:
+            error = msg.error()
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if error is not None or topic is None or partition is None or offset is None:
+                if error is not None and error.code() == end_code and topic is not None:
+                    at_end[(topic, partition or 0)] = True
+                else:
+                    routed.errors.append(error)
+                continue
+            source = (topic, partition)
+            at_end[source] = False
+            routed.read += 1
+            kind, stamp = msg.timestamp()
+            if kind == no_timestamp:
+                stamp = now_ms
+            if stamp > read_ms.get(source, 0):
+                read_ms[source] = stamp
+            self._route(routed, source, offset, msg.value(), msg.headers(), now_ms, msg)
+        return routed
+
+    def _route_one(self, routed: Routed, record: RawRecord, now_ms: int) -> None:
+        source = (record.topic, record.partition)
+        self._route(routed, source, record.offset, record.value, record.headers, now_ms, record)
+
+    def _route(  # noqa: PLR0917 (the hot path's one call per record, positionally)
+        self,
+        routed: Routed,
+        source: tuple[str, int],
+        offset: int,
+        value: bytes | None,
+        headers: Headers | None,
+        now_ms: int,
+        record: RawRecord | InputMessage,
+    ) -> None:
+        """Route one record of ``source`` at ``offset``; ``record`` gives the key of a dead
+        letter."""
+        routed.next_offsets[source] = offset + 1
+        result = ingest(value, headers, now_ms, self.limits, self.decoder)
+        if isinstance(result, Event):
+            routed.batches.setdefault(self.partition_of(result.user_id), []).append(result)
+            newest = routed.newest_ms
+            if result.timestamp_ms > newest.get(source, 0):
+                newest[source] = result.timestamp_ms
+            types = routed.event_types
+            types[result.event_type] = types.get(result.event_type, 0) + 1
+            return
+        key = record.key if isinstance(record, RawRecord) else record.key()
+        raw = RawRecord(source[0], source[1], offset, key, value, headers)
+        dead_headers = dead_letter_headers(headers, result, source[0], source[1], offset, now_ms)
+        routed.dead.append(self._dead_letter(raw, dead_headers, result))
 
     def _dead_letter(
         self, record: RawRecord, headers: list[tuple[str, bytes | None]], rejection: Rejection

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,7 +27,7 @@ from mode import Service
 from agents.logic.frontier import InputFrontier
 from agents.logic.funnels import PropertySteps
 from agents.logic.ingest import IngestLimits, limits_from
-from agents.logic.routing import RawRecord, Routed, Router
+from agents.logic.routing import Routed, Router
 from agents.logic.watermarks import InputWatermark, commit_metadata, source_id
 from streams.kafka import consumer_config
 from streams.settings import Settings
@@ -227,39 +226,20 @@ class IngestService(Service):
 
     def step(self, messages: list[Any]) -> None:
         """Route one batch of input messages and produce its output (not yet awaited)."""
-        records = []
-        at_end: dict[tuple[str, int], bool] = {}  # per partition: was its last item the end?
-        read_ms: dict[tuple[str, int], int] = {}  # per partition: newest record timestamp
         wall_ms = int(time.time() * 1000)
-        for msg in messages:
-            error = msg.error()
-            tp = (msg.topic(), msg.partition())
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_end[tp] = True
-                else:
-                    log.warning("input consumer error: %s", error)
-                continue
-            at_end[tp] = False
-            kind, stamp = msg.timestamp()  # no timestamp (a pre-0.10 format): read now
-            stamp = stamp if kind != TIMESTAMP_NOT_AVAILABLE else wall_ms
-            if stamp > read_ms.get(tp, 0):
-                read_ms[tp] = stamp
-            records.append(
-                RawRecord(
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    msg.key(),
-                    msg.value(),
-                    msg.headers(),
-                )
-            )
+        routed = self.router.route_messages(
+            messages,
+            wall_ms,
+            end_code=KafkaError._PARTITION_EOF,
+            no_timestamp=TIMESTAMP_NOT_AVAILABLE,
+        )
+        for error in routed.errors:
+            log.warning("input consumer error: %s", error)
+        read_ms, at_end = routed.read_ms, routed.at_end
         for source in read_ms:  # records now: not idle, whatever end it reached before
             self.watermark.has_unread(source)
             self.frontier.has_unread(source)
         before = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
-        routed = self.router.route(records, wall_ms)
         for source, newest in routed.newest_ms.items():
             self.watermark.observe(source, newest)
         for source, stamp in read_ms.items():
@@ -268,11 +248,11 @@ class IngestService(Service):
             if ended:
                 self.watermark.reached_end(source, wall_ms)
                 self.frontier.reached_end(source)
-        self._count(routed, len(records))
+        self._count(routed, routed.read)
         if self.on_counted is not None:
             self.on_counted()
         self._produce(routed, before)
-        self._pending(routed, len(records))
+        self._pending(routed, routed.read)
 
     def _pending(self, routed: Routed, read: int) -> None:
         """The input positions ``routed`` stands for, to commit once its output is delivered,
@@ -310,8 +290,7 @@ class IngestService(Service):
     def _count(self, routed: Routed, consumed: int) -> None:
         metrics = self.metrics
         metrics.consumed.inc(consumed)
-        types = Counter(event.event_type for events in routed.batches.values() for event in events)
-        for event_type, n in types.items():  # one labelled increment per type, not per event
+        for event_type, n in routed.event_types.items():  # one increment per type, not per event
             metrics.count_valid(event_type, n)
         for dead in routed.dead:
             metrics.invalid.labels(dead.rejection.reason.value).inc()
