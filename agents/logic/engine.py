@@ -67,6 +67,7 @@ class Output:
     events: int = 0
     duplicates: int = 0
     late: int = 0
+    newest_ms: int = 0  # the newest event time of the batch (0: none)
     suppressed: dict[str, int] = field(default_factory=dict)  # stale signals, by kind
     # event clock: the watermark before a batch's own advance, which may jump days at once
     clock_ms: int | None = None
@@ -190,6 +191,7 @@ class Engine:
             by_user.setdefault(event.user_id, []).append(event)
             newest = max(newest, event.timestamp_ms)
             out.events += 1
+        out.newest_ms = newest
         now = out.clock_ms = self.partition_now(part, wall_ms)
         late_before = now if self.config.clock == "event" else wall_ms - self.config.lateness_ms
         if source:

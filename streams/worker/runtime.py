@@ -200,7 +200,7 @@ class Runtime:
             return
         wall = int(time.time() * 1000)
         out = self.engine.process(partition, events, wall, watermark, source)
-        self._observe(events, wall)
+        self._observe(out.newest_ms if events else None, wall)
         self._pending(out)
         if ack is not None:
             self._acks.append(ack)
@@ -401,10 +401,10 @@ class Runtime:
         for kind, n in out.suppressed.items():
             metrics.suppressed.labels(kind, "max_age").inc(n)
 
-    def _observe(self, events: Sequence[EventLike], wall_ms: int) -> None:
-        if not events:
+    def _observe(self, newest: int | None, wall_ms: int) -> None:
+        """The event lag and newest event time of a folded record (``newest``: None if empty)."""
+        if newest is None:
             return
-        newest = max(event.timestamp_ms for event in events)
         self.metrics.lag.observe(max(0.0, (wall_ms - newest) / 1000))
         if newest > self._newest_ms:
             self._newest_ms = newest
