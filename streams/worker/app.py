@@ -212,12 +212,17 @@ class EngagementWorker(faust.Worker):
     no agent processes any more. Here ingest stops first (flushing and committing), the
     activity agent then folds what ingest delivered to the partitions this worker owns
     (bounded by ``drain_timeout``), the pending group is committed, and only then Faust stops.
+
+    No terminal spinner: at ENGAGEMENT_LOG_LEVEL warning or above, Faust's spinner sets the root
+    logger to DEBUG (its handler turns the spinner on every record), so every debug record of
+    aiokafka, Faust and mode (several per fetch) would be built and thrown away.
     """
 
     def __init__(
         self, engagement: Worker, *args: Any, drain_timeout: float = 15.0, **kwargs: Any
     ) -> None:
         super().__init__(engagement.app, *args, **kwargs)
+        self.spinner = None
         self.engagement = engagement
         self.drain_timeout = drain_timeout
 
