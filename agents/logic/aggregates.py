@@ -1,6 +1,8 @@
 """Partition-local aggregates: exact counts from which every live gauge is derived.
 
-Each user contributes to a few counters, all a pure function of its state:
+Each user contributes to a few counters, all a pure function of its state. Its active days
+are :func:`counted_days`: the folded ones and those of its deferred events, which count on
+their day at once (only their lifecycle effect waits for the clock):
 
 * ``active[d]``: active on day d (DAU).
 * ``consecutive[d]``: active on d and on d - 1 (returning; with ``active`` gives the lifecycle).
@@ -29,16 +31,35 @@ LIFECYCLE_STATUSES = ("new", "returning", "resurrecting", "dormant")
 WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
 
 
-def _day_set(state: UserState) -> set[int]:
+Days = tuple[int, int]  # (bitmap, newest day): bit i is day ``newest - i``
+
+
+def counted_days(state: UserState, calendar: Calendar) -> Days:
+    """The days a user counts as active on: its folded days and the days of its deferred
+    events (:mod:`agents.logic.walk`). A deferred event happened on its day, so it counts in
+    DAU, WAU, MAU and retention at once, while its lifecycle effect waits for the clock to pass
+    the deadline it jumped; folding it later adds nothing here."""
     days, last = state.days, state.last_day
+    for ms, _, _, _ in state.pending:
+        day = calendar.day_of(ms)
+        if day > last:
+            days <<= day - last
+            last = day
+        days |= 1 << (last - day)
+    return days, last
+
+
+def _day_set(view: Days) -> set[int]:
+    days, last = view
     return {last - i for i in range(days.bit_length()) if days >> i & 1}
 
 
-def _last_two(state: UserState) -> tuple[int, int]:
-    rest = state.days >> 1
+def _last_two(view: Days) -> tuple[int, int]:
+    days, last = view
+    rest = days >> 1
     if not rest:
-        return state.last_day, -1
-    return state.last_day, state.last_day - 1 - ((rest & -rest).bit_length() - 1)
+        return last, -1
+    return last, last - 1 - ((rest & -rest).bit_length() - 1)
 
 
 @dataclass(slots=True)
@@ -55,14 +76,15 @@ class Aggregates:
     def add(self, state: UserState, calendar: Calendar, sign: int = 1) -> None:
         """Count (``sign=1``) or un-count (``sign=-1``) every contribution of ``state``."""
         first, ch = calendar.day_of(state.first_ms), state.channel
-        days = _day_set(state)
+        view = counted_days(state, calendar)
+        days = _day_set(view)
         for day in days:
             self.active[day] += sign
             if day - 1 in days:
                 self.consecutive[day] += sign
             self.cohort[(first, ch, day - first)] += sign
-        self.last_two[_last_two(state)] += sign
-        self.reach[(first, ch, state.last_day - first)] += sign
+        self.last_two[_last_two(view)] += sign
+        self.reach[(first, ch, view[1] - first)] += sign
         self.stages[(state.stage, ch)] += sign
 
     def update(self, old: UserState | None, new: UserState, calendar: Calendar) -> None:
@@ -75,20 +97,20 @@ class Aggregates:
             self.add(old, calendar, -1)
             self.add(new, calendar)
             return
-        if new.days != old.days or new.last_day != old.last_day:
-            self._add_days(old, new, first)
+        old_view, new_view = counted_days(old, calendar), counted_days(new, calendar)
+        if new_view != old_view:
+            self._add_days(old_view, new_view, first, new.channel)
         if new.stage != old.stage:
             self.stages[(old.stage, old.channel)] -= 1
             self.stages[(new.stage, new.channel)] += 1
 
-    def _add_days(self, old: UserState, new: UserState, first: int) -> None:
+    def _add_days(self, old: Days, new: Days, first: int, ch: int) -> None:
         """Count the days ``new`` has and ``old`` had not, with bit operations (no sets):
-        both bitmaps are aligned on ``new.last_day``; bit i is day ``new.last_day - i``."""
-        shift = new.last_day - old.last_day
-        aligned_old = old.days << shift if shift >= 0 else old.days >> -shift
-        after = new.days
+        both bitmaps are aligned on ``new``'s newest day; bit i is that day minus i."""
+        (old_days, old_last), (after, last) = old, new
+        shift = last - old_last
+        aligned_old = old_days << shift if shift >= 0 else old_days >> -shift
         added = after & ~aligned_old
-        last, ch = new.last_day, new.channel
         while added:
             low = added & -added
             i = low.bit_length() - 1
@@ -104,9 +126,9 @@ class Aggregates:
         if old_two != new_two:
             self.last_two[old_two] -= 1
             self.last_two[new_two] += 1
-        if old.last_day != new.last_day:
-            self.reach[(first, ch, old.last_day - first)] -= 1
-            self.reach[(first, ch, new.last_day - first)] += 1
+        if old_last != last:
+            self.reach[(first, ch, old_last - first)] -= 1
+            self.reach[(first, ch, last - first)] += 1
 
     def prune(self, oldest_day: int) -> None:
         """Forget days before ``oldest_day`` (outside every gauge's reach)."""

@@ -30,6 +30,11 @@ def aggregates_mismatch(system: System, load: Workload) -> list[str]:
     return compare(total, expected_gauges(load.oracle(system), today))
 
 
+def replay(load: Workload) -> str:
+    """How to run a failed event-clock scenario on the same input again."""
+    return f" (replay: ENGAGEMENT_FAULT_END_MS={load.end_ms})" if load.clock == "event" else ""
+
+
 def wait_for_quiet_clock(system: System, load: Workload) -> None:
     """Wall clock: until no trigger the oracle knows lies within ``2 * WALL_MARGIN_S`` of the
     moment of the check (the check's ``now`` is ``WALL_MARGIN_S`` before it), so that what is
@@ -106,7 +111,7 @@ def finish(system: System, load: Workload, scenario: str, fault_over: float, not
         )
         print(f"signals and events written to {dump}")
     print(f"{scenario}: {row.markdown()} (by_user copies beyond distinct ids: {redelivered})")
-    assert not last, f"gauges differ from the oracle: {last[:10]}"
+    assert not last, f"gauges differ from the oracle: {last[:10]}{replay(load)}"
     assert accounts.balanced, (
         f"input not accounted for: {accounts}, {ledger.headerless} dead \
 letters without engagement.error.* headers"
@@ -116,9 +121,11 @@ letters without engagement.error.* headers"
         f"quarantined {sorted(ledger.quarantined)[:10]}"
     )
     assert not signals.inconsistent, f"signal ids with different contents: {signals.inconsistent}"
-    assert not verdict.missing, f"{len(verdict.missing)} signals missing: {verdict.missing[:8]}"
-    assert not verdict.extra, f"{len(verdict.extra)} signals extra: {verdict.extra[:8]}"
-    assert not verdict.unidentified, f"ids of no event: {verdict.unidentified[:8]}"
+    again = replay(load)
+    missing = verdict.missing
+    assert not missing, f"{len(missing)} signals missing: {missing[:8]}{again}"
+    assert not verdict.extra, f"{len(verdict.extra)} signals extra: {verdict.extra[:8]}{again}"
+    assert not verdict.unidentified, f"ids of no event: {verdict.unidentified[:8]}{again}"
     return row
 
 

@@ -160,7 +160,9 @@ def workload(seed: int, system: System, extra: list[RawEvent] | None = None) -> 
     """The scenario's input for the clock ``system`` runs on."""
     if system.settings.clock == "wall":
         return wall_workload(seed, extra)
-    end_ms = int(time.time() * 1000) - 60_000  # never in the future
+    # never in the future. The input depends on the time of day the scenario starts (where its
+    # last day is cut); a failed check names its end, and this variable replays that input.
+    end_ms = int(os.environ.get("ENGAGEMENT_FAULT_END_MS", "0")) or int(time.time() * 1000) - 60_000
     start = end_ms // DAY_MS * DAY_MS - (DAYS - 1) * DAY_MS
     events = [e for e in population(seed, USERS, DAYS, start, CHANNELS) if e.timestamp_ms < end_ms]
     stream = [canonical(e) for e in disorder(events, seed + 1, HOUR)]

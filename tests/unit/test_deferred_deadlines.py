@@ -16,8 +16,8 @@ from agents.logic.engine import Engine
 from agents.logic.state import decode
 from agents.logic.walk import MAX_PENDING
 from schemas.records import Event
-from tests.oracle import RawEvent, SignalRules, expected_signals
-from tests.unit.conftest import T0, engine_config, make_event
+from tests.oracle import Oracle, RawEvent, SignalRules, expected_signals
+from tests.unit.conftest import CHANNELS, T0, engine_config, make_event
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -193,3 +193,41 @@ def test_an_earlier_event_read_second_keeps_the_deadline_it_had_before_the_later
     engine = Engine(engine_config(threshold=0.95))
     got = run([[second], [first], [clock]], engine)
     assert [(s["kind"], s["signal_id"]) for s in got] == want
+
+
+def test_a_deferred_return_counts_in_the_gauges_at_once() -> None:
+    """Every event counts in its own day's aggregates (the definitions): a return read before
+    the clock passed the deadline is active on its day in DAU/WAU/MAU and the lifecycle while
+    its signals wait for the clock, after a restart too, and folding it later adds nothing.
+    (Found by a fault scenario: a user back 7 days and 17 minutes after its last event, read
+    with the watermark an hour behind, was missing from DAU until the clock passed.)"""
+    noon = T0 + 12 * HOUR
+    first, back = make_event("u", noon), make_event("u", noon + 7 * DAY_MS + 30 * MINUTE)
+    engine = Engine(engine_config())
+    store: dict[bytes, bytes] = {}
+    engine.assign(0, store)
+    assert run([[first], [back]], engine) == []
+    assert [p[0] for p in decode(engine.partitions[0].get(b"u") or b"").pending] == [
+        back.timestamp_ms
+    ]
+    assert_gauges(engine, [first, back], today=7)
+    engine.mark_durable(engine.take_changes())
+    recovered = Engine(engine_config())
+    recovered.assign(0, dict(store))
+    assert_gauges(recovered, [first, back], today=7)
+    clock = make_event("clock", back.timestamp_ms + 2 * HOUR)
+    assert [s["kind"] for s in run([[clock]], recovered)] == ["dormant", "reactivated"]
+    state = recovered.user("u")
+    assert state is not None and not state.pending
+    assert_gauges(recovered, [first, back, clock], today=7)
+
+
+def assert_gauges(engine: Engine, events: list[Event], today: int) -> None:
+    snap, day = engine.snapshot(0)
+    assert day - T0 // DAY_MS == today
+    oracle = Oracle.from_events(
+        [RawEvent(e.user_id, e.event_id, e.timestamp_ms) for e in events], CHANNELS
+    )
+    got = {name: snap.active[name] for name in ("1d", "7d", "30d")}
+    assert got == {f"{w}d": oracle.active(day, w) for w in (1, 7, 30)}
+    assert dict(snap.lifecycle) == oracle.lifecycle(day)
