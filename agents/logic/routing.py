@@ -106,18 +106,22 @@ class Router:
         """:meth:`route` over the messages of ``Consumer.consume``, read in this one compiled
         pass. Also notes per input partition whether its last item was its end (an error of
         code ``end_code``) and its newest record timestamp (``now_ms`` for a record whose
-        timestamp type is ``no_timestamp``); other errors are kept in ``errors``."""
+        timestamp type is ``no_timestamp``); other errors are kept in ``errors``. A record that
+        is not an error but lacks its topic, partition or offset raises ValueError (it could be
+        neither routed nor committed past)."""
         routed = Routed()
         at_end, read_ms = routed.at_end, routed.read_ms
         for msg in messages:
             error = msg.error()
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            if error is not None or topic is None or partition is None or offset is None:
-                if error is not None and error.code() == end_code and topic is not None:
-                    at_end[(topic, partition or 0)] = True
+            if error is not None:
+                if error.code() == end_code and topic is not None and partition is not None:
+                    at_end[(topic, partition)] = True
                 else:
                     routed.errors.append(error)
                 continue
+            if topic is None or partition is None or offset is None:  # not skipped: stop
+                raise ValueError(f"a record without its place: {topic}[{partition}]@{offset}")
             source = (topic, partition)
             at_end[source] = False
             routed.read += 1

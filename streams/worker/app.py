@@ -215,7 +215,8 @@ class EngagementWorker(faust.Worker):
 
     No terminal spinner: at ENGAGEMENT_LOG_LEVEL warning or above, Faust's spinner sets the root
     logger to DEBUG (its handler turns the spinner on every record), so every debug record of
-    aiokafka, Faust and mode (several per fetch) would be built and thrown away.
+    aiokafka, Faust and mode (aiokafka's fetcher alone: one per partition with records in
+    every fetch response) would be built and thrown away.
     """
 
     def __init__(

@@ -5,6 +5,7 @@ consumer errors the ingest service needs. Real confluent-kafka ``Message`` objec
 from __future__ import annotations
 
 import orjson
+import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, KafkaError, Message
 
 from agents.logic.ingest import limits_from
@@ -120,3 +121,8 @@ def test_other_errors_are_kept_and_route_nothing() -> None:
     ]
     assert routed.read == 1 and routed.next_offsets == {("in", 0): 4}
     assert routed.at_end == {("in", 0): False}
+
+
+def test_a_record_without_its_place_stops_the_step() -> None:
+    with pytest.raises(ValueError, match="without its place"):
+        route(Router(4, LIMITS), [Message(value=event("ann", 0))])
