@@ -97,9 +97,12 @@ class Aggregates:
             self.add(old, calendar, -1)
             self.add(new, calendar)
             return
-        old_view, new_view = counted_days(old, calendar), counted_days(new, calendar)
-        if new_view != old_view:
-            self._add_days(old_view, new_view, first, new.channel)
+        if old.pending or new.pending:
+            old_view, new_view = counted_days(old, calendar), counted_days(new, calendar)
+            if new_view != old_view:
+                self._add_days(old_view, new_view, first, new.channel)
+        elif new.days != old.days or new.last_day != old.last_day:  # the common case, no tuples
+            self._add_days((old.days, old.last_day), (new.days, new.last_day), first, new.channel)
         if new.stage != old.stage:
             self.stages[(old.stage, old.channel)] -= 1
             self.stages[(new.stage, new.channel)] += 1
