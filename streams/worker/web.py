@@ -183,6 +183,9 @@ def describe_user(runtime: Runtime, user_id: str) -> dict[str, Any] | None:
         "next_deadline": iso_ms(state.deadline_ms) if state.deadline_ms else None,
         "next_deadline_kind": state.deadline.name.lower(),
         "clock": config.clock,
+        # read, counted in the gauges, waiting for the clock to pass next_deadline (event
+        # order: the deadline's signal first, then the return)
+        "deferred_events": [iso_ms(ms) for ms, _, _, _ in state.pending],
         "last_signals": [  # per kind: its arm (never act on holdout) and the return after it
             {
                 "kind": SIGNAL_KINDS[kind],

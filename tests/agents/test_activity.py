@@ -140,3 +140,29 @@ def test_a_user_stuck_in_a_funnel_gets_one_stalled_signal_on_its_topic(sink: Mem
         worker.registry.get_sample_value("engagement_funnel_step_time_seconds_bucket", within_a_day)
         == 1
     )
+
+
+def test_a_return_read_before_the_clock_passed_its_deadline_is_shown_deferred_and_counted(
+    sink: MemorySink,
+) -> None:
+    """u is silent 7 days, then back; the clock (watermark an hour behind the newest event)
+    has not passed the dormant deadline: /users/{id} lists the return as deferred, and DAU
+    counts u on that day already."""
+    worker = make_worker(sink)
+    noon = T0 + DAY_MS // 2
+    back_ms = noon + 7 * DAY_MS + 30 * 60_000
+    batches = [[Event("a", "u", "page_view", noon)], [Event("b", "u", "page_view", back_ms)]]
+
+    async def scenario() -> None:
+        async with worker.activity.test_context() as agent:
+            for batch in batches:
+                await agent.put(encode_batch(0, batch), key=b"u", partition=0)
+        await worker.runtime.finish_groups()
+
+    run(scenario())
+    user = describe_user(worker.runtime, "u")
+    assert user is not None
+    assert user["deferred_events"] == ["2026-01-08T12:30:00.000Z"]
+    assert user["last_active_day"] == "2026-01-01" and user["next_deadline_kind"] == "dormant"
+    worker.runtime.refresh_snapshot()
+    assert worker.registry.get_sample_value("engagement_active_users", {"window": "1d"}) == 1
