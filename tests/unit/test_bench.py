@@ -24,6 +24,7 @@ from streams.testbed.bench.measure import (
     parse_stat_ppid,
 )
 from streams.testbed.bench.naive import NaiveConfig, read_progress
+from streams.testbed.bench.phases import stop_workers
 from streams.testbed.bench.profile import finish_recording, frame_name, top_functions
 from streams.testbed.bench.quix_state import Meter, fold_user, pinned_version
 from streams.testbed.bench.raw import fold_batch, fold_config
@@ -37,6 +38,7 @@ from streams.testbed.bench.report import (
     write_report,
 )
 from streams.testbed.bench.stages import STAGES, Stamps, join_stamps, read_ready, split_stages
+from streams.testbed.processes import WorkerProcess
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -442,3 +444,15 @@ def test_a_recording_that_hangs_is_killed_and_reported(
     with pytest.raises(RuntimeError, match="did not finish within 1 s; killed"):
         finish_recording(hung, 0.0, tmp_path / "profile.txt")
     assert hung.returncode is not None and time.monotonic() - started < 10
+
+
+def test_stopped_workers_lose_their_data_and_keep_their_logs(tmp_path: Path) -> None:
+    """A failed bench says its work dir keeps the workers' logs: stopping a worker of a
+    phase removes its data, not its log."""
+    worker = WorkerProcess({}, workdir=tmp_path / "engagement-0", name="engagement-0")
+    data = Path(worker.env["ENGAGEMENT_DATA_DIR"])
+    (data / "state").mkdir(parents=True)
+    worker.log_path.write_text("the worker's log\n")
+    stop_workers([worker])
+    assert not data.exists()
+    assert worker.log_path.read_text() == "the worker's log\n"

@@ -86,14 +86,14 @@ def start_workers(ctx: Context, phase: str, env: dict[str, str], count: int) -> 
 
 def stop_workers(workers: Sequence[WorkerProcess], remove: bool = True) -> None:
     """Stop the workers: SIGKILL when their data is thrown away (a clean stop takes up to
-    30 s and measures nothing), SIGTERM when it is kept."""
+    30 s and measures nothing), SIGTERM when it is kept. Their logs stay: a failed bench
+    keeps its work dir for them (a finished one removes it whole)."""
     for worker in workers:
         if remove:
             worker.kill()
+            shutil.rmtree(Path(worker.env["ENGAGEMENT_DATA_DIR"]), ignore_errors=True)
         else:
             worker.stop()
-        if remove:
-            shutil.rmtree(worker.workdir, ignore_errors=True)
 
 
 def pid_of(worker: WorkerProcess) -> int:
