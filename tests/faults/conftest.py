@@ -163,16 +163,24 @@ def workload(seed: int, system: System, extra: list[RawEvent] | None = None) -> 
     # never in the future. The input depends on the time of day the scenario starts (where its
     # last day is cut); a failed check names its end, and this variable replays that input.
     end_ms = int(os.environ.get("ENGAGEMENT_FAULT_END_MS", "0")) or int(time.time() * 1000) - 60_000
-    start = end_ms // DAY_MS * DAY_MS - (DAYS - 1) * DAY_MS
-    events = [e for e in population(seed, USERS, DAYS, start, CHANNELS) if e.timestamp_ms < end_ms]
+    events, clock = event_input(seed, end_ms)
     stream = [canonical(e) for e in disorder(events, seed + 1, HOUR)]
-    clock = [RawEvent("clock", f"clock-{p}", end_ms) for p in range(PARTITIONS)]
     closing = [
         Message(b"clock", canonical(c).value, ("clock", c.event_id), partition=p)
         for p, c in enumerate(clock)
     ]
     half = len(stream) // 2
     return Workload(stream[:half], stream[half:] + closing, events + clock + (extra or []), end_ms)
+
+
+def event_input(
+    seed: int, end_ms: int, users: int = USERS
+) -> tuple[list[RawEvent], list[RawEvent]]:
+    """The event-clock input before its disorder: ``DAYS`` days of ``users`` users, the last
+    day cut at ``end_ms``, and one clock event per input partition at ``end_ms``."""
+    start = end_ms // DAY_MS * DAY_MS - (DAYS - 1) * DAY_MS
+    events = [e for e in population(seed, users, DAYS, start, CHANNELS) if e.timestamp_ms < end_ms]
+    return events, [RawEvent("clock", f"clock-{p}", end_ms) for p in range(PARTITIONS)]
 
 
 def wall_workload(seed: int, extra: list[RawEvent] | None = None) -> Workload:
