@@ -18,10 +18,12 @@ from streams.testbed.bench.cli import add_bench_parser
 from streams.testbed.bench.data import quick_event
 from streams.testbed.bench.live import by_second
 from streams.testbed.bench.measure import (
+    cpu_by_process,
     parse_cpuinfo,
     parse_meminfo_bytes,
     parse_stat_cpu,
     parse_stat_ppid,
+    percent_of_a_core,
 )
 from streams.testbed.bench.naive import NaiveConfig, read_progress
 from streams.testbed.bench.phases import stop_workers
@@ -195,6 +197,36 @@ def test_proc_parsers() -> None:
     assert parse_cpuinfo(cpuinfo) == "Some CPU @ 3GHz"
     assert parse_cpuinfo("") is None
     assert parse_meminfo_bytes("MemTotal:       1024 kB\nMemFree: 1 kB\n") == 1024 * 1024
+
+
+def test_cpu_shares_while_the_returns_are_sent() -> None:
+    """The latency phase says whether its tail waits for a CPU: each process's share of a
+    core over the window, and their total against the machine's cores."""
+    before = {"worker": 1.0, "ingest_process": 0.5, "bench": 2.0, "kafka_broker": 10.0}
+    after = {"worker": 3.5, "ingest_process": 1.5, "bench": 3.0, "kafka_broker": 14.0}
+    shares = percent_of_a_core(before, after, 5.0)
+    assert shares == {
+        "worker": 50.0,
+        "ingest_process": 20.0,
+        "bench": 20.0,
+        "kafka_broker": 80.0,
+        "total": 170.0,
+    }
+    report = _report()
+    report["latency_ms"]["cpu_percent_of_a_core"] = shares
+    assert (
+        "| CPU while the returns were sent, % of a core | Kafka broker 80.0 · worker 50.0 · "
+        "its ingest process 20.0 · bench (producer, consumers) 20.0 · total 170.0 (of 400) |"
+        in render_markdown(report)
+    )
+    assert "| CPU while the returns were sent, % of a core | — |" in render_markdown(_report())
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as child:
+        try:
+            now = cpu_by_process(child.pid, None)  # no broker known: no broker figure
+            assert set(now) == {"worker", "ingest_process", "bench"}
+            assert now["bench"] > 0 and now["ingest_process"] == 0
+        finally:
+            child.kill()
 
 
 def test_profile_top_functions() -> None:

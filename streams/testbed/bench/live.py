@@ -30,7 +30,7 @@ from streams.testbed.bench.data import (
     quick_events,
     say,
 )
-from streams.testbed.bench.measure import dir_bytes, rss_bytes
+from streams.testbed.bench.measure import cpu_by_process, dir_bytes, percent_of_a_core, rss_bytes
 from streams.testbed.bench.phases import (
     Context,
     pid_of,
@@ -158,7 +158,10 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
 
         seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
         sampler = start_recording(pid_of(workers[0]), seconds, output) if profile else None
+        cpu_before, began = cpu_by_process(pid_of(workers[0]), ctx.broker_pid), time.monotonic()
         sent = paced(client, topic, returns, rate, poll)
+        cpu_after = cpu_by_process(pid_of(workers[0]), ctx.broker_pid)
+        cpu = percent_of_a_core(cpu_before, cpu_after, time.monotonic() - began)
         log.wait("reactivated", users, 60, "latency")
         by_user.drain(sent)
         failed, text = None, None
@@ -170,6 +173,7 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
     finally:
         stop_workers(workers)
     result = _latency_figures(log, by_user, sent)
+    result["cpu_percent_of_a_core"] = cpu  # while the returns were sent
     if failed is not None:
         result["profile"] = {"failed": failed}
     if text is not None:

@@ -66,6 +66,27 @@ def _own_cpu_seconds(pid: int) -> float:
     return parse_stat_cpu(Path(f"/proc/{pid}/stat").read_text())
 
 
+def cpu_by_process(worker: int, broker: int | None) -> dict[str, float]:
+    """CPU seconds so far of the worker's own process, its descendants (its ingest process),
+    this process (the bench's producer and consumers) and the Kafka broker (when known)."""
+    own = _own_cpu_seconds(worker)
+    out = {"worker": own, "ingest_process": cpu_seconds(worker) - own}
+    out["bench"] = _own_cpu_seconds(os.getpid())
+    if broker is not None:
+        out["kafka_broker"] = _own_cpu_seconds(broker)
+    return out
+
+
+def percent_of_a_core(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """Each process's CPU between two :func:`cpu_by_process` readings ``seconds`` apart, in
+    percent of one core, and their total (on N cores, N x 100 % is the machine)."""
+    shares = {name: 100 * (after[name] - before[name]) / seconds for name in before}
+    shares["total"] = sum(shares.values())
+    return {name: round(value, 1) for name, value in shares.items()}
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size (VmRSS) of the process and its living descendants."""
     return int(_tree_sum(pid, _own_rss_bytes))

@@ -45,6 +45,7 @@ class Context:
     events: int
     workdir: Path
     notes: list[str] = field(default_factory=list)
+    broker_pid: int | None = None  # the Kafka broker's process, to read its CPU time
 
     @property
     def broker_url(self) -> str:

@@ -261,6 +261,7 @@ def _figure_rows(report: Mapping[str, Any]) -> list[list[str]]:
         ],
         ["latency p99 by second of the returns, ms", _by_second(report)],
         *_stage_rows(report),
+        ["CPU while the returns were sent, % of a core", _cpu_shares(report)],
         ["dormancy deadline → signal, ms p50 / p99 (n)", pair("deadline_delay_ms")],
         ["RSS bytes per tracked user", _fmt(per_user.get("rss"), 0)],
         ["RocksDB bytes on disk per user (at rest)", _fmt(per_user.get("disk"), 0)],
@@ -284,6 +285,26 @@ STAGE_LABELS = {
 def _by_second(report: Mapping[str, Any]) -> str:
     seconds = _get(report, "latency_ms", "by_second") or []
     return " · ".join(f"{row['second']}: {_fmt(row['p99'], 0)}" for row in seconds) or "—"
+
+
+CPU_LABELS = {
+    "kafka_broker": "Kafka broker",
+    "worker": "worker",
+    "ingest_process": "its ingest process",
+    "bench": "bench (producer, consumers)",
+    "total": "total",
+}
+
+
+def _cpu_shares(report: Mapping[str, Any]) -> str:
+    shares = _get(report, "latency_ms", "cpu_percent_of_a_core") or {}
+    cores = _get(report, "machine", "cores")
+    parts = [
+        f"{label} {_fmt(shares[name])}" for name, label in CPU_LABELS.items() if name in shares
+    ]
+    if parts and cores:
+        parts[-1] += f" (of {100 * int(cores)})"
+    return " · ".join(parts) or "—"
 
 
 def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:

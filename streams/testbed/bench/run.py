@@ -10,7 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.testbed.bench.data import create_topics, produce_dataset, say
 from streams.testbed.bench.live import measure_large, measure_latency
@@ -31,6 +31,9 @@ from streams.testbed.bench.report import (
     write_report,
 )
 
+if TYPE_CHECKING:
+    from streams.testbed.brokers import KafkaBroker
+
 
 def run_bench(args: argparse.Namespace) -> int:
     from streams.testbed.brokers import (
@@ -49,7 +52,7 @@ def run_bench(args: argparse.Namespace) -> int:
     say(f"starting Apache Kafka {kafka_version()} (work dir {workdir})")
     broker = start_kafka(lib)
     try:
-        report = run_phases(args, broker.bootstrap, workdir, stamp, kafka_version())
+        report = run_phases(args, broker, workdir, stamp, kafka_version())
     except BaseException:
         say(f"failed; the workers' logs are kept in {workdir}")
         raise
@@ -82,15 +85,17 @@ def start_kafka(lib: Path, attempts: int = 3) -> Any:
 
 
 def run_phases(
-    args: argparse.Namespace, bootstrap: str, workdir: Path, stamp: str, kafka: str
+    args: argparse.Namespace, broker: KafkaBroker, workdir: Path, stamp: str, kafka: str
 ) -> dict[str, Any]:
     began = time.monotonic()
     extra: dict[str, Any] = {"load_average_1m_at_start": load_average()}
-    run_id = uuid.uuid4().hex[:6]
+    bootstrap, run_id = broker.bootstrap, uuid.uuid4().hex[:6]
     topic = f"bench-{run_id}-input"
     create_topics(bootstrap, [topic], args.partitions)
     data = produce_dataset(bootstrap, topic, args.events, args.users)
-    ctx = Context(bootstrap, run_id, args.partitions, topic, data.events, workdir)
+    ctx = Context(
+        bootstrap, run_id, args.partitions, topic, data.events, workdir, broker_pid=broker.pid
+    )
     engagement = measure_engagement(ctx, "engagement")
     one_process = measure_engagement(ctx, "engagement-one-process", ingest_process="false")
     raw = measure_raw(ctx)

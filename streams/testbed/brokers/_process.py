@@ -167,6 +167,11 @@ class ManagedBroker(ABC):
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (the bench reads its CPU time)."""
+        return self._process.pid if self.running and self._process is not None else None
+
     @abstractmethod
     def start(self, timeout: float = ...) -> None:
         """Start the broker and wait until it answers metadata (no-op when it runs)."""
