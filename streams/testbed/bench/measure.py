@@ -46,9 +46,9 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def _tree_sum(pid: int, read: Any) -> Any:
+def _tree_sum(pid: int, read: Any, own: bool = True) -> Any:
     total = 0
-    for member in process_tree(pid):
+    for member in process_tree(pid)[0 if own else 1 :]:
         try:
             total += read(member)
         except OSError:  # exited meanwhile
@@ -56,10 +56,10 @@ def _tree_sum(pid: int, read: Any) -> Any:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the process and its living descendants used
-    so far."""
-    return float(_tree_sum(pid, _own_cpu_seconds))
+def cpu_seconds(pid: int, own: bool = True) -> float:
+    """CPU seconds (user + system, all threads) the process (unless not ``own``) and its
+    living descendants used so far."""
+    return float(_tree_sum(pid, _own_cpu_seconds, own))
 
 
 def _own_cpu_seconds(pid: int) -> float:
@@ -69,9 +69,11 @@ def _own_cpu_seconds(pid: int) -> float:
 def cpu_by_process(worker: int, broker: int | None) -> dict[str, float]:
     """CPU seconds so far of the worker's own process, its descendants (its ingest process),
     this process (the bench's producer and consumers) and the Kafka broker (when known)."""
-    own = _own_cpu_seconds(worker)
-    out = {"worker": own, "ingest_process": cpu_seconds(worker) - own}
-    out["bench"] = _own_cpu_seconds(os.getpid())
+    out = {
+        "worker": _own_cpu_seconds(worker),  # each process read once: the split adds up
+        "ingest_process": cpu_seconds(worker, own=False),
+        "bench": _own_cpu_seconds(os.getpid()),
+    }
     if broker is not None:
         out["kafka_broker"] = _own_cpu_seconds(broker)
     return out
