@@ -146,10 +146,15 @@ class Workload:
     def oracle(self, system: System) -> Oracle:
         return Oracle.from_events(self.raw_events(system), CHANNELS)
 
-    def today(self, lateness_ms: int = HOUR) -> int:
+    def days(self, lateness_ms: int = HOUR) -> tuple[int, int]:
+        """(today, the last complete day) the gauges describe now. On the wall clock a day is
+        complete once the lateness after its end has passed: in the first ``lateness`` of a
+        day, the day before yesterday (a run at 00:16 UTC once compared against yesterday)."""
         if self.clock == "wall":
-            return int(time.time() * 1000) // DAY_MS
-        return (self.end_ms - lateness_ms) // DAY_MS
+            now = int(time.time() * 1000)
+            return now // DAY_MS, (now - lateness_ms) // DAY_MS - 1
+        today = (self.end_ms - lateness_ms) // DAY_MS
+        return today, today - 1
 
 
 def canonical(e: RawEvent) -> Message:
@@ -206,7 +211,7 @@ def wall_workload(seed: int, extra: list[RawEvent] | None = None) -> Workload:
     return Workload(messages[:half], messages[half:], list(extra or []), now, clock="wall")
 
 
-def expected_gauges(oracle: Oracle, today: int) -> dict[str, float]:
+def expected_gauges(oracle: Oracle, today: int, last_complete: int) -> dict[str, float]:
     """The oracle's value of every gauge the scenarios compare (as in test_gauges)."""
     want: dict[str, float] = {"engagement_users_tracked": len(oracle.days)}
     for window, width in (("1d", 1), ("7d", 7), ("30d", 30)):
@@ -215,7 +220,7 @@ def expected_gauges(oracle: Oracle, today: int) -> dict[str, float]:
         want[f'engagement_lifecycle_users{{status="{status}"}}'] = n
     for n_days in (1, 7, 30):
         for channel in ("other", *CHANNELS):
-            for period, day in (("today", today), ("last_complete", today - 1)):
+            for period, day in (("today", today), ("last_complete", last_complete)):
                 size, on, after = oracle.retention(day - n_days, n_days, channel)
                 labels = f'{{channel="{channel}",day="{n_days}",period="{period}"}}'
                 want[f"engagement_retention_cohort_users{labels}"] = size
