@@ -6,8 +6,10 @@ its own (``ENGAGEMENT_PURE_PYTHON=1`` for the pure one), as the worker does: bat
 arrival order and split by partition, then ``take_changes`` and ``mark_durable`` into in-memory
 stores (so states are encoded, and decoded again on a user's next batch). No broker, no Faust.
 
-Only the engine's calls are timed (CPU time of the process); building the events is not. Each
-run hashes every signal and changelog record it produced: the two paths must agree bit for bit.
+The garbage collector is set as in the worker (:func:`~streams.worker.gc_tuning.tune_gc`),
+after the events are built. Only the engine's calls are timed (CPU time of the process);
+building the events is not. Each run hashes every signal and changelog record it produced: the
+two paths must agree bit for bit.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def run(count: int, users: int, partitions: int, batch: int) -> dict[str, Any]:
     from streams.worker.engine_setup import engine_config
 
     events = _events(count, users)
+    from streams.worker.gc_tuning import tune_gc
+
     engine = Engine(engine_config(Settings.from_env({"ENGAGEMENT_CLOCK": "event"})))
+    tune_gc()  # as the worker and its ingest process do once start-up is done
     for number in range(partitions):
         engine.assign(number, {})
     keys = {e.user_id: partition_for(e.user_id.encode(), partitions) for e in events}
