@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -211,6 +212,11 @@ class Signal:
         return orjson.dumps(self.to_dict())
 
 
+# The engine stamps every signal of a batch with the same processing time: its text is made once
+# (iso_ms costs about 1 µs, a cache hit under a tenth of that).
+_processed_text = lru_cache(maxsize=16)(iso_ms)
+
+
 def signal_dict(
     *,
     signal_id: str,
@@ -238,7 +244,7 @@ def signal_dict(
         "stage_after": stage_after,
         "event_time": iso_ms(event_time_ms),
         "event_time_ms": event_time_ms,
-        "processed_at": iso_ms(processed_at_ms),
+        "processed_at": _processed_text(processed_at_ms),
         "processed_at_ms": processed_at_ms,
         "clock": clock,
         "trigger": trigger,

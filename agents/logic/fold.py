@@ -98,8 +98,15 @@ def new_state_of(event: Pending, day: int, config: FoldConfig) -> UserState:
 
 
 def _remember(state: UserState, key: tuple[int, int], keep: int) -> bool:
-    """Add ``key`` to the top-k recent set; False if it was there already (a duplicate)."""
+    """Add ``key`` to the top-k recent set; False if it was there already (a duplicate).
+
+    ``recent`` is kept newest first, so an event newer than every remembered one (the common
+    case: events mostly arrive in order) goes in front without a search or a sort."""
     recent = state.recent
+    if not recent or key[0] > recent[0][0]:
+        recent.insert(0, key)
+        del recent[keep:]
+        return True
     if key in recent:
         return False
     if len(recent) >= keep and key < recent[-1]:

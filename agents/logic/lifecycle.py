@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, final
 
 from agents.logic.churn import ModelParams, risk_deadline_T
 from agents.logic.days import DAY_MS, Calendar
@@ -98,17 +98,23 @@ def schedule(state: UserState, config: LifecycleConfig) -> None:
         state.deadline, state.deadline_ms = Deadline.DISCARD, last + config.discard_ms
 
 
-class Before(NamedTuple):
-    """What :func:`on_activity` needs of a user's state before an event (cheap to take)."""
+@final
+class Before:
+    """What :func:`on_activity` needs of a user's state before an event (cheap to take: one
+    per folded event). A plain class, not a NamedTuple: a NamedTuple's ``__new__`` is
+    interpreted Python even in the compiled core, and taking it was 6 % of the engine's time."""
 
-    stage: Stage
-    last_ms: int
-    last_day: int
-    stage_since_ms: int
+    __slots__ = ("last_day", "last_ms", "stage", "stage_since_ms")
 
-    @classmethod
-    def of(cls, state: UserState) -> Before:
-        return cls(state.stage, state.last_ms, state.last_day, state.stage_since_ms)
+    def __init__(self, stage: Stage, last_ms: int, last_day: int, stage_since_ms: int) -> None:
+        self.stage = stage
+        self.last_ms = last_ms
+        self.last_day = last_day
+        self.stage_since_ms = stage_since_ms
+
+    @staticmethod
+    def of(state: UserState) -> Before:
+        return Before(state.stage, state.last_ms, state.last_day, state.stage_since_ms)
 
 
 def on_activity(old: Before | None, state: UserState, config: LifecycleConfig) -> Transition | None:

@@ -7,18 +7,16 @@ same id and consumers can dedupe on it.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from itertools import pairwise
 from typing import Any
 
-from agents.logic.churn import expected_active_days, p_alive
+from agents.logic.churn import expected_active_days, p_alive, usual_gap_days
 from agents.logic.days import DAY_MS
 from agents.logic.fold import active_day_numbers
 from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
-from agents.logic.state import UserState
+from agents.logic.state import STAGE_LABELS, UserState
 from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, signal_dict
 
 RECENT_WINDOW_DAYS = 28
@@ -38,14 +36,6 @@ def signal_id(user_id: str, kind: str, trigger_ms: int, scope: str = "") -> str:
     signals of one kind with the same trigger (a ``stalled`` signal's funnel name)."""
     text = f"{user_id}\x1f{kind}\x1f{trigger_ms}" + (f"\x1f{scope}" if scope else "")
     return blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def usual_gap_days(state: UserState) -> float | None:
-    """Median gap between consecutive active days inside the horizon."""
-    days = active_day_numbers(state)
-    if len(days) < 2:
-        return None
-    return float(statistics.median(b - a for a, b in pairwise(days)))
 
 
 def category_declines(state: UserState, names: Sequence[str], horizon: int) -> list[dict[str, Any]]:
@@ -83,7 +73,7 @@ def reasons(
     inactive_ms = transition.at_ms - transition.last_ms_before
     out: dict[str, Any] = {
         "days_inactive": round(inactive_ms / DAY_MS, 4),
-        "usual_gap_days": usual_gap_days(state),
+        "usual_gap_days": usual_gap_days(active_day_numbers(state)),
         "p_alive": round(p_alive(x, float(t_x), T, config.params), 6),
         "expected_active_days_7d": round(expected_active_days(x, float(t_x), T, config.params), 4),
         "active_days": x + 1,
@@ -116,8 +106,8 @@ def build_signal(
         ),
         kind=transition.kind,
         user_id=user_id,
-        stage_before=transition.before.label,
-        stage_after=transition.after.label,
+        stage_before=STAGE_LABELS[transition.before],
+        stage_after=STAGE_LABELS[transition.after],
         event_time_ms=transition.at_ms,
         processed_at_ms=processed_ms,
         clock=context.clock,

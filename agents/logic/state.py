@@ -110,6 +110,8 @@ class Deadline(IntEnum):
 # By value (0, 1, ...), for decode: calling an enum class (``Stage(n)``) is a Python call
 # through EnumType.__call__, twice a state; an index is not (IndexError on a bad value).
 STAGES = tuple(Stage)
+# Stage.label by value, without the enum's ``name`` lookup (twice per signal)
+STAGE_LABELS = tuple(stage.label for stage in STAGES)
 DEADLINES = tuple(Deadline)
 
 

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.logic.days import DAY_MS
-from agents.logic.fold import FoldConfig, fold, new_state
+from agents.logic.fold import FoldConfig, _remember, fold, new_state
 from agents.logic.state import UserState
 from tests.unit.conftest import T0, make_event
 
@@ -104,3 +104,22 @@ class FoldConfigCache:
 
             cls._config = FoldConfig.build(Calendar("UTC"), 120, CHANNELS, CATEGORIES)
         return cls._config
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 3)), max_size=40),
+    st.integers(1, 6),
+)
+def test_the_recent_ids_are_the_newest_distinct_ones_seen(keys, keep) -> None:
+    """Against a plain model: after each event the remembered ids are the ``keep`` newest
+    distinct (ms, fingerprint) pairs seen so far, and an event is a duplicate exactly when
+    its pair was remembered (in order, out of order, repeated)."""
+    ms, fp = keys[0] if keys else (0, 0)
+    state = UserState(first_ms=ms, last_ms=ms, last_day=0, recent=[(ms, fp)])
+    seen = {(ms, fp)}
+    for key in keys[1:]:
+        remembered_before = sorted(seen, reverse=True)[:keep]
+        assert _remember(state, key, keep) == (key not in remembered_before)
+        seen.add(key)
+        assert state.recent == sorted(seen, reverse=True)[:keep]
