@@ -15,62 +15,22 @@ so it travels through the same changelog as the user states and is recovered wit
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from agents.logic.aggregates import Aggregates, Snapshot, lapsed_by_channel
-from agents.logic.days import Calendar
-from agents.logic.fold import FoldConfig
+from agents.logic.aggregates import Snapshot, lapsed_by_channel
+from agents.logic.engine_types import EngineConfig, Output
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
 from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.holdout import arms_for
-from agents.logic.lifecycle import LifecycleConfig
-from agents.logic.meta import META_KEY, Meta, decode_meta, encode_meta
-from agents.logic.partition import KVStore, Partition, mark_durable, overlaid, partitions_snapshot
-from agents.logic.returns import RETURNS_KEY, Return, decode_returns, encode_returns
-from agents.logic.signals import SignalContext, build_signal
+from agents.logic.meta import META_KEY, encode_meta
+from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot, rebuilt
+from agents.logic.returns import RETURNS_KEY, Return, encode_returns
+from agents.logic.signals import build_signal
 from agents.logic.state import UserState, decode, encode
-from agents.logic.timers import DeadlineIndex
 from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
 from agents.logic.watermarks import SourceWatermarks
-from schemas.errors import StateDecodeError
 from schemas.records import EventLike
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    fold: FoldConfig
-    lifecycle: LifecycleConfig
-    signals: SignalContext
-    clock: str  # "wall" | "event"
-    lateness_ms: int
-    aggregate_days: int
-    retention_days: tuple[int, ...]
-    source_timeout_ms: int = 30_000
-    # wall clock: deadlines wait for the input frontier carried in by_user batches (ingest)
-    frontier: bool = False
-    signal_max_age_ms: int = 0  # older triggers are not delivered (0: off); see freshness
-    holdout_share: float = 0.0  # share of signalled users held out, per kind (0: off)
-    holdout_salt: str = ""
-
-    @property
-    def calendar(self) -> Calendar:
-        return self.fold.calendar
-
-
-@dataclass(slots=True)
-class Output:
-    """What a step produced: signals to deliver (before the changelog of its states)."""
-
-    signals: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
-    events: int = 0
-    duplicates: int = 0
-    late: int = 0
-    newest_ms: int = 0  # the newest event time of the batch (0: none)
-    suppressed: dict[str, int] = field(default_factory=dict)  # stale signals, by kind
-    # event clock: the watermark before a batch's own advance, which may jump days at once
-    clock_ms: int | None = None
 
 
 class Engine:
@@ -85,39 +45,12 @@ class Engine:
     def assign(
         self, number: int, store: KVStore, in_flight: Mapping[bytes, bytes | None] | None = None
     ) -> Partition:
-        """Take over a partition whose store is recovered: rebuild aggregates and index.
-        ``in_flight`` (a rebuilt partition's changes on their way to the changelog) are read
-        over the store and kept as the new partition's overlay, so their acknowledgement still
-        lands in the store and in the aggregates.
-
-        A stored value that cannot be decoded raises :class:`StateDecodeError` naming the
-        partition and key, and the partition is not taken over."""
-        calendar, agg, index = self.config.calendar, Aggregates(), DeadlineIndex()
-        meta = Meta(lapsed=[0] * self._n_channels, reactivated=[0] * self._n_channels)
-        returns, counts, funnels = None, FunnelCounts(), self.config.fold.funnels
-        for key, raw in overlaid(store, in_flight or {}):
-            try:
-                if key == META_KEY:
-                    meta = decode_meta(raw, self._n_channels, self.config.source_timeout_ms)
-                    continue
-                if key == RETURNS_KEY:
-                    returns = decode_returns(raw)
-                    continue
-                state = decode(raw)
-            except StateDecodeError as exc:
-                raise StateDecodeError(
-                    exc.message, version=exc.version, key=key, partition=number
-                ) from exc
-            agg.add(state, calendar)
-            counts.update(None, state, funnels, calendar)
-            due = next_due_ms(state, self.config.fold)
-            if due is not None:
-                index.add(due, key)
-        part = self.partitions[number] = Partition(number, store, agg, index, meta)
-        part.flushing.update(in_flight or {})
-        part.funnel_counts = counts
-        if returns is not None:
-            part.returns = returns
+        """Take over a partition whose store is recovered (:func:`rebuilt`: aggregates, index
+        and counters from its states; ``in_flight`` changes read over the store and kept as
+        its overlay). A stored value that cannot be decoded raises :class:`StateDecodeError`
+        naming the partition and key, and the partition is not taken over."""
+        part = rebuilt(number, store, in_flight or {}, self.config, self._n_channels)
+        self.partitions[number] = part
         return part
 
     def revoke(self, number: int) -> None:
@@ -334,29 +267,7 @@ class Engine:
         deadline; otherwise only a deadline that moved earlier needs a new entry.
         """
         cfg = self.config
-        reactivated = part.meta.reactivated
-        delivered: list[dict[str, Any]] = []
-        skipped: list[tuple[int, int]] = []  # (kind index, at ms) of suppressed signals
-        for transition, at_state in fired:
-            if transition.kind == "reactivated" and 0 <= at_state.channel < len(reactivated):
-                reactivated[at_state.channel] += 1
-            signal = build_signal(
-                user_id,
-                at_state,
-                transition,
-                config=cfg.lifecycle,
-                context=cfg.signals,
-                horizon=cfg.fold.horizon_days,
-                processed_ms=wall_ms,
-            )
-            now = part.meta.watermark_ms if out.clock_ms is None else out.clock_ms
-            now = wall_ms if cfg.clock == "wall" else now
-            if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
-                out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
-                skipped.append((KIND_INDEX[transition.kind], transition.at_ms))
-            else:
-                out.signals.append((transition.kind, key, signal))
-                delivered.append(signal)
+        delivered, skipped = self._emit(part, key, user_id, fired, wall_ms=wall_ms, out=out)
         if delivered or returns or skipped:
             part.returns.record(
                 delivered,
@@ -381,6 +292,44 @@ class Engine:
             part.index.add(due, key)
         value = encode(state)
         part.dirty[key] = value
+
+    def _emit(
+        self,
+        part: Partition,
+        key: bytes,
+        user_id: str,
+        fired: list[Fired],
+        *,
+        wall_ms: int,
+        out: Output,
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+        """The signals of ``fired`` into ``out``: those delivered, and the (kind index, at ms)
+        of those suppressed as stale (:mod:`agents.logic.freshness`)."""
+        cfg = self.config
+        reactivated = part.meta.reactivated
+        delivered: list[dict[str, Any]] = []
+        skipped: list[tuple[int, int]] = []
+        for transition, at_state in fired:
+            if transition.kind == "reactivated" and 0 <= at_state.channel < len(reactivated):
+                reactivated[at_state.channel] += 1
+            signal = build_signal(
+                user_id,
+                at_state,
+                transition,
+                config=cfg.lifecycle,
+                context=cfg.signals,
+                horizon=cfg.fold.horizon_days,
+                processed_ms=wall_ms,
+            )
+            now = part.meta.watermark_ms if out.clock_ms is None else out.clock_ms
+            now = wall_ms if cfg.clock == "wall" else now
+            if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
+                out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
+                skipped.append((KIND_INDEX[transition.kind], transition.at_ms))
+            else:
+                out.signals.append((transition.kind, key, signal))
+                delivered.append(signal)
+        return delivered, skipped
 
     def take_changes(self) -> list[tuple[int, bytes, bytes | None]]:
         """Changed states (coalesced: the newest value per key) and each touched partition's

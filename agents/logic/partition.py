@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from agents.logic.aggregates import Aggregates, Snapshot, snapshot
+from agents.logic.engine_types import EngineConfig
 from agents.logic.funnel_counts import FunnelCounts
-from agents.logic.meta import Meta
-from agents.logic.returns import ReturnCounts
+from agents.logic.meta import META_KEY, Meta, decode_meta
+from agents.logic.returns import RETURNS_KEY, ReturnCounts, decode_returns
+from agents.logic.state import decode
 from agents.logic.timers import DeadlineIndex
-
-if TYPE_CHECKING:
-    from agents.logic.engine import EngineConfig
+from agents.logic.walk import next_due_ms
+from schemas.errors import StateDecodeError
 
 KVStore = MutableMapping[bytes, bytes]
 
@@ -44,6 +44,46 @@ class Partition:
         if key in self.flushing:
             return self.flushing[key]
         return self.store.get(key)
+
+
+def rebuilt(
+    number: int,
+    store: KVStore,
+    in_flight: Mapping[bytes, bytes | None],
+    config: EngineConfig,
+    n_channels: int,
+) -> Partition:
+    """Partition ``number`` over its recovered ``store``: aggregates, deadline index and funnel
+    counts rebuilt from its states, its meta and return-rate records read, and ``in_flight``
+    (changes on their way to the changelog) read over the store and kept as its overlay, so
+    their acknowledgement still lands in the store and in the aggregates."""
+    calendar, agg, index = config.calendar, Aggregates(), DeadlineIndex()
+    meta = Meta(lapsed=[0] * n_channels, reactivated=[0] * n_channels)
+    returns, counts, funnels = None, FunnelCounts(), config.fold.funnels
+    for key, raw in overlaid(store, in_flight):
+        try:
+            if key == META_KEY:
+                meta = decode_meta(raw, n_channels, config.source_timeout_ms)
+                continue
+            if key == RETURNS_KEY:
+                returns = decode_returns(raw)
+                continue
+            state = decode(raw)
+        except StateDecodeError as exc:
+            raise StateDecodeError(
+                exc.message, version=exc.version, key=key, partition=number
+            ) from exc
+        agg.add(state, calendar)
+        counts.update(None, state, funnels, calendar)
+        due = next_due_ms(state, config.fold)
+        if due is not None:
+            index.add(due, key)
+    part = Partition(number, store, agg, index, meta)
+    part.flushing.update(in_flight)
+    part.funnel_counts = counts
+    if returns is not None:
+        part.returns = returns
+    return part
 
 
 def overlaid(

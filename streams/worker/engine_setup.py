@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents.logic.churn import ModelParams
 from agents.logic.days import Calendar
-from agents.logic.engine import EngineConfig
+from agents.logic.engine_types import EngineConfig
 from agents.logic.fold import FoldConfig
 from agents.logic.lifecycle import LifecycleConfig
 from agents.logic.signals import SignalContext

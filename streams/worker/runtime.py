@@ -24,7 +24,8 @@ from typing import Any
 import faust
 import orjson
 
-from agents.logic.engine import Engine, Output
+from agents.logic.engine import Engine
+from agents.logic.engine_types import Output
 from agents.logic.freshness import frontier_lag_ms
 from agents.logic.lease import Lease
 from schemas.errors import BatchDecodeError, StateDecodeError

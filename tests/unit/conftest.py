@@ -6,7 +6,8 @@ import pytest
 
 from agents.logic.churn import ModelParams
 from agents.logic.days import DAY_MS, Calendar
-from agents.logic.engine import Engine, EngineConfig
+from agents.logic.engine import Engine
+from agents.logic.engine_types import EngineConfig
 from agents.logic.fold import FoldConfig
 from agents.logic.funnels import Funnel
 from agents.logic.lifecycle import LifecycleConfig

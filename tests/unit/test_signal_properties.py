@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 
 from agents.logic.churn import ModelParams
 from agents.logic.days import DAY_MS
-from agents.logic.engine import Engine, EngineConfig
+from agents.logic.engine import Engine
+from agents.logic.engine_types import EngineConfig
 from schemas.records import Event
 from tests.oracle import ExpectedSignals, RawEvent, SignalRules, expected_signals, signal_id
 from tests.unit.conftest import engine_config
