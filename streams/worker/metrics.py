@@ -26,6 +26,9 @@ from prometheus_client.registry import Collector
 
 from agents import logic
 from agents.logic.aggregates import LIFECYCLE_STATUSES, WINDOWS, Snapshot
+from agents.logic.engine import Engine
+from agents.logic.engine_types import Output
+from agents.logic.freshness import frontier_lag_ms
 from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.ingest import Reason
 from agents.logic.returns import RETURN_BUCKETS_S, WINDOW_DAYS
@@ -157,6 +160,17 @@ class Metrics:
     def count_valid(self, event_type: str, n: int = 1) -> None:
         self.valid.labels(event_type if event_type in self.event_types else "other").inc(n)
 
+    def count_output(self, out: Output) -> None:
+        """The folded, duplicate, late and suppressed counts of one engine step."""
+        if out.events:
+            self.folded.inc(out.events - out.duplicates)
+        if out.duplicates:
+            self.duplicate.inc(out.duplicates)
+        if out.late:
+            self.late.inc(out.late)
+        for kind, n in out.suppressed.items():
+            self.suppressed.labels(kind, "max_age").inc(n)
+
 
 @dataclass(frozen=True, slots=True)
 class Published:
@@ -169,6 +183,20 @@ class Published:
     watermark_s: float
     frontier_lag_s: float = 0.0
     funnels: FunnelCounts | None = None  # with ENGAGEMENT_FUNNELS (streams.worker.funnel_metrics)
+
+
+def published_of(engine: Engine, wall_ms: int, funnels: bool) -> Published:
+    """The engine's gauges at ``wall_ms`` (``funnels``: with the funnel gauges)."""
+    partitions = engine.partitions.values()
+    return Published(
+        snapshot=engine.snapshot(wall_ms)[0],
+        taken_at_s=wall_ms / 1000,
+        partitions=len(partitions),
+        pending_deadlines=sum(len(p.index) for p in partitions),
+        watermark_s=engine.now_ms(wall_ms) / 1000,
+        frontier_lag_s=frontier_lag_ms((p.meta.frontiers for p in partitions), wall_ms) / 1000,
+        funnels=engine.funnel_snapshot(wall_ms) if funnels else None,
+    )
 
 
 class SnapshotCollector(Collector):

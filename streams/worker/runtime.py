@@ -26,7 +26,6 @@ import orjson
 
 from agents.logic.engine import Engine
 from agents.logic.engine_types import Output
-from agents.logic.freshness import frontier_lag_ms
 from agents.logic.lease import Lease
 from schemas.errors import BatchDecodeError, StateDecodeError
 from schemas.records import EventLike
@@ -37,7 +36,7 @@ from streams.worker.codecs import decode_record
 from streams.worker.delivery import Sink
 from streams.worker.engine_setup import engine_config
 from streams.worker.lease import MembershipLease, MembershipLost, still_owned
-from streams.worker.metrics import Metrics, Published
+from streams.worker.metrics import Metrics, Published, published_of
 from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
 
@@ -250,7 +249,7 @@ class Runtime:
 
     def _pending(self, out: Output) -> None:
         self._signals.extend(out.signals)
-        self._count(out)
+        self.metrics.count_output(out)
 
     async def start_group(self) -> None:
         """Start making the pending group durable and return while that happens, so the next
@@ -391,17 +390,6 @@ class Runtime:
         offset = self.locate(number, exc.key) if exc.key is not None else None
         return unreadable_state(self.table.changelog_topic_name, number, offset, exc)
 
-    def _count(self, out: Output) -> None:
-        metrics = self.metrics
-        if out.events:
-            metrics.folded.inc(out.events - out.duplicates)
-        if out.duplicates:
-            metrics.duplicate.inc(out.duplicates)
-        if out.late:
-            metrics.late.inc(out.late)
-        for kind, n in out.suppressed.items():
-            metrics.suppressed.labels(kind, "max_age").inc(n)
-
     def _observe(self, newest: int | None, wall_ms: int) -> None:
         """The event lag and newest event time of a folded record (``newest``: None if empty)."""
         if newest is None:
@@ -413,16 +401,4 @@ class Runtime:
 
     def refresh_snapshot(self) -> None:
         wall = int(time.time() * 1000)
-        snap, _ = self.engine.snapshot(wall)
-        self.published = Published(
-            snapshot=snap,
-            taken_at_s=wall / 1000,
-            partitions=len(self.engine.partitions),
-            pending_deadlines=sum(len(p.index) for p in self.engine.partitions.values()),
-            watermark_s=self.engine.now_ms(wall) / 1000,
-            frontier_lag_s=frontier_lag_ms(
-                (p.meta.frontiers for p in self.engine.partitions.values()), wall
-            )
-            / 1000,
-            funnels=self.engine.funnel_snapshot(wall) if self.settings.funnels else None,
-        )
+        self.published = published_of(self.engine, wall, bool(self.settings.funnels))
