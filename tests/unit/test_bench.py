@@ -19,6 +19,7 @@ from streams.testbed.bench.data import quick_event
 from streams.testbed.bench.live import by_second
 from streams.testbed.bench.measure import (
     cpu_by_process,
+    filesystem_of,
     parse_cpuinfo,
     parse_meminfo_bytes,
     parse_stat_cpu,
@@ -353,13 +354,28 @@ def test_bench_parser_defaults() -> None:
     quick = parser.parse_args(["bench", "--events", "1000", "--users", "10", "--skip-large"])
     assert (quick.events, quick.users, quick.skip_large) == (1000, 10, True)
     assert args.quix_python == Path(".venv-quix/bin/python")
+    assert args.kafka_data is None
+    assert parser.parse_args(["bench", "--kafka-data", "/dev/shm"]).kafka_data == Path("/dev/shm")
+
+
+def test_the_filesystem_of_a_path_is_that_of_its_deepest_mount_point() -> None:
+    mounts = "/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\nproc /proc proc rw 0 0\n"
+    assert filesystem_of(Path("/dev/shm/kafka-1"), mounts) == "tmpfs"
+    assert filesystem_of(Path("/dev/shm"), mounts) == "tmpfs"
+    assert filesystem_of(Path("/dev/shmx"), mounts) == "ext4"
+    assert filesystem_of(Path("/tmp/kafka"), mounts) == "ext4"
+    assert filesystem_of(Path("/tmp"), "") is None
 
 
 def test_latency_stages_split_the_mean_total() -> None:
-    samples = [Stamps(0.0, 10.0, 30.0, 70.0, 80.0), Stamps(100.0, 120.0, 130.0, 190.0, 220.0)]
+    samples = [
+        Stamps(0.0, 4.0, 10.0, 30.0, 70.0, 80.0),
+        Stamps(100.0, 102.0, 120.0, 130.0, 190.0, 220.0),
+    ]
     stages = split_stages(samples)
     assert list(stages) == list(STAGES)
-    assert stages["ingest"]["mean"] == 15.0
+    assert stages["kafka_append"]["mean"] == 3.0
+    assert stages["ingest"]["mean"] == 12.0
     assert stages["by_user_fetch_and_fold"]["p50"] == 15.0
     assert stages["group_delivery"]["share"] == 0.5  # 50 of a mean total of 100
     assert sum(stage["share"] for stage in stages.values()) == pytest.approx(1.0)
@@ -369,19 +385,32 @@ def test_latency_stages_split_the_mean_total() -> None:
 
 
 def test_latency_stages_join_only_users_seen_everywhere() -> None:
-    sent = {"a": 1.0, "b": 2.0, "c": 3.0}
-    ingested = {"a": 1010.0, "b": 2010.0}
-    signals = {"a": (1.1, 1020.0, 1050.0), "c": (3.1, 3020.0, 3050.0)}
-    assert join_stamps(sent, ingested, signals) == [Stamps(1000.0, 1010.0, 1020.0, 1050.0, 1100.0)]
+    sent = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    acked = {"a": 1.004, "b": 2.004, "c": 3.004}
+    ingested = {"a": 1010.0, "b": 2010.0, "d": 4010.0}
+    signals = {"a": (1.1, 1020.0, 1050.0), "c": (3.1, 3020.0, 3050.0), "d": (4.1, 4020.0, 4050.0)}
+    assert join_stamps(sent, acked, ingested, signals) == [
+        Stamps(1000.0, 1004.0, 1010.0, 1020.0, 1050.0, 1100.0)
+    ]
+
+
+def test_latency_stages_take_the_ack_no_later_than_the_by_user_record() -> None:
+    # the delivery report is served at the producer's next tick, which may come after ingest
+    # already read the record: the append happened before that read
+    stamps = join_stamps({"a": 1.0}, {"a": 1.012}, {"a": 1008.0}, {"a": (1.1, 1020.0, 1050.0)})
+    assert stamps == [Stamps(1000.0, 1008.0, 1008.0, 1020.0, 1050.0, 1100.0)]
+    assert split_stages(stamps)["ingest"]["p50"] == 0.0
 
 
 def test_latency_stages_in_the_markdown() -> None:
-    latency = {**summarize([100.0, 200.0]), "stages": split_stages([Stamps(0, 10, 30, 70, 80)])}
+    stamps = [Stamps(0, 4, 10, 30, 70, 80)]
+    latency = {**summarize([100.0, 200.0]), "stages": split_stages(stamps)}
     text = render_markdown(_report(latency_ms=latency))
     assert (
         "| stage fold → signal record (group made durable), ms p50 / p99 | 40.0 / 40.0 (50 %"
         in text
     )
+    assert "| stage produce → Kafka acknowledged (event producer, broker append), ms" in text
 
 
 class _State:

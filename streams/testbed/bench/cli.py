@@ -3,7 +3,7 @@ state and naive Faust.
 
 engagement bench [--events N] [--users N] [--partitions P] [--users-large N] [--skip-large]
                  [--naive-events N] [--naive-seconds S] [--quix-python PATH] [--profile]
-                 [--out DIR]
+                 [--kafka-data DIR] [--out DIR]
 
 Starts Apache Kafka (as the tests do), produces the simulated data set once, then measures in
 turn: one engagement worker, the raw confluent-kafka loop, Quix Streams with state (when its
@@ -57,6 +57,11 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     add("--out", type=Path, default=DEFAULT_OUT, help="folder of the reports")
     add("--kafka-lib", type=Path, default=None, help="Apache Kafka jars (default: as the tests)")
+    add(
+        "--kafka-data", type=Path, default=None,
+        help="folder to keep the broker's data in (default: its temporary work folder); one on "
+        "tmpfs, such as /dev/shm, takes the disk out of the figures",
+    )  # fmt: skip
     parser.set_defaults(func=bench_command)
     return parser
 
@@ -70,4 +75,6 @@ def bench_command(args: argparse.Namespace) -> int:
 
     if args.kafka_lib is not None and not kafka_jars_present(args.kafka_lib):
         raise FileNotFoundError(errno.ENOENT, "no Apache Kafka jars there", str(args.kafka_lib))
+    if args.kafka_data is not None and not args.kafka_data.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "--kafka-data: no such folder", str(args.kafka_data))
     return run_bench(args)

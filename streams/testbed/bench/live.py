@@ -64,13 +64,15 @@ def live_env(ctx: Context, phase: str, topic: str) -> dict[str, str]:
 
 def paced(
     client: Producer, topic: str, events: Iterator[dict[str, Any]], rate: float,
-    wait: Callable[[float], None], *, tick: float = 0.005,
+    wait: Callable[[float], None], *, tick: float = 0.005, acked: dict[str, float] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Produce ``events`` at ``rate`` per second: every ``tick`` seconds the events due by then,
     and ``wait(seconds)`` (consuming) until the next tick; the produce time (unix seconds) per
     user. Waking per tick rather than per event (every 0.5 ms at 2,000 events/s) keeps this
-    process from taking a core of the machine it measures."""
+    process from taking a core of the machine it measures. With ``acked``, the time each user's
+    record was acknowledged by Kafka, as its delivery report is served (at every tick)."""
     sent: dict[str, float] = {}
+    on_delivery = None if acked is None else _delivered_into(acked)
     started = time.monotonic()
     for index, event in enumerate(events):
         if (due := started + index / rate - time.monotonic()) > 0:
@@ -78,10 +80,20 @@ def paced(
             until = time.monotonic() + max(due, tick)
             while (left := until - time.monotonic()) > 0:
                 wait(left)  # may return early (a record read): wait on until the tick ends
-        client.produce(topic, orjson.dumps(event), event["user_id"].encode())
+        client.produce(
+            topic, orjson.dumps(event), event["user_id"].encode(), on_delivery=on_delivery
+        )
         sent[event["user_id"]] = time.time()
     client.flush(30)
     return sent
+
+
+def _delivered_into(acked: dict[str, float]) -> Callable[[Any, Any], None]:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            acked.setdefault(msg.key().decode(), time.time())
+
+    return delivered
 
 
 @dataclass
@@ -159,7 +171,8 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
         seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
         sampler = start_recording(pid_of(workers[0]), seconds, output) if profile else None
         cpu_before, began = cpu_by_process(pid_of(workers[0]), ctx.broker_pid), time.monotonic()
-        sent = paced(client, topic, returns, rate, poll)
+        acked: dict[str, float] = {}
+        sent = paced(client, topic, returns, rate, poll, acked=acked)
         cpu_after = cpu_by_process(pid_of(workers[0]), ctx.broker_pid)
         cpu = percent_of_a_core(cpu_before, cpu_after, time.monotonic() - began)
         log.wait("reactivated", users, 60, "latency")
@@ -172,7 +185,7 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
             failed = str(exc)
     finally:
         stop_workers(workers)
-    result = _latency_figures(log, by_user, sent)
+    result = _latency_figures(log, by_user, sent, acked)
     result["cpu_percent_of_a_core"] = cpu  # while the returns were sent
     if failed is not None:
         result["profile"] = {"failed": failed}
@@ -193,7 +206,7 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
 
 
 def _latency_figures(
-    log: SignalLog, by_user: ByUserStamps, sent: dict[str, float]
+    log: SignalLog, by_user: ByUserStamps, sent: dict[str, float], acked: dict[str, float]
 ) -> dict[str, Any]:
     """End to end, produce -> processed_at_ms, and the split into stages."""
     end_to_end: list[tuple[float, float]] = []  # (produced at, ms to the signal)
@@ -210,7 +223,7 @@ def _latency_figures(
     first = min(sent.values(), default=0.0)
     result["after_first_second"] = summarize([ms for at, ms in end_to_end if at - first >= 1])
     result["processed_at"] = summarize(engine)
-    result["stages"] = split_stages(join_stamps(sent, by_user.stamp_ms, signals))
+    result["stages"] = split_stages(join_stamps(sent, acked, by_user.stamp_ms, signals))
     return result
 
 

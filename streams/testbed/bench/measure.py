@@ -140,8 +140,28 @@ def load_average() -> float | None:
     return float(text.split()[0]) if text else None
 
 
-def machine_description(kafka_version: str | None = None) -> dict[str, Any]:
-    """Cores, memory, CPU model, OS, Python and library versions."""
+def filesystem_of(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the filesystem ``path`` is on (the longest mount point above it in
+    ``/proc/mounts``), or None when not known."""
+    text = _read("/proc/mounts") if mounts is None else mounts
+    best: tuple[int, str] | None = None
+    target = str(path.resolve())
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1]
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > best[0]):
+            best = (len(point), fields[2])
+    return None if best is None else best[1]
+
+
+def machine_description(
+    kafka_version: str | None = None, kafka_data: Path | None = None
+) -> dict[str, Any]:
+    """Cores, memory, CPU model, OS, Python and library versions, and the filesystem the
+    broker's data is on."""
     from importlib.metadata import PackageNotFoundError, version
 
     def package(name: str) -> str | None:
@@ -159,6 +179,7 @@ def machine_description(kafka_version: str | None = None) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
         "kafka": kafka_version,
+        "kafka_data_on": None if kafka_data is None else filesystem_of(kafka_data),
         "faust-streaming": package("faust-streaming"),
         "confluent-kafka": package("confluent-kafka"),
         "rocksdict": package("rocksdict"),

@@ -275,7 +275,8 @@ def _figure_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
 
 STAGE_LABELS = {
-    "ingest": "produce → by_user record (ingest step)",
+    "kafka_append": "produce → Kafka acknowledged (event producer, broker append)",
+    "ingest": "Kafka acknowledged → by_user record (ingest step)",
     "by_user_fetch_and_fold": "by_user record → fold (fetch, queue)",
     "group_delivery": "fold → signal record (group made durable)",
     "signal_fetch": "signal record → consumed by the bench",

@@ -50,7 +50,7 @@ def run_bench(args: argparse.Namespace) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="engagement-bench-"))
     say(f"starting Apache Kafka {kafka_version()} (work dir {workdir})")
-    broker = start_kafka(lib)
+    broker = start_kafka(lib, args.kafka_data)
     try:
         report = run_phases(args, broker, workdir, stamp, kafka_version())
     except BaseException:
@@ -60,19 +60,25 @@ def run_bench(args: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     finally:
         broker.stop()
+        if args.kafka_data is not None:
+            shutil.rmtree(broker.log_dir, ignore_errors=True)
     json_path, md_path = write_report(report, args.out, stamp)
     print(render_markdown(report))
     say(f"report: {json_path} and {md_path}")
     return 0
 
 
-def start_kafka(lib: Path, attempts: int = 3) -> Any:
-    """A started KafkaBroker; a new port on each attempt (a port taken meanwhile)."""
+def start_kafka(lib: Path, data_parent: Path | None = None, attempts: int = 3) -> Any:
+    """A started KafkaBroker; a new port on each attempt (a port taken meanwhile). Its data is
+    in its own temporary folder, or in a new folder under ``data_parent``."""
     from schemas.errors import BrokerError
     from streams.testbed.brokers import KafkaBroker
 
     for attempt in range(1, attempts + 1):
-        broker = KafkaBroker(lib)
+        log_dir = None
+        if data_parent is not None:
+            log_dir = Path(tempfile.mkdtemp(prefix="engagement-bench-kafka-", dir=data_parent))
+        broker = KafkaBroker(lib, log_dir=log_dir)
         try:
             broker.start()
             return broker
@@ -117,7 +123,7 @@ def run_phases(
     extra["bench_seconds"] = round(time.monotonic() - began, 1)
     return build_report(
         created_utc=stamp,
-        machine=machine_description(kafka),
+        machine=machine_description(kafka, broker.log_dir),
         dataset={
             "events": data.events,
             "users": data.users,
