@@ -116,6 +116,15 @@ class Settings:
         as_choice("memory://", "rocksdict://"),
         "State store: memory:// (development) or rocksdict:// (production; files in the data dir).",
     )
+    state_cache: int = setting(
+        "ENGAGEMENT_STATE_CACHE",
+        "200000",
+        as_int_range(0, 100_000_000),
+        "rocksdict:// only: user states kept in memory over the store, read or written lately "
+        "(about 200 bytes each for a 75-byte state), split evenly over the "
+        "ENGAGEMENT_PARTITIONS partitions: a worker owning all of them keeps at most this many. "
+        "0: none, every read goes to RocksDB.",
+    )
     data_dir: str = setting(
         "ENGAGEMENT_DATA_DIR",
         "data",

@@ -49,7 +49,10 @@ class Engine:
         and counters from its states; ``in_flight`` changes read over the store and kept as
         its overlay). A stored value that cannot be decoded raises :class:`StateDecodeError`
         naming the partition and key, and the partition is not taken over."""
-        part = rebuilt(number, store, in_flight or {}, self.config, self._n_channels)
+        config = self.config
+        part = rebuilt(
+            number, store, in_flight or {}, config, self._n_channels, cache_limit=config.state_cache
+        )
         self.partitions[number] = part
         return part
 

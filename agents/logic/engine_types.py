@@ -26,6 +26,7 @@ class EngineConfig:
     signal_max_age_ms: int = 0  # older triggers are not delivered (0: off); see freshness
     holdout_share: float = 0.0  # share of signalled users held out, per kind (0: off)
     holdout_salt: str = ""
+    state_cache: int = 0  # durable user states kept in memory per partition (0: none)
 
     @property
     def calendar(self) -> Calendar:

@@ -55,4 +55,13 @@ def engine_config(settings: Settings) -> EngineConfig:
         signal_max_age_ms=int(settings.signal_max_age * 1000),
         holdout_share=settings.holdout_share,
         holdout_salt=settings.holdout_salt,
+        state_cache=state_cache_per_partition(settings),
     )
+
+
+def state_cache_per_partition(settings: Settings) -> int:
+    """ENGAGEMENT_STATE_CACHE split over the partitions; none over the memory store (a dict
+    already)."""
+    if settings.store == "memory://" or not settings.state_cache:
+        return 0
+    return max(1, settings.state_cache // settings.partitions)
