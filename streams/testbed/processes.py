@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -99,8 +100,10 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             return int(exc.code), bytes(exc.read())
 
-    def metrics(self) -> dict[str, float]:
-        status, body = self.get("/metrics")
+    def metrics(self, *names: str) -> dict[str, float]:
+        """The worker's metrics; given ``names``, only the samples of those names."""
+        query = "&".join(f"name[]={quote(name)}" for name in names)
+        status, body = self.get(f"/metrics?{query}" if query else "/metrics")
         if status != 200:
             raise BrokerError(f"/metrics answered {status}")
         return parse_metrics(body.decode())

@@ -119,7 +119,9 @@ def create_worker(
 ) -> Worker:
     """Build (not start) a worker for ``settings`` (``deliverer``: tests inject a fake)."""
     require_store(settings.store)
-    registry = registry if registry is not None else CollectorRegistry()
+    # collectors without names (the snapshot's gauges): answered by /metrics?name[]=... too
+    if registry is None:
+        registry = CollectorRegistry(support_collectors_without_names=True)
     metrics = Metrics(registry, settings.event_types)
     register_process_collectors(registry)
     app = faust_app(settings)

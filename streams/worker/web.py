@@ -43,7 +43,12 @@ def register(
 ) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        """Every metric; with ``name[]`` parameters only the samples of those names, as
+        prometheus_client's own exposition does (a poller that reads a few counters often, like
+        the bench, then costs the worker little: the whole page renders every gauge)."""
+        names = request.query.getall("name[]", [])
+        source = registry.restricted_registry(names) if names else registry
+        return web.bytes(generate_latest(source), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -39,4 +39,8 @@ def test_events_are_folded_straight_from_a_keyed_input(
         metrics = worker.metrics()
         assert metrics["engagement_events_consumed_total"] == 201
         assert metrics['engagement_events_invalid_total{reason="invalid_json"}'] == 1
+        # name[] asks for some samples only (the bench's progress polls), gauges of the
+        # snapshot collector included
+        some = worker.metrics("engagement_events_folded_total", "engagement_users_tracked")
+        assert some == {"engagement_events_folded_total": 200, "engagement_users_tracked": 25}
         assert worker.user("user-3") is not None

@@ -46,6 +46,7 @@ from streams.testbed.bench.report import summarize
 from streams.testbed.bench.stages import ByUserStamps, join_stamps, read_ready, split_stages
 
 HOUR_MS = 3_600_000
+TRACKED = "engagement_users_tracked"
 
 
 def now_ms() -> int:
@@ -310,7 +311,7 @@ def _recovery(ctx: Context, phase: str, env: dict[str, str], users: int) -> floa
     try:
         wait_owned(workers, ctx.partitions, timeout=900)
         took = time.monotonic() - began
-        tracked = workers[0].metrics().get("engagement_users_tracked", 0.0)
+        tracked = workers[0].metrics(TRACKED).get(TRACKED, 0.0)
     finally:
         stop_workers(workers)
     say(f"recovery: ready with all partitions after {took:.1f}s ({tracked:,.0f} users tracked)")

@@ -132,7 +132,7 @@ def processed(workers: Sequence[WorkerProcess]) -> int:
     """Events folded plus duplicates, summed over the workers."""
     total = 0.0
     for worker in workers:
-        values = worker.metrics()
+        values = worker.metrics(*PROCESSED)
         total += sum(values.get(name, 0.0) for name in PROCESSED)
     return int(total)
 
@@ -148,7 +148,7 @@ def wait_first_read(
             if not worker.running:
                 raise BrokerError(f"{worker.name} exited:\n{worker.log_tail()}")
             try:
-                read = worker.metrics().get(CONSUMED, 0.0)
+                read = worker.metrics(CONSUMED).get(CONSUMED, 0.0)
             except (OSError, BrokerError):  # its web server is not up yet
                 read = 0.0
             if read > 0:
@@ -159,7 +159,7 @@ def wait_first_read(
 
 def folded(workers: Sequence[WorkerProcess]) -> int:
     """Events folded for the first time (no duplicates), summed over the workers."""
-    return int(sum(worker.metrics().get(PROCESSED[0], 0.0) for worker in workers))
+    return int(sum(worker.metrics(PROCESSED[0]).get(PROCESSED[0], 0.0) for worker in workers))
 
 
 def wait_folds_end(
