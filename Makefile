@@ -39,10 +39,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # The pure core (agents/logic) compiled by mypyc (from the dev extra's mypy) into build/compiled, with
 # agents/build_compiled.py; rebuilt when a source it is compiled from changes. agents.logic loads
-# it only while its stamp matches the sources (else it runs the .py files and warns why).
+# it only while its stamp matches the sources (else it runs the .py files and warns why). The two
+# folders are prerequisites too: their times change when a module is added or removed.
 COMPILED := build/compiled/agents-logic.stamp.json
 COMPILED_FROM := $(filter-out agents/logic/__init__.py,$(wildcard agents/logic/*.py)) $(wildcard schemas/*.py) \
-  agents/build_compiled.py
+  agents/build_compiled.py agents/logic schemas
 $(COMPILED): $(COMPILED_FROM) $(VENV)/.installed
 	@command -v cc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null)
 	@test -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || \
