@@ -154,7 +154,8 @@ def _notes(naive: SystemRun, args: argparse.Namespace) -> list[str]:
         "CPU seconds: utime+stime of /proc/<pid>/stat (all threads) of the measured process; "
         "the Kafka broker (same machine) is not counted.",
         "engagement: timed from the first input event read to the last first-time fold (once "
-        "folded+duplicates == input count; polling /metrics every 0.05-0.25 s); raw limit and "
+        "folded+duplicates == input count; polling /metrics?name[]= for those counters only "
+        "every 0.05-0.25 s); raw limit and "
         "Quix Streams with state: from their first message to their last (Quix Streams on its "
         "defaults, in its own virtual environment from bench/quix-requirements.txt).",
         f"naive Faust: timed on {naive.events:,} events (first {args.naive_events:,} or "
