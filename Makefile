@@ -39,11 +39,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # The pure core (agents/logic) compiled by mypyc (from the dev extra's mypy) into build/compiled, with
 # agents/build_compiled.py; rebuilt when a source it is compiled from changes. agents.logic loads
-# it only while its stamp matches the sources (else it runs the .py files and warns why). The two
-# folders are prerequisites too: their times change when a module is added or removed.
+# it only while its stamp matches the sources (else it runs the .py files and warns why). The list
+# of source names is a prerequisite too, rewritten only when a module is added or removed (the
+# folders' own times also change when Python writes their __pycache__, which needs no rebuild).
 COMPILED := build/compiled/agents-logic.stamp.json
-COMPILED_FROM := $(filter-out agents/logic/__init__.py,$(wildcard agents/logic/*.py)) $(wildcard schemas/*.py) \
-  agents/build_compiled.py agents/logic schemas
+COMPILED_SOURCES := $(sort $(wildcard agents/logic/*.py) $(wildcard schemas/*.py))
+COMPILED_LIST := build/compiled-sources.txt
+$(shell mkdir -p build && printf '%s\n' $(COMPILED_SOURCES) > $(COMPILED_LIST).new && \
+  { cmp -s $(COMPILED_LIST).new $(COMPILED_LIST) && rm $(COMPILED_LIST).new || mv $(COMPILED_LIST).new $(COMPILED_LIST); })
+COMPILED_FROM := $(filter-out agents/logic/__init__.py,$(COMPILED_SOURCES)) agents/build_compiled.py $(COMPILED_LIST)
 $(COMPILED): $(COMPILED_FROM) $(VENV)/.installed
 	@command -v cc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null)
 	@test -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || \
