@@ -67,6 +67,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, event_types: Sequence[str]) -> None:
         self.registry = registry
         self.event_types = frozenset(event_types)
+        self._newest_ms = 0  # the newest event time folded (engagement_last_event_timestamp)
         self.build_info = Gauge(
             "engagement_build_info",
             "Build information; value is 1. logic: how agents.logic runs, compiled (by mypyc) "
@@ -156,6 +157,13 @@ class Metrics:
         for role in ("by_user", "dead_letter", "changelog", "signals"):
             self.delivery_retries.labels(role)
         self.model = ModelMetrics(registry)
+
+    def observe_folded(self, newest_ms: int, wall_ms: int) -> None:
+        """The event lag and the newest event time of a folded record."""
+        self.lag.observe(max(0.0, (wall_ms - newest_ms) / 1000))
+        if newest_ms > self._newest_ms:
+            self._newest_ms = newest_ms
+            self.last_event.set(newest_ms / 1000)
 
     def count_valid(self, event_type: str, n: int = 1) -> None:
         self.valid.labels(event_type if event_type in self.event_types else "other").inc(n)

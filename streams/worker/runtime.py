@@ -40,7 +40,7 @@ from streams.worker.metrics import Metrics, Published, published_of
 from streams.worker.quarantine import Quarantine, hard_exit, last_offset_of, unreadable_state
 from streams.worker.store import StateTable
 
-__all__ = ["Runtime", "engine_config"]  # engine_config: re-exported for older importers
+__all__ = ["Runtime"]
 log = logging.getLogger(__name__)
 Ack = Callable[[], Awaitable[Any]]
 # A group starts as soon as the one before it is durable (at once when none is in flight), so
@@ -77,7 +77,6 @@ class Runtime:
         self.lease = MembershipLease(settings.session_timeout * 1000 / 2)
         self.ready = asyncio.Event()
         self.published: Published | None = None
-        self._newest_ms = 0
         self._signals: list[tuple[str, bytes, dict[str, Any]]] = []
         self._acks: list[Ack] = []
         self._group_events = 0
@@ -200,7 +199,8 @@ class Runtime:
             return
         wall = int(time.time() * 1000)
         out = self.engine.process(partition, events, wall, watermark, source)
-        self._observe(out.newest_ms if events else None, wall)
+        if events:
+            self.metrics.observe_folded(out.newest_ms, wall)
         self._pending(out)
         if ack is not None:
             self._acks.append(ack)
@@ -389,15 +389,6 @@ class Runtime:
     def _unreadable_state(self, number: int, exc: StateDecodeError) -> str:
         offset = self.locate(number, exc.key) if exc.key is not None else None
         return unreadable_state(self.table.changelog_topic_name, number, offset, exc)
-
-    def _observe(self, newest: int | None, wall_ms: int) -> None:
-        """The event lag and newest event time of a folded record (``newest``: None if empty)."""
-        if newest is None:
-            return
-        self.metrics.lag.observe(max(0.0, (wall_ms - newest) / 1000))
-        if newest > self._newest_ms:
-            self._newest_ms = newest
-            self.metrics.last_event.set(newest / 1000)
 
     def refresh_snapshot(self) -> None:
         wall = int(time.time() * 1000)

@@ -458,3 +458,17 @@ def test_panels_do_not_share_an_axis_between_units() -> None:
         if "engagement_partitions_owned" in names:
             assert names == {"engagement_partitions_owned"}, panel["title"]
             assert panel["fieldConfig"]["defaults"]["unit"] == "none"
+
+
+def test_a_folded_record_sets_the_event_lag_and_the_newest_event_time() -> None:
+    """``engagement_event_lag_seconds`` observes every folded record's wall - newest event
+    time; ``engagement_last_event_timestamp_seconds`` only moves forward."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, ["page_view"])
+    metrics.observe_folded(newest_ms=5_000, wall_ms=6_000)
+    metrics.observe_folded(newest_ms=3_000, wall_ms=7_000)  # older: the gauge stays
+    metrics.observe_folded(newest_ms=9_000, wall_ms=8_000)  # ahead of the clock: lag 0
+    value = registry.get_sample_value
+    assert value("engagement_last_event_timestamp_seconds") == 9.0
+    assert value("engagement_event_lag_seconds_count") == 3
+    assert value("engagement_event_lag_seconds_sum") == 1.0 + 4.0 + 0.0

@@ -36,7 +36,7 @@ BATCH = 2000
 
 
 def fold_config(settings: Settings) -> FoldConfig:
-    """The fold configuration the worker builds (``streams.worker.runtime.engine_config``)."""
+    """The fold configuration the worker builds (``streams.worker.engine_setup.engine_config``)."""
     return FoldConfig.build(
         Calendar(settings.timezone), settings.horizon_days, settings.channels, settings.categories
     )
