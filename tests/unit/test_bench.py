@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from schemas.errors import BrokerError
 from streams.settings import Settings
 from streams.testbed.bench import profile
 from streams.testbed.bench.cli import add_bench_parser
@@ -40,6 +41,7 @@ from streams.testbed.bench.report import (
     summarize,
     write_report,
 )
+from streams.testbed.bench.run import start_kafka
 from streams.testbed.bench.stages import STAGES, Stamps, join_stamps, read_ready, split_stages
 from streams.testbed.processes import WorkerProcess
 
@@ -517,3 +519,13 @@ def test_stopped_workers_lose_their_data_and_keep_their_logs(tmp_path: Path) -> 
     stop_workers([worker])
     assert not data.exists()
     assert worker.log_path.read_text() == "the worker's log\n"
+
+
+def test_a_broker_that_does_not_start_leaves_no_folder_under_kafka_data(tmp_path: Path) -> None:
+    """``--kafka-data DIR``: each attempt makes its own folder under DIR for the broker's data;
+    one whose broker did not start is removed (here: no Kafka jars, so every attempt fails)."""
+    parent = tmp_path / "kafka-data"
+    parent.mkdir()
+    with pytest.raises(BrokerError, match="no Apache Kafka jars"):
+        start_kafka(tmp_path / "no-jars", parent, attempts=2)
+    assert list(parent.iterdir()) == []

@@ -84,6 +84,8 @@ def start_kafka(lib: Path, data_parent: Path | None = None, attempts: int = 3) -
             return broker
         except BrokerError as exc:
             broker.stop()
+            if log_dir is not None:  # a folder of our own under data_parent: not left behind
+                shutil.rmtree(log_dir, ignore_errors=True)
             if attempt == attempts:
                 raise
             say(f"Kafka did not start ({str(exc).splitlines()[0]}); trying again")
