@@ -307,14 +307,21 @@ class Engine:
         out: Output,
     ) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
         """The signals of ``fired`` into ``out``: those delivered, and the (kind index, at ms)
-        of those suppressed as stale (:mod:`agents.logic.freshness`)."""
+        of those suppressed as stale (:mod:`agents.logic.freshness`). A suppressed signal is
+        not built: after an outage most of a backlog's signals can be."""
         cfg = self.config
         reactivated = part.meta.reactivated
         delivered: list[dict[str, Any]] = []
         skipped: list[tuple[int, int]] = []
+        now = part.meta.watermark_ms if out.clock_ms is None else out.clock_ms
+        now = wall_ms if cfg.clock == "wall" else now
         for transition, at_state in fired:
             if transition.kind == "reactivated" and 0 <= at_state.channel < len(reactivated):
                 reactivated[at_state.channel] += 1
+            if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
+                out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
+                skipped.append((KIND_INDEX[transition.kind], transition.at_ms))
+                continue
             signal = build_signal(
                 user_id,
                 at_state,
@@ -324,14 +331,8 @@ class Engine:
                 horizon=cfg.fold.horizon_days,
                 processed_ms=wall_ms,
             )
-            now = part.meta.watermark_ms if out.clock_ms is None else out.clock_ms
-            now = wall_ms if cfg.clock == "wall" else now
-            if is_stale(transition.at_ms, now, cfg.signal_max_age_ms):
-                out.suppressed[transition.kind] = out.suppressed.get(transition.kind, 0) + 1
-                skipped.append((KIND_INDEX[transition.kind], transition.at_ms))
-            else:
-                out.signals.append((transition.kind, key, signal))
-                delivered.append(signal)
+            out.signals.append((transition.kind, key, signal))
+            delivered.append(signal)
         return delivered, skipped
 
     def take_changes(self) -> list[tuple[int, bytes, bytes | None]]:
