@@ -455,6 +455,16 @@ def test_the_engine_only_bench_folds_on_the_path_in_use() -> None:
     result = run(3_000, 300, partitions=4, batch=500)
     assert result["events"] == 3_000 and result["signals"] > 0 and result["cpu_s"] > 0
     assert result["compiled"] == logic.compiled()
+    assert result["suppressed"] == 0  # event clock: a replay delivers what was fresh then
+
+
+def test_the_engine_only_bench_a_month_behind_the_wall_clock_suppresses_old_signals() -> None:
+    """``--behind-days``: a wall-clock start 30 days after the events; the signals older than
+    ENGAGEMENT_SIGNAL_MAX_AGE (2 days) are suppressed, not delivered."""
+    from streams.testbed.bench.engine_only import run
+
+    result = run(3_000, 300, partitions=4, batch=500, behind_days=30)
+    assert result["events"] == 3_000 and result["suppressed"] > result["signals"]
 
 
 def test_latency_by_second_of_the_returns() -> None:

@@ -10,11 +10,17 @@ The garbage collector is set as in the worker (:func:`~streams.worker.gc_tuning.
 after the events are built. Only the engine's calls are timed (CPU time of the process);
 building the events is not. Each run hashes every signal and changelog record it produced: the
 two paths must agree bit for bit.
+
+``--behind-days D`` folds them as a wall-clock worker does that starts ``D`` days after the last
+event (a first start on history, or a catch-up after an outage): every deadline and return lies
+in the past, and the signals older than ``ENGAGEMENT_SIGNAL_MAX_AGE`` (2 days) are counted as
+suppressed instead of delivered.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -48,7 +54,9 @@ def _events(count: int, users: int) -> list[Any]:
     ]
 
 
-def run(count: int, users: int, partitions: int, batch: int) -> dict[str, Any]:
+def run(
+    count: int, users: int, partitions: int, batch: int, behind_days: float | None = None
+) -> dict[str, Any]:
     """Fold the events through one engine; the figures and a digest of what came out."""
     import agents.logic
     from agents.logic.engine import Engine
@@ -59,25 +67,30 @@ def run(count: int, users: int, partitions: int, batch: int) -> dict[str, Any]:
     events = _events(count, users)
     from streams.worker.gc_tuning import tune_gc
 
-    engine = Engine(engine_config(Settings.from_env({"ENGAGEMENT_CLOCK": "event"})))
+    clock = "event" if behind_days is None else "wall"
+    config = engine_config(Settings.from_env({"ENGAGEMENT_CLOCK": clock}))
+    # no ingest here: a wall clock's deadlines do not wait for an input frontier
+    engine = Engine(dataclasses.replace(config, frontier=False))
+    late_ms = None if behind_days is None else events[-1].timestamp_ms + round(behind_days * 864e5)
     tune_gc()  # as the worker and its ingest process do once start-up is done
     for number in range(partitions):
         engine.assign(number, {})
     keys = {e.user_id: partition_for(e.user_id.encode(), partitions) for e in events}
-    digest, signals, cpu = hashlib.sha256(), 0, 0.0
+    digest, signals, suppressed, cpu = hashlib.sha256(), 0, 0, 0.0
     wall = time.perf_counter()
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
         by_partition: dict[int, list[Any]] = {}
         for event in chunk:
             by_partition.setdefault(keys[event.user_id], []).append(event)
-        wall_ms = chunk[-1].timestamp_ms
+        wall_ms = chunk[-1].timestamp_ms if late_ms is None else late_ms
         began = time.process_time()
         outputs = [engine.process(n, evs, wall_ms) for n, evs in sorted(by_partition.items())]
         changes = engine.take_changes()
         engine.mark_durable(changes)
         cpu += time.process_time() - began
         for out in outputs:
+            suppressed += sum(out.suppressed.values())
             for kind, key, signal in out.signals:
                 digest.update(
                     kind.encode() + key + orjson.dumps(signal, option=orjson.OPT_SORT_KEYS)
@@ -89,6 +102,7 @@ def run(count: int, users: int, partitions: int, batch: int) -> dict[str, Any]:
         "compiled": agents.logic.compiled(),
         "events": len(events),
         "signals": signals,
+        "suppressed": suppressed,
         "wall_s": time.perf_counter() - wall,
         "cpu_s": cpu,
         "digest": digest.hexdigest(),
@@ -111,6 +125,7 @@ def _sizes(args: argparse.Namespace) -> list[str]:
         f"--users={args.users}",
         f"--partitions={args.partitions}",
         f"--batch={args.batch}",
+        *([] if args.behind_days is None else [f"--behind-days={args.behind_days}"]),
     ]
 
 
@@ -120,17 +135,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--batch", type=int, default=2_000, help="events per poll, all partitions")
+    parser.add_argument(
+        "--behind-days",
+        type=float,
+        default=None,
+        help="fold on a wall clock this many days after the last event (default: event clock)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run(args.events, args.users, args.partitions, args.batch)))
+        figures = run(args.events, args.users, args.partitions, args.batch, args.behind_days)
+        print(json.dumps(figures))
         return 0
     results = {"pure": _child(args, pure=True), "compiled": _child(args, pure=False)}
     for name, r in results.items():
         print(
             f"{name:>8}: {r['events'] / r['cpu_s']:>9,.0f} events/s  "
             f"{r['cpu_s'] / r['events'] * 1e6:6.2f} CPU-s per 1M events  "
-            f"({r['events']:,} events, {r['signals']:,} signals, running compiled: {r['compiled']})"
+            f"({r['events']:,} events, {r['signals']:,} signals, {r['suppressed']:,} suppressed, "
+            f"running compiled: {r['compiled']})"
         )
     pure, fast = results["pure"], results["compiled"]
     print(
