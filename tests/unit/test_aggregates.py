@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -103,12 +104,17 @@ def test_rebuild_from_states_equals_incremental_counters() -> None:
             fresh = Engine(eng.config)
             rebuilt = fresh.assign(number, part.store)
             for name in ("active", "consecutive", "cohort", "last_two", "reach", "stages"):
-                live = +getattr(part.aggregates, name)
-                again = +getattr(rebuilt.aggregates, name)
+                live = positive(getattr(part.aggregates, name))
+                again = positive(getattr(rebuilt.aggregates, name))
                 floor = part.meta.today - 35
                 live = {k: v for k, v in live.items() if _day(k) >= floor}
                 again = {k: v for k, v in again.items() if _day(k) >= floor}
                 assert live == again, name
+
+
+def positive(counts: dict[Any, int]) -> dict[Any, int]:
+    """The counters above zero (a key may hold 0 once its users moved on)."""
+    return {k: v for k, v in counts.items() if v > 0}
 
 
 def _day(key) -> int:
