@@ -280,6 +280,57 @@ def test_profile_per_process() -> None:
     }
 
 
+def test_profile_parts_of_the_pipeline() -> None:
+    """Each sample is charged to the first part whose marker is on its stack: a deadline fired
+    from within a batch's fold counts as deadlines; the ingest child has its own shares."""
+    worker, child = 'process 7:"python -m streams.cli worker"', 'process 9:"python -c x"'
+    engine, c = "CPyDef_engine___Engine", "(__native_engagement_logic.c:1)"
+    on_events = f"{worker};on_events (/x/streams/worker/runtime.py:9);{engine}___process {c}"
+    collapsed = "\n".join(
+        [
+            f"{on_events};{engine}____fold_user {c} 4",
+            f"{on_events};{engine}____advance_partition {c};{engine}____fire_due {c} 2",
+            f"{worker};run (/v/lib/python3.11/site-packages/faust/agents/agent.py:5) 1",
+            f"{worker};write_all (/x/streams/worker/store.py:6);"
+            "RdictPartition.write_all (/x/streams/worker/store.py:7) 1",
+            f"{worker};_run_once (/usr/lib/python3.11/asyncio/base_events.py:8) 1",
+            f"{worker};{child};step (/x/streams/worker/ingest.py:1);"
+            "IngestService.step (/x/streams/worker/ingest.py:2) 1",
+        ]
+    )
+    assert profile.shares_by_part(collapsed, "worker") == {
+        "engine: fold of a batch's users": 44.4,
+        "engine: deadlines due": 22.2,
+        "Faust": 11.1,
+        "RocksDB reads and writes": 11.1,
+        "asyncio": 11.1,
+    }
+    top = top_functions(collapsed)
+    assert top["parts"]["engine: fold of a batch's users"] == 40.0
+    assert top["processes"]["ingest child"]["parts"] == {
+        "ingest (decode, validate, route, produce)": 100.0
+    }
+    text = render_markdown(_report(profile=top))
+    assert "| engine: deadlines due | 22.2 |" in text
+    assert "| ingest (decode, validate, route, produce) | 100.0 |" in text
+
+
+def test_profile_samples_the_gil_holder_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throughput profile samples only the thread holding the GIL (its CPU): with
+    ``--native`` alone, a thread waiting in a producer's flush counted as a third of it."""
+    seen: list[list[str]] = []
+
+    def popen(argv: list[str], **_: Any) -> Any:
+        seen.append(argv)
+        return None
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    profile.start_recording(1, 2.0, Path("out"), native=True, gil=True)
+    profile.start_recording(1, 2.0, Path("out"))
+    assert "--gil" in seen[0] and "--native" in seen[0]
+    assert "--gil" not in seen[1] and "--nonblocking" in seen[1]
+
+
 def test_profile_names_compiled_functions_and_folds_c_helpers_into_their_caller() -> None:
     """py-spy --native: mypyc's functions get their Python names; the interpreter's C helpers
     below them count as their caller's own time."""

@@ -345,7 +345,7 @@ def profile_engagement(ctx: Context, seconds: float) -> dict[str, Any]:
         wait_owned(workers, ctx.partitions)
         output = ctx.workdir / "profile.txt"
         try:
-            text = record(pid_of(workers[0]), seconds, output, native=True)
+            text = record(pid_of(workers[0]), seconds, output, native=True, gil=True)
         except RuntimeError as exc:
             say(f"profile: not taken: {exc}")
             return {"failed": str(exc)}
@@ -353,6 +353,9 @@ def profile_engagement(ctx: Context, seconds: float) -> dict[str, Any]:
     finally:
         stop_workers(workers)
     result = top_functions(text)
-    tool = "py-spy record --subprocesses --native --format raw (C helpers counted as their caller)"
+    tool = (
+        "py-spy record --subprocesses --native --gil --format raw (the thread holding the GIL "
+        "only: CPU, not waits; C helpers counted as their caller)"
+    )
     result.update(tool=tool, seconds=seconds, events=done)
     return result

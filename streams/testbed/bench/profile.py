@@ -81,15 +81,54 @@ def parse_collapsed(
     return samples, own, total
 
 
+# The parts of the pipeline a sample is charged to: the first whose marker is on its stack
+# (so a deadline fired from within a batch's fold counts as deadlines).
+PARTS = (
+    ("Engine._fire_due (", "engine: deadlines due"),
+    ("Engine._fold_user (", "engine: fold of a batch's users"),
+    ("Engine.", "engine: other"),
+    ("RdictPartition.", "RocksDB reads and writes"),
+    ("Deliverer.", "delivery to Kafka (confluent-kafka)"),
+    ("decode_record (", "by_user record decode"),
+    ("IngestService.", "ingest (decode, validate, route, produce)"),
+    ("(prometheus_client/", "Prometheus metrics"),
+    ("(faust/", "Faust"),
+    ("(mode/", "Faust"),
+    ("(aiokafka/", "aiokafka"),
+    ("(asyncio/", "asyncio"),
+)
+
+
+def shares_by_part(text: str, process: str | None = None) -> dict[str, float]:
+    """Each pipeline part's share of the samples in % (:data:`PARTS`; ``other`` for the
+    rest), largest first, of one process only when ``process`` names it."""
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        name, frames = split_process(stack)
+        if not frames or (process is not None and name != process):
+            continue
+        joined = ";".join(frames)
+        part = next((part for marker, part in PARTS if marker in joined), "other")
+        counts[part] += int(count_text)
+    samples = sum(counts.values())
+    return {part: round(100.0 * n / samples, 1) for part, n in counts.most_common()}
+
+
 def top_functions(text: str, limit: int = 15) -> dict[str, Any]:
-    """The ``limit`` functions with the most own time, with own and total shares in %, over
-    all processes and (``processes``) per process with its share of the samples."""
+    """The ``limit`` functions with the most own time, with own and total shares in %, and
+    the samples by pipeline part (:func:`shares_by_part`), over all processes and
+    (``processes``) per process with its share of the samples."""
     result = _top(text, limit, None)
     if result["samples"]:
+        result["parts"] = shares_by_part(text)
         found = {split_process(line.rpartition(" ")[0])[0] for line in text.splitlines()}
         parts = {name: _top(text, limit, name) for name in PROCESS_NAMES if name in found}
-        for part in parts.values():
+        for name, part in parts.items():
             part["share_pct"] = round(100.0 * part["samples"] / result["samples"], 2)
+            part["parts"] = shares_by_part(text, name)
         result["processes"] = parts
     return result
 
@@ -123,12 +162,21 @@ def py_spy() -> str | None:
 
 
 def start_recording(
-    pid: int, seconds: float, output: Path, rate: int = 100, *, native: bool = False
+    pid: int,
+    seconds: float,
+    output: Path,
+    rate: int = 100,
+    *,
+    native: bool = False,
+    gil: bool = False,
 ) -> Any:
     """Start sampling ``pid`` (and its children) for ``seconds`` in the background; hand the
     returned process to :func:`finish_recording`. ``native``: with native frames, which is
     how functions compiled by mypyc show (py-spy then pauses the process for each sample);
-    otherwise without pausing it, their time counts as their Python caller's."""
+    otherwise without pausing it, their time counts as their Python caller's. ``gil``: only
+    the thread holding the GIL is sampled, which is where the process spends its CPU (a
+    thread waiting in a C call, a producer's ``flush`` say, would count as busy with
+    ``native``)."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
@@ -136,6 +184,8 @@ def start_recording(
     argv += ["--duration", str(max(1, round(seconds)))]
     argv += ["--rate", str(rate), "--format", "raw", "--output", str(output)]
     argv.append("--native" if native else "--nonblocking")
+    if gil:
+        argv.append("--gil")
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -154,7 +204,9 @@ def finish_recording(proc: Any, seconds: float, output: Path) -> str:
     return output.read_text()
 
 
-def record(pid: int, seconds: float, output: Path, rate: int = 100, *, native: bool = False) -> str:
-    """Sample ``pid`` for ``seconds``; the collapsed stacks (raises RuntimeError on failure)."""
-    proc = start_recording(pid, seconds, output, rate, native=native)
+def record(pid: int, seconds: float, output: Path, rate: int = 100, **modes: bool) -> str:
+    """Sample ``pid`` for ``seconds`` (``modes``: ``native``, ``gil``, as
+    :func:`start_recording` takes them); the collapsed stacks (raises RuntimeError on
+    failure)."""
+    proc = start_recording(pid, seconds, output, rate, **modes)
     return finish_recording(proc, seconds, output)

@@ -371,9 +371,18 @@ def _profile_lines(title: str, profile: Mapping[str, Any] | None) -> list[str]:
             "",
             f"{name}: {_fmt(float(part.get('share_pct', 0)), 1)} % of the samples",
             "",
+            *_parts_table(part.get("parts") or {}),
             *_profile_table(part.get("top_self") or []),
         ]
     return lines
+
+
+def _parts_table(parts: Mapping[str, float]) -> list[str]:
+    """Its samples by pipeline part (:data:`streams.testbed.bench.profile.PARTS`)."""
+    if not parts:
+        return []
+    rows = [[name, _fmt(float(share), 1)] for name, share in parts.items()]
+    return [*_table(["part of the pipeline", "% of its samples"], rows), ""]
 
 
 def _profile_table(functions: list[Mapping[str, Any]]) -> list[str]:
