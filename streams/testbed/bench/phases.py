@@ -230,17 +230,17 @@ def measure_engagement(
     return run
 
 
-def measure_raw(ctx: Context) -> SystemRun:
-    """The raw confluent-kafka loop as a child process."""
-    say("raw_limit: plain confluent-kafka loop (decode + validate + fold), one process")
+def measure_raw(ctx: Context, phase: str = "raw_limit") -> SystemRun:
+    """The raw confluent-kafka loop as a child process (its own consumer group per phase)."""
+    say(f"{phase}: plain confluent-kafka loop (decode + validate + fold), one process")
     argv = [sys.executable, "-m", "streams.testbed.bench.raw", "--bootstrap", ctx.bootstrap]
-    argv += ["--topic", ctx.input_topic, "--group", ctx.name("raw"), "--expect", str(ctx.events)]
+    argv += ["--topic", ctx.input_topic, "--group", ctx.name(phase), "--expect", str(ctx.events)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
     if done.returncode != 0:
-        raise BrokerError(f"raw limit failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        raise BrokerError(f"{phase} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     result = orjson.loads(done.stdout.strip().splitlines()[-1])
     run = SystemRun(int(result["events"]), float(result["wall_s"]), float(result["cpu_s"]))
-    say(f"raw_limit: {run.events:,} events in {run.wall_s:.1f}s = {run.events_per_s:,.0f}/s")
+    say(f"{phase}: {run.events:,} events in {run.wall_s:.1f}s = {run.events_per_s:,.0f}/s")
     return run
 
 
