@@ -81,8 +81,8 @@ def parse_collapsed(
     return samples, own, total
 
 
-# The parts of the pipeline a sample is charged to: the first whose marker is on its stack
-# (so a deadline fired from within a batch's fold counts as deadlines).
+# The parts of the pipeline a sample is charged to: the first whose marker is anywhere on its
+# stack (so a deadline fired from within a batch's fold counts as deadlines) ...
 PARTS = (
     ("Engine._fire_due (", "engine: deadlines due"),
     ("Engine._fold_user (", "engine: fold of a batch's users"),
@@ -91,28 +91,42 @@ PARTS = (
     ("Deliverer.", "delivery to Kafka (confluent-kafka)"),
     ("decode_record (", "by_user record decode"),
     ("IngestService.", "ingest (decode, validate, route, produce)"),
+)
+# ... else the first that the innermost frame's file matches (every agent runs under Faust's
+# frames: only its own code counts as Faust)
+LEAF_PARTS = (
     ("(prometheus_client/", "Prometheus metrics"),
     ("(faust/", "Faust"),
     ("(mode/", "Faust"),
     ("(aiokafka/", "aiokafka"),
     ("(asyncio/", "asyncio"),
+    ("(selectors.py)", "asyncio"),
+    ("(streams/", "worker runtime (streams/, agents/)"),
+    ("(agents/", "worker runtime (streams/, agents/)"),
 )
 
 
+def part_of(frames: list[str]) -> str:
+    """The part of the pipeline (:data:`PARTS`, :data:`LEAF_PARTS`) a stack is charged to."""
+    joined = ";".join(frames)
+    for marker, part in PARTS:
+        if marker in joined:
+            return part
+    leaf = frames[-1] if frames else ""
+    return next((part for marker, part in LEAF_PARTS if marker in leaf), "other")
+
+
 def shares_by_part(text: str, process: str | None = None) -> dict[str, float]:
-    """Each pipeline part's share of the samples in % (:data:`PARTS`; ``other`` for the
-    rest), largest first, of one process only when ``process`` names it."""
+    """Each pipeline part's share of the samples in % (:func:`part_of`), largest first, of
+    one process only when ``process`` names it."""
     counts: Counter[str] = Counter()
     for line in text.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         name, frames = split_process(stack)
-        if not frames or (process is not None and name != process):
-            continue
-        joined = ";".join(frames)
-        part = next((part for marker, part in PARTS if marker in joined), "other")
-        counts[part] += int(count_text)
+        if frames and (process is None or name == process):
+            counts[part_of(frames)] += int(count_text)
     samples = sum(counts.values())
     return {part: round(100.0 * n / samples, 1) for part, n in counts.most_common()}
 
