@@ -72,7 +72,7 @@ def finish(system: System, load: Workload, scenario: str, fault_over: float, not
     wait_for_quiet_clock(system, load)
     rules = rules_of(system.settings)
     events = load.raw_events(system)
-    late = system.late_events(events, rules.lateness_ms)
+    late = system.late_events(events, rules.lateness_ms, system.settings.idle_timeout)
     settings = system.settings
     staleness = Staleness(round(settings.signal_max_age * 1000), settings.clock, load.start_ms)
     for _ in range(6):  # signals of the last deadlines may still be on their way
@@ -103,7 +103,8 @@ def finish(system: System, load: Workload, scenario: str, fault_over: float, not
                     "signals": [s.to_dict() for s in ledger.signals],
                     "settings": system.env,
                     "inputs": [
-                        [*o, *(i or ("", "")), system.calls[o]] for o, i in system.inputs.items()
+                        [*o, *(i or ("", "")), system.calls[o], system.acked.get(o)]
+                        for o, i in system.inputs.items()
                     ],
                     "by_user": by_user_summary(system),
                 }

@@ -31,6 +31,7 @@ from streams.settings import Settings
 from streams.testbed.brokers import free_port
 from streams.testbed.processes import WorkerProcess
 from streams.worker.codecs import decode_batch
+from tests.faults.arrival import resumed_fronts
 from tests.faults.ledger import Offset
 from tests.oracle import RawEvent
 
@@ -98,6 +99,7 @@ class System:
     inputs: dict[Offset, Ident] = field(default_factory=dict)
     sent: list[RawEvent] = field(default_factory=list)  # paced events, as stamped and sent
     calls: dict[Offset, int] = field(default_factory=dict)  # input offset -> publish call number
+    acked: dict[Offset, float] = field(default_factory=dict)  # -> monotonic s of its report
     _calls_made: int = 0
     _origin_ms: int | None = None  # wall ms of a paced message's at_ms 0
     _senders: list[tuple[threading.Thread, list[BaseException]]] = field(default_factory=list)
@@ -147,8 +149,10 @@ class System:
                 if err is not None:
                     failures.append(str(err))
                 else:
-                    self.inputs[(msg.partition(), msg.offset())] = ident
-                    self.calls[(msg.partition(), msg.offset())] = call
+                    where = (msg.partition(), msg.offset())
+                    self.inputs[where] = ident
+                    self.calls[where] = call
+                    self.acked[where] = time.monotonic()
 
             return delivered
 
@@ -166,12 +170,20 @@ class System:
         if producer.flush(60) != 0 or failures:
             raise BrokerError(f"input not delivered: {failures[:3]}")
 
-    def late_events(self, events: Sequence[RawEvent], lateness_ms: int) -> list[Late]:
+    def late_events(
+        self, events: Sequence[RawEvent], lateness_ms: int, idle_s: float
+    ) -> list[Late]:
         """The valid events that arrived later than the allowed lateness: behind the newest
         event time published before them on their partition, or (the partitions went idle
         between two publish calls, so the watermark followed the newest of any) before them
-        in an earlier call, by more than ``lateness_ms``. Only each event's first copy counts."""
+        in an earlier call, or (their partition resumed after ``idle_s`` of silence:
+        :mod:`tests.faults.arrival`) on another partition before it resumed, by more than
+        ``lateness_ms``. Only each event's first copy counts."""
         times = {(e.user_id, e.event_id): e.timestamp_ms for e in events}
+        timed = {
+            where: times[i] for where, i in self.inputs.items() if i is not None and i in times
+        }
+        resumed = resumed_fronts(self.acked, timed, idle_s)
         newest_call: dict[int, int] = {}
         for where, ident in self.inputs.items():
             if ident in times:
@@ -185,7 +197,7 @@ class System:
                 continue
             call = self.calls[(partition, position)]
             before = max((ms for c, ms in newest_call.items() if c < call), default=0)
-            front = max(frontier.get(partition, 0), before)
+            front = max(frontier.get(partition, 0), before, resumed.get((partition, position), 0))
             ms = times[ident]
             if ident not in seen and ms < front - lateness_ms:
                 late.append(Late(ident[0], ms, front))

@@ -8,9 +8,11 @@ check). Three classes of difference are inherent and allowed, each checked rathe
 
 * **late**: the user has an event that arrived later than the allowed lateness
   (:meth:`System.late_events`: behind the newest event time its partition had seen by more
-  than the lateness), and the difference is a deadline between that event's time and where
-  the clock could have been when it arrived (the deadline fired, or its silence began, before
-  the event was read), or the ``reactivated`` signal ending such a deadline's silence.
+  than the lateness, or behind the other partitions' if its partition resumed after the idle
+  timeout: :mod:`tests.faults.arrival`), and the difference is a deadline between that
+  event's time and where the clock could have been when it arrived (the deadline fired, or
+  its silence began, before the event was read), or the ``reactivated`` signal ending such a
+  deadline's silence.
 * **backlog** (wall clock): a deadline signal that fired before an older event of the same
   user, waiting in a backlog past the deadline, was folded, and the ``reactivated`` signal
   that event then produced. Its proof is in the delivered signals themselves: a
