@@ -42,7 +42,14 @@ from streams.testbed.bench.report import (
     write_report,
 )
 from streams.testbed.bench.run import start_kafka
-from streams.testbed.bench.stages import STAGES, Stamps, join_stamps, read_ready, split_stages
+from streams.testbed.bench.stages import (
+    STAGES,
+    Stamps,
+    first_second_split,
+    join_stamps,
+    read_ready,
+    split_stages,
+)
 from streams.testbed.processes import WorkerProcess
 
 
@@ -467,6 +474,23 @@ def test_latency_stages_in_the_markdown() -> None:
         in text
     )
     assert "| stage produce → Kafka acknowledged (event producer, broker append), ms" in text
+
+
+def test_latency_stages_split_the_first_second_from_the_rest() -> None:
+    stamps = [
+        Stamps(0, 400, 410, 430, 470, 480),  # produced first: 400 ms to its append
+        Stamps(999, 1003, 1010, 1030, 1070, 1080),
+        Stamps(1000, 1004, 1010, 1030, 1300, 1310),  # a second in: 270 ms in its group
+    ]
+    split = first_second_split(stamps)
+    assert split["first_second"]["kafka_append"]["max"] == 400.0
+    assert split["first_second"]["kafka_append"]["samples"] == 2
+    assert split["after"]["group_delivery"]["p99"] == 270.0
+    assert first_second_split([]) == {}
+    latency = {**summarize([100.0]), "stages": split_stages(stamps), "stages_split": split}
+    text = render_markdown(_report(latency_ms=latency))
+    row = "| stage p99 in the first second of returns / after it, ms | append 396 / 4 · ingest"
+    assert row in text
 
 
 class _State:

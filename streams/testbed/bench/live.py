@@ -43,7 +43,13 @@ from streams.testbed.bench.phases import (
 )
 from streams.testbed.bench.profile import finish_recording, start_recording, top_functions
 from streams.testbed.bench.report import summarize
-from streams.testbed.bench.stages import ByUserStamps, join_stamps, read_ready, split_stages
+from streams.testbed.bench.stages import (
+    ByUserStamps,
+    first_second_split,
+    join_stamps,
+    read_ready,
+    split_stages,
+)
 
 HOUR_MS = 3_600_000
 TRACKED = "engagement_users_tracked"
@@ -224,7 +230,9 @@ def _latency_figures(
     first = min(sent.values(), default=0.0)
     result["after_first_second"] = summarize([ms for at, ms in end_to_end if at - first >= 1])
     result["processed_at"] = summarize(engine)
-    result["stages"] = split_stages(join_stamps(sent, acked, by_user.stamp_ms, signals))
+    stamps = join_stamps(sent, acked, by_user.stamp_ms, signals)
+    result["stages"] = split_stages(stamps)
+    result["stages_split"] = first_second_split(stamps)
     return result
 
 

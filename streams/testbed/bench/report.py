@@ -261,6 +261,7 @@ def _figure_rows(report: Mapping[str, Any]) -> list[list[str]]:
         ],
         ["latency p99 by second of the returns, ms", _by_second(report)],
         *_stage_rows(report),
+        ["stage p99 in the first second of returns / after it, ms", _stage_split(report)],
         ["CPU while the returns were sent, % of a core", _cpu_shares(report)],
         ["dormancy deadline → signal, ms p50 / p99 (n)", pair("deadline_delay_ms")],
         ["RSS bytes per tracked user", _fmt(per_user.get("rss"), 0)],
@@ -274,13 +275,24 @@ def _figure_rows(report: Mapping[str, Any]) -> list[list[str]]:
     ]
 
 
-STAGE_LABELS = {
-    "kafka_append": "produce → Kafka acknowledged (event producer, broker append)",
-    "ingest": "Kafka acknowledged → by_user record (ingest step)",
-    "by_user_fetch_and_fold": "by_user record → fold (fetch, queue)",
-    "group_delivery": "fold → signal record (group made durable)",
-    "signal_fetch": "signal record → consumed by the bench",
+STAGE_LABELS = {  # stage -> (its row's label, its name in the first-second row)
+    "kafka_append": ("produce → Kafka acknowledged (event producer, broker append)", "append"),
+    "ingest": ("Kafka acknowledged → by_user record (ingest step)", "ingest"),
+    "by_user_fetch_and_fold": ("by_user record → fold (fetch, queue)", "fetch and fold"),
+    "group_delivery": ("fold → signal record (group made durable)", "group"),
+    "signal_fetch": ("signal record → consumed by the bench", "signal fetch"),
 }
+
+
+def _stage_split(report: Mapping[str, Any]) -> str:
+    split = _get(report, "latency_ms", "stages_split") or {}
+    early, later = split.get("first_second", {}), split.get("after", {})
+    parts = [
+        f"{label} {_fmt(early[name].get('p99'), 0)} / {_fmt(later[name].get('p99'), 0)}"
+        for name, (_, label) in STAGE_LABELS.items()
+        if name in early and name in later
+    ]
+    return " · ".join(parts) or "—"
 
 
 def _by_second(report: Mapping[str, Any]) -> str:
@@ -312,7 +324,7 @@ def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
     """One row per latency stage: p50 / p99 and its share of the mean total."""
     stages = _get(report, "latency_ms", "stages") or {}
     rows = []
-    for name, label in STAGE_LABELS.items():
+    for name, (label, _) in STAGE_LABELS.items():
         node = stages.get(name)
         if node is None:
             continue

@@ -18,7 +18,8 @@ For each returning user the latency phase knows six instants on the one clock of
 * ``seen``: the bench consumed the signal.
 
 :func:`split_stages` (pure) turns them into per-stage p50 / p99 / mean and each stage's share
-of the mean total (means add up, percentiles do not). :class:`ByUserStamps` reads the by_user
+of the mean total (means add up, percentiles do not), and :func:`first_second_split` the
+same for the phase's first second and the rest. :class:`ByUserStamps` reads the by_user
 topic for the ``ingested`` instants.
 """
 
@@ -63,6 +64,17 @@ def split_stages(samples: Sequence[Stamps]) -> dict[str, Any]:
         figures["share"] = round(means[name] / total, 3) if total > 0 else None
         out[name] = figures
     return out
+
+
+def first_second_split(samples: Sequence[Stamps]) -> dict[str, Any]:
+    """:func:`split_stages` of the returns produced in the phase's first second and of the
+    rest: which stage the first second's slow ones wait in."""
+    if not samples:
+        return {}
+    first = min(s.sent for s in samples)
+    early = [s for s in samples if s.sent - first < 1000]
+    later = [s for s in samples if s.sent - first >= 1000]
+    return {"first_second": split_stages(early), "after": split_stages(later)}
 
 
 def join_stamps(
