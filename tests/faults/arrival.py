@@ -4,10 +4,11 @@ An input partition at its end for ``ENGAGEMENT_IDLE_TIMEOUT`` whose leader confi
 stops holding the event clock (README, "Idle means confirmed idle"), as Flink's
 ``withIdleness``: the other partitions' events move it on alone. Records that then reach the
 idle partition can lie behind that clock, and nothing a consumer can ask tells it they are on
-their way: in one run of the leader-kill scenario a publish call's records for one input
-partition reached the broker about 0.13 s after the other partitions' (its leadership was
-moving back to the returning node), after the broker had confirmed it empty; the clock had
-gone 1.5 days of that call's (compressed) event time past them.
+their way. In one run of the leader-kill scenario the ingest read a publish call's records for
+one input partition about 0.15 s after the other partitions' of the same call, and its clock
+had by then gone 1.5 days of that call's (compressed) event time past them; by the ingest's
+rules that takes a confirmation that the partition was at its end, so they reached the broker
+late (the returning node was most likely taking the partition's leadership back).
 
 The bound is the harness's own view of when records became readable, not the system's: the
 time each producer delivery report arrived. The harness publishes with ``acks=all``, so a
