@@ -6,9 +6,10 @@ stops holding the event clock (README, "Idle means confirmed idle"), as Flink's
 idle partition can lie behind that clock, and nothing a consumer can ask tells it they are on
 their way. In one run of the leader-kill scenario the ingest read a publish call's records for
 one input partition about 0.15 s after the other partitions' of the same call, and its clock
-had by then gone 1.5 days of that call's (compressed) event time past them; by the ingest's
-rules that takes a confirmation that the partition was at its end, so they reached the broker
-late (the returning node was most likely taking the partition's leadership back).
+was by then past 1,744 of those 2,106 events (1.7 days of the compressed event time past
+their median); by the ingest's rules that takes a confirmation that the partition was at its
+end, so they reached the broker late (the returning node was most likely taking the
+partition's leadership back).
 
 The bound is the harness's own view of when records became readable, not the system's: the
 time each producer delivery report arrived. The harness publishes with ``acks=all``, so a
