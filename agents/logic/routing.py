@@ -61,8 +61,10 @@ class Routed:
     newest_ms: dict[tuple[str, int], int] = field(default_factory=dict)  # per input partition
     event_types: dict[str, int] = field(default_factory=dict)  # valid events per event type
     # route_messages only, per input partition: whether its last item was the partition's end,
-    # and the newest record timestamp; and the consumer errors other than an end
+    # the offset that end was at (-1: not given), the newest record timestamp; and the consumer
+    # errors other than an end
     at_end: dict[tuple[str, int], bool] = field(default_factory=dict)
+    end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     read_ms: dict[tuple[str, int], int] = field(default_factory=dict)
     errors: list[Any] = field(default_factory=list)
     read: int = 0  # records read (messages that are not errors)
@@ -105,10 +107,10 @@ class Router:
     ) -> Routed:
         """:meth:`route` over the messages of ``Consumer.consume``, read in this one compiled
         pass. Also notes per input partition whether its last item was its end (an error of
-        code ``end_code``) and its newest record timestamp (``now_ms`` for a record whose
-        timestamp type is ``no_timestamp``); other errors are kept in ``errors``. A record that
-        is not an error but lacks its topic, partition or offset raises ValueError (it could be
-        neither routed nor committed past)."""
+        code ``end_code``), the offset that end was at, and its newest record timestamp
+        (``now_ms`` for a record whose timestamp type is ``no_timestamp``); other errors are
+        kept in ``errors``. A record that is not an error but lacks its topic, partition or
+        offset raises ValueError (it could be neither routed nor committed past)."""
         routed = Routed()
         at_end, read_ms = routed.at_end, routed.read_ms
         for msg in messages:
@@ -117,6 +119,7 @@ class Router:
             if error is not None:
                 if error.code() == end_code and topic is not None and partition is not None:
                     at_end[(topic, partition)] = True
+                    routed.end_offsets[(topic, partition)] = -1 if offset is None else offset
                 else:
                     routed.errors.append(error)
                 continue

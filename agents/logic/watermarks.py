@@ -41,6 +41,7 @@ class InputWatermark:
         "_assigned",
         "_at_end_since",
         "_confirmed",
+        "_end_offsets",
         "_idle_ms",
         "_lateness",
         "_newest",
@@ -55,6 +56,7 @@ class InputWatermark:
         self._idle_ms = idle_ms
         self._assigned: set[Hashable] = set()
         self._at_end_since: dict[Hashable, int] = {}  # partition -> wall ms it reached its end
+        self._end_offsets: dict[Hashable, int] = {}  # ... and the offset that end was at
         self._newest: dict[Hashable, int] = {}
         self._value = 0
         # at-end partitions the broker confirmed -> the frontier that confirmation vouches for
@@ -107,12 +109,16 @@ class InputWatermark:
 
     def _not_at_end(self, partition: Hashable) -> None:
         self._at_end_since.pop(partition, None)
+        self._end_offsets.pop(partition, None)
         self._confirmed.pop(partition, None)
         self._reads[partition] = self._reads.get(partition, 0) + 1
 
-    def reached_end(self, partition: Hashable, wall_ms: int) -> None:
-        """``partition`` has nothing more to read for now (its end-of-partition event)."""
+    def reached_end(self, partition: Hashable, wall_ms: int, end_offset: int) -> None:
+        """``partition`` has nothing more to read for now: its end-of-partition event, which
+        said where the end was (``end_offset``; negative: not known, and then the broker's
+        answers cannot confirm it)."""
         self._at_end_since.setdefault(partition, wall_ms)
+        self._end_offsets[partition] = end_offset
 
     def has_unread(self, partition: Hashable) -> None:
         """``partition`` has records not read yet (its high watermark is past our position):
@@ -127,11 +133,36 @@ class InputWatermark:
         """The partitions currently taken to be at their end."""
         return list(self._at_end_since)
 
+    def end_offset(self, partition: Hashable) -> int:
+        """Where ``partition``'s end was when it reached it (-1: not at its end, or not known)."""
+        return self._end_offsets.get(partition, -1)
+
     def ask(self, wall_ms: int) -> EndQuestion:
         """What to ask the broker now: are these at-end partitions really at their end? The
         answer (:meth:`confirmed`) vouches for the frontier as it is at this moment."""
         versions = {p: self._reads.get(p, 0) for p in self._at_end_since}
         return EndQuestion(versions, self._frontier(self._idle(wall_ms)))
+
+    def answer(self, question: EndQuestion, ends: Mapping[Hashable, int]) -> list[Hashable]:
+        """The broker answered ``question`` with each partition's end offset (``ends``). A
+        partition whose end lies past the offset its end-of-partition event gave has records
+        not read yet: it is not at its end any more, and is returned. The others are
+        :meth:`confirmed`. The offset comes from that event, not from the consumer's position,
+        because librdkafka knows no position before the first record: a consumer restarted at
+        a partition's end reports none (-1001) even while new records wait on the broker.
+        Partitions read since the question was asked are left alone (their answer is out of
+        date), and so are those whose end offset is not known."""
+        unread: list[Hashable] = []
+        at_end: list[Hashable] = []
+        for partition, end in ends.items():
+            known = self.end_offset(partition)
+            if known < 0 or self._reads.get(partition, 0) != question.versions.get(partition, -1):
+                continue
+            (unread if end > known else at_end).append(partition)
+        for partition in unread:
+            self._not_at_end(partition)
+        self.confirmed(question, at_end)
+        return unread
 
     def confirmed(self, question: EndQuestion, partitions: Iterable[Hashable]) -> None:
         """The broker answered ``question``: ``partitions`` had nothing unread. Those read

@@ -192,7 +192,7 @@ class IngestService(Service):
                 break
             self._seeds.turn(consumer)
             if self._ends is not None:
-                self._ends.turn(consumer)
+                self._ends.turn()
             if messages:
                 self._reopen_unread(consumer)  # a partition idle before a long flush may not be
                 self.step(messages)
@@ -246,7 +246,7 @@ class IngestService(Service):
             self.frontier.read(source, stamp, routed.newest_ms.get(source, 0))
         for source, ended in at_end.items():
             if ended:
-                self.watermark.reached_end(source, wall_ms)
+                self.watermark.reached_end(source, wall_ms, routed.end_offsets[source])
                 self.frontier.reached_end(source)
         self._count(routed, routed.read)
         if self.on_counted is not None:
@@ -315,21 +315,21 @@ class IngestService(Service):
 
     def _reopen_unread(self, consumer: Consumer) -> None:
         """A partition taken to be at its end whose high watermark (as the last fetch saw it)
-        is past our position has records still to read: it must hold the watermark."""
-        ended = self.watermark.at_end()
-        if not ended:
-            return
-        try:
-            positions = consumer.position(
-                [TopicPartition(*cast("tuple[str, int]", k)) for k in ended]
-            )
-            for tp in positions:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-                if tp.offset >= 0 and high > tp.offset:
-                    self.watermark.has_unread((tp.topic, tp.partition))
-                    self.frontier.has_unread((tp.topic, tp.partition))
-        except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
-            log.debug("unread check skipped: %s", exc)
+        is past the offset its end-of-partition event gave has records still to read: it must
+        hold the watermark. (Not the consumer's position: that is unknown until a record has
+        been read, as after a restart at the partition's end.)"""
+        for key in self.watermark.at_end():
+            end = self.watermark.end_offset(key)
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(*cast("tuple[str, int]", key)), cached=True
+                )
+            except KafkaException as exc:  # rebalancing: the assignment callbacks sort it out
+                log.debug("unread check skipped: %s", exc)
+                return
+            if end >= 0 and high > end:
+                self.watermark.has_unread(key)
+                self.frontier.has_unread(key)
 
     def _input_partitions(self, consumer: Consumer) -> int:
         """The input topic's partition count, asked once before subscribing (never from a

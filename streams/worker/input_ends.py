@@ -8,19 +8,20 @@ event time past that partition's events (which were waiting on the new leader) a
 fired for users who had been active. So the ingest asks the partitions' leaders for their end
 offsets every :data:`CONFIRM_EVERY_S`, without blocking its loop (the admin client answers
 with futures, looked at on a later turn), and hands the answers to the watermark
-(:meth:`agents.logic.watermarks.InputWatermark.confirmed`): an end past the read position
-means unread records; no answer means not confirmed, and an unconfirmed idle partition holds
-the clock like an active one.
+(:meth:`agents.logic.watermarks.InputWatermark.answer`): an end past the offset the
+partition's end-of-partition event gave means unread records; no answer means not confirmed,
+and an unconfirmed idle partition holds the clock like an active one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Hashable
 from concurrent.futures import Future
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from agents.logic.frontier import InputFrontier
@@ -44,7 +45,7 @@ class InputEnds:
         self._question: tuple[EndQuestion, Futures, float] | None = None
         self._asked_at = 0.0
 
-    def turn(self, consumer: Consumer) -> None:
+    def turn(self) -> None:
         """Apply the answer to the last question once it is in; ask the next when due."""
         now = time.monotonic()
         if self._question is not None:
@@ -53,7 +54,7 @@ class InputEnds:
             if waiting and now - asked < CONFIRM_TIMEOUT_S:
                 return
             self._question = None
-            self._answer(consumer, question, futures)
+            self._answer(question, futures)
         ended = self._watermark.at_end()
         if not ended or now - self._asked_at < CONFIRM_EVERY_S:
             return
@@ -68,27 +69,11 @@ class InputEnds:
             return
         self._question = (question, futures, now)
 
-    def _answer(self, consumer: Consumer, question: EndQuestion, futures: Futures) -> None:
-        answered = {
-            tp: int(future.result().offset)
+    def _answer(self, question: EndQuestion, futures: Futures) -> None:
+        ends: dict[Hashable, int] = {
+            (tp.topic, tp.partition): int(future.result().offset)
             for tp, future in futures.items()
             if future.done() and not future.cancelled() and future.exception() is None
         }
-        if not answered:
-            return
-        try:
-            read = consumer.position(list(answered))
-        except KafkaException as exc:  # rebalancing: asked again on a later turn
-            log.debug("positions not known: %s", exc)
-            return
-        positions = {(p.topic, p.partition): p.offset for p in read}
-        at_end = []
-        for tp, high in answered.items():
-            key = (tp.topic, tp.partition)
-            position = positions.get(key, -1)
-            if position >= 0 and high > position:  # records on the broker not read yet
-                self._watermark.has_unread(key)
-                self._frontier.has_unread(key)
-            else:
-                at_end.append(key)
-        self._watermark.confirmed(question, at_end)
+        for key in self._watermark.answer(question, ends):  # records on the broker not read yet
+            self._frontier.has_unread(key)

@@ -44,8 +44,10 @@ def record(
     )
 
 
-def end_of(topic: str, partition: int) -> Message:
-    return Message(topic=topic, partition=partition, error=KafkaError(EOF))
+def end_of(topic: str, partition: int, offset: int | None = None) -> Message:
+    if offset is None:
+        return Message(topic=topic, partition=partition, error=KafkaError(EOF))
+    return Message(topic=topic, partition=partition, offset=offset, error=KafkaError(EOF))
 
 
 def route(router: Router, messages: list[Message]) -> Routed:
@@ -92,15 +94,17 @@ def test_routes_as_route_does_over_the_same_records() -> None:
 def test_reads_ends_and_record_timestamps_per_partition() -> None:
     messages = [
         record("in", 0, 0, event("ann", 0)),
-        end_of("in", 0),
+        end_of("in", 0, 1),
         record("in", 1, 5, event("bob", 5), stamp=(TIMESTAMP_NOT_AVAILABLE, 0)),
         record("in", 2, 7, event("cy", 7)),
-        end_of("in", 2),
+        end_of("in", 2, 8),
         record("in", 2, 8, event("cy", 8)),  # read after its end: not at the end any more
-        end_of("in", 3),
+        end_of("in", 3, 40),  # a restart at the end: an end, no record
+        end_of("in", 1),  # an end without its offset
     ]
     routed = route(Router(4, LIMITS), messages)
-    assert routed.at_end == {("in", 0): True, ("in", 1): False, ("in", 2): False, ("in", 3): True}
+    assert routed.at_end == {("in", 0): True, ("in", 1): True, ("in", 2): False, ("in", 3): True}
+    assert routed.end_offsets == {("in", 0): 1, ("in", 1): -1, ("in", 2): 8, ("in", 3): 40}
     # no timestamp: read now
     assert routed.read_ms == {("in", 0): NOW - 1_000, ("in", 1): NOW, ("in", 2): NOW - 992}
     assert routed.read == 4

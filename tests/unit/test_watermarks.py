@@ -13,6 +13,7 @@ H = 3_600_000
 
 
 IDLE = 30_000
+END = 7  # the offset an end-of-partition event gave
 
 
 def test_the_slowest_active_partition_holds_the_watermark() -> None:
@@ -30,11 +31,11 @@ def test_an_idle_partition_does_not_hold_the_others_back() -> None:
     wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
     wm.assign(["p0", "p1"])
     wm.observe("p0", 50 * H)
-    wm.reached_end("p1", wall_ms=1_000)
+    wm.reached_end("p1", wall_ms=1_000, end_offset=END)
     assert wm.value(1_000 + IDLE) == 0  # idle, but the broker has not confirmed its end
     wm.confirmed(wm.ask(1_000 + IDLE), ["p1"])
     assert wm.value(1_000 + IDLE) == 49 * H  # p1 at its end for the idle timeout
-    wm.reached_end("p0", wall_ms=40_000)
+    wm.reached_end("p0", wall_ms=40_000, end_offset=END)
     wm.confirmed(wm.ask(40_000 + IDLE), ["p0", "p1"])
     assert wm.value(40_000 + IDLE) == 49 * H
     wm.observe("p1", 20 * H)  # new data on p1 (older): the watermark never goes back
@@ -48,12 +49,12 @@ def test_reaching_the_end_is_not_idleness() -> None:
     wm.assign(["p0", "p1"])
     wm.observe("p0", 10 * H)
     wm.observe("p1", 90 * H)
-    wm.reached_end("p0", wall_ms=0)
-    wm.reached_end("p1", wall_ms=0)
+    wm.reached_end("p0", wall_ms=0, end_offset=END)
+    wm.reached_end("p1", wall_ms=0, end_offset=END)
     assert wm.value(IDLE - 1) == 9 * H  # both at their end, neither idle yet: the minimum
     wm.observe("p0", 12 * H)  # p0's producer was only behind
     assert wm.value(IDLE + 5_000) == 11 * H
-    wm.reached_end("p0", wall_ms=IDLE + 5_000)
+    wm.reached_end("p0", wall_ms=IDLE + 5_000, end_offset=END)
     wm.confirmed(wm.ask(2 * IDLE + 5_000), ["p0", "p1"])
     assert wm.value(2 * IDLE + 5_000) == 89 * H  # both idle now: nothing left to wait for
 
@@ -63,7 +64,7 @@ def test_a_partition_with_unread_records_is_never_idle() -> None:
     wm.assign(["p0", "p1"])
     wm.observe("p0", 10 * H)
     wm.observe("p1", 90 * H)
-    wm.reached_end("p0", wall_ms=0)
+    wm.reached_end("p0", wall_ms=0, end_offset=END)
     wm.has_unread("p0")  # its high watermark moved past our position since
     assert wm.value(10 * IDLE) == 9 * H
     assert wm.at_end() == []
@@ -104,13 +105,49 @@ def test_an_idle_partition_holds_the_clock_until_the_broker_confirms_its_end() -
     wm.assign(["p0", "p1"])
     wm.observe("p0", 50 * H)
     wm.observe("p1", 20 * H)
-    wm.reached_end("p1", wall_ms=0)
+    wm.reached_end("p1", wall_ms=0, end_offset=END)
     question = wm.ask(IDLE)
     assert wm.value(10 * IDLE) == 19 * H  # no answer (the leader is down): held
     wm.confirmed(question, [])  # the broker answered for none of them
     assert wm.value(10 * IDLE) == 19 * H
     wm.confirmed(question, ["p1"])
     assert wm.value(10 * IDLE) == 49 * H
+
+
+def test_the_broker_confirms_an_end_only_at_the_offset_the_end_event_gave() -> None:
+    """The answer is compared with where the end-of-partition event said the end was (not the
+    consumer's position, which librdkafka does not know before the first record: -1001 after
+    a restart at the partition's end, even with new records waiting on the broker)."""
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 50 * H)
+    wm.observe("p1", 20 * H)
+    wm.reached_end("p1", wall_ms=0, end_offset=12)
+    question = wm.ask(IDLE)
+    assert wm.answer(question, {"p1": 14}) == ["p1"]  # two records past it: unread
+    assert wm.at_end() == []
+    assert wm.value(10 * IDLE) == 19 * H  # p1 holds the clock again
+    wm.reached_end("p1", wall_ms=IDLE, end_offset=14)
+    assert wm.answer(wm.ask(2 * IDLE), {"p1": 14}) == []
+    assert wm.at_end() == ["p1"]
+    assert wm.value(10 * IDLE) == 49 * H
+
+
+def test_an_end_of_unknown_offset_or_a_stale_answer_confirms_nothing() -> None:
+    wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
+    wm.assign(["p0", "p1"])
+    wm.observe("p0", 50 * H)
+    wm.observe("p1", 20 * H)
+    wm.reached_end("p1", wall_ms=0, end_offset=-1)  # the event gave no offset
+    assert wm.answer(wm.ask(IDLE), {"p1": 0}) == []
+    assert wm.value(10 * IDLE) == 19 * H  # held: nothing vouches for p1's end
+    wm.reached_end("p0", wall_ms=0, end_offset=5)
+    question = wm.ask(IDLE)
+    wm.observe("p0", 60 * H)  # read after the question was asked
+    wm.reached_end("p0", wall_ms=IDLE, end_offset=9)
+    assert wm.answer(question, {"p0": 20}) == []  # out of date: p0 stays at its (new) end
+    assert wm.at_end() == ["p1", "p0"]
+    assert wm.end_offset("p0") == 9
 
 
 def test_data_read_after_a_confirmation_waits_for_the_next_one() -> None:
@@ -120,8 +157,8 @@ def test_data_read_after_a_confirmation_waits_for_the_next_one() -> None:
     wm.assign(["p0", "p1"])
     wm.observe("p0", 30 * H)
     wm.observe("p1", 30 * H)
-    wm.reached_end("p0", wall_ms=0)
-    wm.reached_end("p1", wall_ms=0)
+    wm.reached_end("p0", wall_ms=0, end_offset=END)
+    wm.reached_end("p1", wall_ms=0, end_offset=END)
     wm.confirmed(wm.ask(IDLE), ["p0", "p1"])
     assert wm.value(IDLE) == 29 * H
     wm.observe("p0", 90 * H)  # the burst, first read on p0; p1's part is still to be fetched
@@ -131,7 +168,7 @@ def test_data_read_after_a_confirmation_waits_for_the_next_one() -> None:
     wm.confirmed(question, ["p1"])  # an answer for a partition read since is out of date
     assert wm.value(IDLE + 3) == 29 * H
     wm.observe("p1", 80 * H)
-    wm.reached_end("p1", wall_ms=IDLE + 4)
+    wm.reached_end("p1", wall_ms=IDLE + 4, end_offset=END)
     wm.confirmed(wm.ask(2 * IDLE + 4), ["p1"])
     assert wm.value(2 * IDLE + 4) == 89 * H  # p1 idle and confirmed again: p0 sets it
 
@@ -165,8 +202,8 @@ def test_an_instance_starting_at_the_end_of_its_input_takes_the_clock_from_the_c
     the committed offsets' event times, it moves the clock where the dead one would have."""
     wm = InputWatermark(lateness_ms=H, idle_ms=IDLE)
     wm.assign(["p0", "p1"])
-    wm.reached_end("p0", wall_ms=0)
-    wm.reached_end("p1", wall_ms=0)
+    wm.reached_end("p0", wall_ms=0, end_offset=END)
+    wm.reached_end("p1", wall_ms=0, end_offset=END)
     wm.confirmed(wm.ask(IDLE), ["p0", "p1"])
     assert wm.value(IDLE) == 0  # no event time known: without the commits, stuck here
     wm.seed("p0", newest_of(commit_metadata(40 * H)))
