@@ -125,6 +125,16 @@ class Settings:
         "ENGAGEMENT_PARTITIONS partitions: a worker owning all of them keeps at most this many. "
         "0: none, every read goes to RocksDB.",
     )
+    state_write_back: float = setting(
+        "ENGAGEMENT_STATE_WRITE_BACK",
+        "5s",
+        as_duration_or_off,
+        "rocksdict:// only: how long user states already in the changelog may wait before they "
+        "are written to RocksDB, so that a user changed several times meanwhile is written once "
+        "(as Kafka Streams' commit interval); sooner once ENGAGEMENT_STATE_CACHE states wait. "
+        "The store records the changelog offset it holds only after the write, so a crash "
+        "re-reads the waiting states from the changelog. off: written at once.",
+    )
     data_dir: str = setting(
         "ENGAGEMENT_DATA_DIR",
         "data",

@@ -70,6 +70,7 @@ class Runtime:
             help="Per-user engagement state (compact binary, see agents/logic/state.py).",
             on_partitions=self.on_partitions,
             restorer=functools.partial(read_partitions, settings),
+            write_back=(settings.state_write_back, max(1, settings.state_cache)),
         )
         app.tables.add(self.table)
         self.engine = Engine(engine_config(settings))
