@@ -12,7 +12,9 @@ check). Three classes of difference are inherent and allowed, each checked rathe
   timeout: :mod:`tests.faults.arrival`), and the difference is a deadline between that
   event's time and where the clock could have been when it arrived (the deadline fired, or
   its silence began, before the event was read), or the ``reactivated`` signal ending such a
-  deadline's silence.
+  deadline's silence. On the event clock that deadline may have fired older than
+  ``ENGAGEMENT_SIGNAL_MAX_AGE``, so suppressed: neither delivered nor expected, it is no
+  difference, and the return is checked against the dormant deadline its silence implies.
 * **backlog** (wall clock): a deadline signal that fired before an older event of the same
   user, waiting in a backlog past the deadline, was folded, and the ``reactivated`` signal
   that event then produced. Its proof is in the delivered signals themselves: a
@@ -135,21 +137,30 @@ def late_explained(
     by_user: dict[str, list[Late]] = {}
     for event in late:
         by_user.setdefault(event.user_id, []).append(event)
+
+    def passed_before(user: str, deadline: int, after: int = 0) -> bool:
+        """A late event of ``user`` after ``after`` lands before ``deadline``, and the clock
+        could have passed that deadline when the event was read."""
+        return any(
+            after < e.timestamp_ms < deadline <= e.frontier_ms - rules.lateness_ms + TIMER_MS
+            for e in by_user.get(user, ())
+        )
+
     deadlines = {
         (user, kind, ms)
         for user, kind, ms in differences
-        if kind != "reactivated"
-        and any(
-            e.timestamp_ms < ms <= e.frontier_ms - rules.lateness_ms + TIMER_MS
-            for e in by_user.get(user, ())
-        )
+        if kind != "reactivated" and passed_before(user, ms)
     }
     silence = round(rules.churned_days * 86_400_000)
+    dormant = round(rules.dormant_days * 86_400_000)
     returns = {
         (user, kind, ms)
         for user, kind, ms in differences
         if kind == "reactivated"
-        and any(u == user and ms < d <= ms + silence for u, _, d in deadlines)
+        and (
+            any(u == user and ms < d <= ms + silence for u, _, d in deadlines)
+            or passed_before(user, ms + dormant, after=ms)
+        )
     }
     return deadlines | returns
 
