@@ -17,7 +17,7 @@ from streams.settings import Settings
 from streams.testbed.bench import profile
 from streams.testbed.bench.cli import add_bench_parser
 from streams.testbed.bench.data import quick_event
-from streams.testbed.bench.live import by_second
+from streams.testbed.bench.live import WARM, Window, _returns, by_second
 from streams.testbed.bench.measure import (
     cpu_by_process,
     filesystem_of,
@@ -554,6 +554,23 @@ def test_latency_by_second_of_the_returns() -> None:
         (2, 2, 120.0),
     ]
     assert by_second([]) == []
+
+
+def test_the_measured_returns_start_after_the_warm_up_and_open_the_window() -> None:
+    """The profiler and the CPU reading start once, just before the first measured return."""
+    made: list[str] = []
+    starts: list[int] = []
+
+    def start() -> Window:
+        starts.append(len(made))
+        return Window("sampler", {"worker": 1.0}, 5.0)
+
+    window = Window()
+    for event in _returns(2, 3, start, window):
+        made.append(event["user_id"])
+    assert made == [f"{WARM}0000000", f"{WARM}0000001", "lat0000000", "lat0000001", "lat0000002"]
+    assert starts == [2]
+    assert (window.sampler, window.cpu, window.began) == ("sampler", {"worker": 1.0}, 5.0)
 
 
 class Queue:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -60,6 +61,8 @@ def now_ms() -> int:
 
 
 SETTLE_S = 2.0  # quiet time between the dormant burst and the returns
+WARM_UP_S = 1.0  # returns of other users before the measured ones, at the same rate
+WARM = "latw"  # the warm-up users' prefix (their signals pass the "lat" filters, not the figures)
 
 
 def live_env(ctx: Context, phase: str, topic: str) -> dict[str, str]:
@@ -146,13 +149,44 @@ def signal_log(ctx: Context, phase: str, kinds: set[str], prefix: str) -> Signal
     return SignalLog(client, kinds, prefix)
 
 
+@dataclass
+class Window:
+    """The measured returns' start: the profiler (if any) and each process's CPU so far."""
+
+    sampler: Any = None
+    cpu: dict[str, float] = field(default_factory=dict)
+    began: float = 0.0
+
+
+def _returns(
+    warm: int, users: int, start: Callable[[], Window], window: Window
+) -> Iterator[dict[str, Any]]:
+    """The warm-up users' returns, then the measured users' (``window`` starts before the
+    first of those is made, so it covers the measured returns only)."""
+    for i in range(warm):
+        yield quick_event(f"{WARM}{i:07d}", now_ms(), 1)
+    started = start()
+    window.sampler, window.cpu, window.began = started.sampler, started.cpu, started.began
+    for i in range(users):
+        yield quick_event(f"lat{i:07d}", now_ms(), 1)
+
+
 def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False) -> dict[str, Any]:
-    """Produce -> reactivated signal consumed, for ``users`` users returning at ``rate``/s;
-    with ``profile``, the worker (and its ingest child) sampled while the returns arrive."""
+    """Produce -> reactivated signal consumed, for ``users`` users returning at ``rate``/s
+    after :data:`WARM_UP_S` of other users' returns at the same rate (not measured: the
+    first second after a pause is the broker's disk's, README "Latency"); with ``profile``,
+    the worker (and its ingest child) sampled while the measured returns arrive."""
     phase, topic = "latency", f"{ctx.name('latency')}-input"
     create_topics(ctx.bootstrap, [topic], ctx.partitions)
     say(f"latency: {users:,} users made dormant (2s), then returning at {rate:,.0f} events/s")
     workers = start_workers(ctx, phase, live_env(ctx, phase, topic), 1)
+    pid, warm = pid_of(workers[0]), round(WARM_UP_S * rate)
+    seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
+
+    def start() -> Window:
+        sampler = start_recording(pid, seconds, output) if profile else None
+        return Window(sampler, cpu_by_process(pid, ctx.broker_pid), time.monotonic())
+
     try:
         wait_owned(workers, ctx.partitions)
         log = signal_log(ctx, phase, {"dormant", "reactivated"}, "lat")
@@ -160,9 +194,9 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
             ctx.bootstrap, f"{ctx.name(phase)}.events.by_user", f"{ctx.name(phase)}-stamps", "lat"
         )
         client = producer(ctx.bootstrap, **{"linger.ms": 0})
+        produce_all(client, topic, quick_events(WARM, warm, now_ms))
         produce_all(client, topic, quick_events("lat", users, now_ms))
-        log.wait("dormant", users, 120, "latency")
-        returns = (quick_event(f"lat{i:07d}", now_ms(), 1) for i in range(users))
+        log.wait("dormant", users + warm, 120, "latency")
 
         def poll(timeout: float) -> None:
             log.poll(timeout)
@@ -174,34 +208,24 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
         settle = time.monotonic() + SETTLE_S
         while time.monotonic() < settle:
             poll(0.05)
-
-        seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
-        sampler = start_recording(pid_of(workers[0]), seconds, output) if profile else None
-        cpu_before, began = cpu_by_process(pid_of(workers[0]), ctx.broker_pid), time.monotonic()
         acked: dict[str, float] = {}
-        sent = paced(client, topic, returns, rate, poll, acked=acked)
-        cpu_after = cpu_by_process(pid_of(workers[0]), ctx.broker_pid)
-        cpu = percent_of_a_core(cpu_before, cpu_after, time.monotonic() - began)
-        log.wait("reactivated", users, 60, "latency")
+        window = Window()
+        sent = paced(client, topic, _returns(warm, users, start, window), rate, poll, acked=acked)
+        cpu = percent_of_a_core(
+            window.cpu, cpu_by_process(pid, ctx.broker_pid), time.monotonic() - window.began
+        )
+        log.wait("reactivated", users + warm, 60, "latency")
+        warmed = {user: at for user, at in sent.items() if user.startswith(WARM)}
+        sent = {user: at for user, at in sent.items() if user not in warmed}
         by_user.drain(sent)
-        failed, text = None, None
-        try:
-            text = None if sampler is None else finish_recording(sampler, seconds, output)
-        except RuntimeError as exc:  # the latency figures stand without it
-            say(f"latency profile: not taken: {exc}")
-            failed = str(exc)
+        profiled = _finish_profile(window.sampler, seconds, output)
     finally:
         stop_workers(workers)
     result = _latency_figures(log, by_user, sent, acked)
-    result["cpu_percent_of_a_core"] = cpu  # while the returns were sent
-    if failed is not None:
-        result["profile"] = {"failed": failed}
-    if text is not None:
-        result["profile"] = {
-            **top_functions(text),
-            "tool": "py-spy record --subprocesses --format raw --nonblocking",
-            "seconds": round(seconds, 1),
-        }
+    result["warm_up"] = {"seconds": WARM_UP_S, **_consumed_after(log, warmed)}
+    result["cpu_percent_of_a_core"] = cpu  # while the measured returns were sent
+    if profiled is not None:
+        result["profile"] = profiled
     log.client.close()
     by_user.close()
     result.update(
@@ -210,6 +234,33 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
     )  # fmt: skip
     say(f"latency: p50 {result['p50']} ms, p99 {result['p99']} ms ({result['samples']:,} signals)")
     return result
+
+
+def _finish_profile(sampler: Any, seconds: float, output: Path) -> dict[str, Any] | None:
+    """The profile's top functions, ``{"failed": why}``, or None without a profiler."""
+    if sampler is None:
+        return None
+    try:
+        text = finish_recording(sampler, seconds, output)
+    except RuntimeError as exc:  # the latency figures stand without it
+        say(f"latency profile: not taken: {exc}")
+        return {"failed": str(exc)}
+    return {
+        **top_functions(text),
+        "tool": "py-spy record --subprocesses --format raw --nonblocking",
+        "seconds": round(seconds, 1),
+    }
+
+
+def _consumed_after(log: SignalLog, sent: dict[str, float]) -> dict[str, Any]:
+    """Produce -> reactivated signal consumed for ``sent`` (user -> produce time)."""
+    return summarize(
+        [
+            (log.seen[("reactivated", user)][0] - at) * 1000
+            for user, at in sent.items()
+            if ("reactivated", user) in log.seen
+        ]
+    )
 
 
 def _latency_figures(
