@@ -174,7 +174,8 @@ def _returns(
 def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False) -> dict[str, Any]:
     """Produce -> reactivated signal consumed, for ``users`` users returning at ``rate``/s
     after :data:`WARM_UP_S` of other users' returns at the same rate (not measured: the
-    first second after a pause is the broker's disk's, README "Latency"); with ``profile``,
+    first second after a pause is the broker's disk's, README "The first second of the
+    returns"); with ``profile``,
     the worker (and its ingest child) sampled while the measured returns arrive."""
     phase, topic = "latency", f"{ctx.name('latency')}-input"
     create_topics(ctx.bootstrap, [topic], ctx.partitions)
