@@ -561,9 +561,9 @@ def test_the_measured_returns_start_after_the_warm_up_and_open_the_window() -> N
     made: list[str] = []
     starts: list[int] = []
 
-    def start() -> Window:
+    def start(window: Window) -> None:
         starts.append(len(made))
-        return Window("sampler", {"worker": 1.0}, 5.0)
+        window.sampler, window.cpu, window.began = "sampler", {"worker": 1.0}, 5.0
 
     window = Window()
     for event in _returns(2, 3, start, window):

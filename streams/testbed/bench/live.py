@@ -159,14 +159,13 @@ class Window:
 
 
 def _returns(
-    warm: int, users: int, start: Callable[[], Window], window: Window
+    warm: int, users: int, start: Callable[[Window], None], window: Window
 ) -> Iterator[dict[str, Any]]:
-    """The warm-up users' returns, then the measured users' (``window`` starts before the
-    first of those is made, so it covers the measured returns only)."""
+    """The warm-up users' returns, then the measured users' (``start`` fills ``window`` before
+    the first of those is made, so it covers the measured returns only)."""
     for i in range(warm):
         yield quick_event(f"{WARM}{i:07d}", now_ms(), 1)
-    started = start()
-    window.sampler, window.cpu, window.began = started.sampler, started.cpu, started.began
+    start(window)
     for i in range(users):
         yield quick_event(f"lat{i:07d}", now_ms(), 1)
 
@@ -184,9 +183,10 @@ def measure_latency(ctx: Context, users: int, rate: float, profile: bool = False
     pid, warm = pid_of(workers[0]), round(WARM_UP_S * rate)
     seconds, output = users / rate, ctx.workdir / "latency-profile.txt"
 
-    def start() -> Window:
-        sampler = start_recording(pid, seconds, output) if profile else None
-        return Window(sampler, cpu_by_process(pid, ctx.broker_pid), time.monotonic())
+    def start(window: Window) -> None:
+        window.sampler = start_recording(pid, seconds, output) if profile else None
+        window.cpu = cpu_by_process(pid, ctx.broker_pid)
+        window.began = time.monotonic()
 
     try:
         wait_owned(workers, ctx.partitions)
