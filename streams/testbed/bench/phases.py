@@ -25,12 +25,14 @@ from streams.testbed.bench.naive import NaiveConfig, read_progress
 from streams.testbed.bench.profile import record, top_functions
 from streams.testbed.bench.quix_state import pinned_version
 from streams.testbed.bench.report import SystemRun
+from streams.testbed.bench.signal_split import Progress, signal_split
 from streams.testbed.brokers import free_port
 from streams.testbed.processes import WorkerProcess
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 PROCESSED = ("engagement_events_folded_total", "engagement_events_duplicate_total")
 CONSUMED = "engagement_events_consumed_total"  # input events ingest read
+SIGNALS = ("engagement_signals_emitted_total", "engagement_signals_suppressed_total")
 STALL_S = 120.0
 
 
@@ -137,6 +139,17 @@ def processed(workers: Sequence[WorkerProcess]) -> int:
     return int(total)
 
 
+def progress(workers: Sequence[WorkerProcess]) -> tuple[int, int]:
+    """Events processed (as :func:`processed`) and signals fired (delivered or suppressed as
+    stale), summed over the workers."""
+    events = signals = 0.0
+    for worker in workers:
+        values = worker.metrics(*PROCESSED, *SIGNALS)
+        events += sum(values.get(name, 0.0) for name in PROCESSED)
+        signals += sum(value for name, value in values.items() if name.startswith(SIGNALS))
+    return int(events), int(signals)
+
+
 def wait_first_read(
     workers: Sequence[WorkerProcess], pids: Sequence[int], timeout: float = 180.0
 ) -> tuple[float, float]:
@@ -179,12 +192,21 @@ def wait_folds_end(
 
 
 def wait_processed(
-    workers: Sequence[WorkerProcess], expect: int, label: str, every: float = 5.0
+    workers: Sequence[WorkerProcess],
+    expect: int,
+    label: str,
+    every: float = 5.0,
+    samples: list[Progress] | None = None,
 ) -> int:
-    """Poll /metrics until ``expect`` events are processed; prints progress; the count."""
+    """Poll /metrics until ``expect`` events are processed; prints progress; the count. Each
+    reading is added to ``samples`` if given (with the signals fired so far)."""
     last, last_change, last_say = -1, time.monotonic(), time.monotonic()
     while True:
-        done = processed(workers)
+        if samples is None:
+            done = processed(workers)
+        else:
+            done, signals = progress(workers)
+            samples.append((time.monotonic(), done, signals))
         now = time.monotonic()
         if done >= expect:
             return done
@@ -219,13 +241,16 @@ def measure_engagement(
         pids = [pid_of(w) for w in workers]
         began, cpu0 = wait_first_read(workers, pids)
         wait_owned(workers, ctx.partitions)
-        wait_processed(workers, ctx.events, phase)
+        samples: list[Progress] = []
+        wait_processed(workers, ctx.events, phase, samples=samples)
         done, ended, cpu1 = wait_folds_end(workers, pids)
         wall, cpu = ended - began, cpu1 - cpu0
     finally:
         stop_workers(workers)
     processes = "2 processes (ingest apart)" if ingest_process == "true" else "1 process"
-    run = SystemRun(done, wall, cpu, note=f"{count} worker(s), {processes} each")
+    split = signal_split(samples, began)
+    note = f"{count} worker(s), {processes} each"
+    run = SystemRun(done, wall, cpu, note=note, signal_split=split)
     say(f"{phase}: {run.events:,} events in {wall:.1f}s = {run.events_per_s:,.0f} events/s")
     return run
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from streams.testbed.bench.signal_split import split_lines
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation between closest ranks."""
@@ -49,6 +51,7 @@ class SystemRun:
     cpu_s: float
     extrapolated: bool = False
     note: str = ""
+    signal_split: dict[str, Any] | None = None  # engagement runs (bench.signal_split)
 
     @property
     def events_per_s(self) -> float:
@@ -67,6 +70,7 @@ class SystemRun:
             "cpu_s": round(self.cpu_s, 3),
             "extrapolated": self.extrapolated,
             "note": self.note,
+            **({"signal_split": self.signal_split} if self.signal_split else {}),
         }
 
 
@@ -355,6 +359,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         ["system", "events/s", "CPU-s per 1M events", "events measured", "note"],
         _systems_rows(report),
     )
+    lines += split_lines(report.get("systems") or {})
     lines += ["", *_table(["figure", "value"], _figure_rows(report)), ""]
     target_rows = [
         [

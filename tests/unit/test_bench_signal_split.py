@@ -1,0 +1,87 @@
+"""The engagement runs' rate before and after their first signal (bench.signal_split)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streams.testbed.bench.phases import progress, wait_processed
+from streams.testbed.bench.report import SystemRun
+from streams.testbed.bench.signal_split import signal_split, split_lines
+from streams.testbed.processes import parse_metrics
+
+
+def test_the_rates_before_and_after_the_first_signal() -> None:
+    samples = [(11.0, 100, 0), (12.0, 300, 0), (13.0, 350, 7), (14.0, 400, 20)]
+    assert signal_split(samples, began=10.0) == {
+        "events_before_first_signal": 300,
+        "events_per_s_before": 150.0,
+        "events_after": 100,
+        "events_per_s_after": 50.0,
+        "signals": 20,
+    }
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        [],
+        [(11.0, 100, 0), (12.0, 300, 0)],  # no signal
+        [(11.0, 100, 3), (12.0, 300, 9)],  # one before the first reading
+        [(10.0, 0, 0), (12.0, 300, 9)],  # the last reading without one is the start
+        [(11.0, 100, 0), (11.0, 300, 9)],  # no time after it
+    ],
+)
+def test_no_split_without_a_before_and_an_after(samples: list[tuple[float, int, int]]) -> None:
+    assert signal_split(samples, began=10.0) is None
+
+
+def test_the_split_is_in_the_json_and_the_markdown() -> None:
+    split = signal_split([(11.0, 1000, 0), (12.0, 2000, 0), (14.0, 3000, 1234)], began=10.0)
+    run = SystemRun(3000, 4.0, 4.0, signal_split=split)
+    assert run.to_json()["signal_split"]["events_per_s_after"] == 500.0
+    assert "signal_split" not in SystemRun(3000, 4.0, 4.0).to_json()
+    lines = split_lines({"engagement": run.to_json(), "raw_limit": SystemRun(1, 1, 1).to_json()})
+    assert lines[-1] == (
+        "- engagement-stream (ingest in its own process): 1,000 events/s over the 2,000 events "
+        "before the first deadline fell due, 500 events/s over the 1,000 after it, while it "
+        "fired 1,234 signals"
+    )
+    assert len(lines) == 4
+    assert split_lines({"engagement": SystemRun(1, 1, 1).to_json()}) == []
+
+
+EXPOSITION = """# HELP engagement_events_folded_total Events folded into user state.
+engagement_events_folded_total 1500.0
+engagement_events_duplicate_total 20.0
+engagement_signals_emitted_total{kind="dormant"} 30.0
+engagement_signals_emitted_total{kind="churned"} 4.0
+engagement_signals_suppressed_total{kind="dormant"} 2.0
+engagement_events_late_total 9.0
+"""
+
+
+class Worker:
+    """A worker whose /metrics answers a fixed exposition, its counts growing per call."""
+
+    def __init__(self, readings: list[str]) -> None:
+        self.readings = readings
+
+    def metrics(self, *names: str) -> dict[str, float]:
+        values = parse_metrics(self.readings.pop(0) if len(self.readings) > 1 else self.readings[0])
+        return {key: value for key, value in values.items() if key.split("{")[0] in names}
+
+
+def test_progress_sums_events_and_every_signal_kind_delivered_or_suppressed() -> None:
+    workers: Any = [Worker([EXPOSITION]), Worker([EXPOSITION])]
+    assert progress(workers) == (2 * 1520, 2 * 36)
+
+
+def test_wait_processed_records_each_reading() -> None:
+    early = EXPOSITION.replace("1500.0", "100.0").replace("} 30.0", "} 0.0")
+    worker: Any = Worker([early, EXPOSITION])
+    samples: list[tuple[float, int, int]] = []
+    assert wait_processed([worker], 1520, "test", samples=samples) == 1520
+    assert [sample[1:] for sample in samples] == [(120, 6), (1520, 36)]
+    assert samples[0][0] <= samples[1][0]
