@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.testbed.bench.phases import progress, wait_processed
-from streams.testbed.bench.report import SystemRun
+from streams.testbed.bench import profiled_run
+from streams.testbed.bench.phases import Context, progress, wait_processed
+from streams.testbed.bench.report import SystemRun, build_report, render_markdown
 from streams.testbed.bench.signal_split import signal_split, split_lines
 from streams.testbed.processes import parse_metrics
 
@@ -85,3 +87,74 @@ def test_wait_processed_records_each_reading() -> None:
     assert wait_processed([worker], 1520, "test", samples=samples) == 1520
     assert [sample[1:] for sample in samples] == [(120, 6), (1520, 36)]
     assert samples[0][0] <= samples[1][0]
+
+
+def _report(**figures: Any) -> dict[str, Any]:
+    return build_report(
+        created_utc="20260101T000000Z",
+        machine={},
+        dataset={},
+        systems={"engagement": SystemRun(2_000_000, 20.0, 25.0)},
+        **figures,
+    )
+
+
+COLLAPSED = "main (a.py:1);step (b.py:2);fire (c.py:3) 6\nmain (a.py:1);step (b.py:9) 4"
+
+
+class Profiled:
+    """py-spy's ``record`` as the profiled run calls it: the windows it was asked for."""
+
+    def __init__(self, fail_second: bool = False) -> None:
+        self.outputs: list[str] = []
+        self.fail_second = fail_second
+
+    def __call__(self, pid: int, seconds: float, output: Path, **modes: bool) -> str:
+        self.outputs.append(output.name)
+        if self.fail_second and len(self.outputs) == 2:
+            raise RuntimeError("py-spy failed (-11): ")
+        return COLLAPSED
+
+
+def _profile(
+    monkeypatch: pytest.MonkeyPatch, readings: list[str], recorder: Profiled, events: int
+) -> dict[str, Any]:
+    worker: Any = Worker(readings)
+    monkeypatch.setattr(profiled_run, "start_workers", lambda *args: [worker])
+    monkeypatch.setattr(profiled_run, "wait_owned", lambda *args: 0.0)
+    monkeypatch.setattr(profiled_run, "stop_workers", lambda *args: None)
+    monkeypatch.setattr(profiled_run, "pid_of", lambda worker: 42)
+    monkeypatch.setattr(profiled_run, "record", recorder)
+    ctx = Context("127.0.0.1:9092", "run", 8, "input", events, Path("/tmp"))
+    return profiled_run.profile_engagement(ctx, 20.0)
+
+
+def test_the_profiled_run_is_sampled_again_once_it_fires_a_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = EXPOSITION.replace("1500.0", "900.0").replace("} 30.0", "} 0.0")
+    quiet = before.replace("} 4.0", "} 0.0").replace("} 2.0", "} 0.0")
+    recorder = Profiled()
+    result = _profile(monkeypatch, [quiet, quiet, EXPOSITION, EXPOSITION], recorder, 10_000)
+    assert recorder.outputs == ["profile.txt", "profile-signals.txt"]
+    assert result["events"] == 920
+    after = result["after_first_signal"]
+    assert (after["first_signal_after_events"], after["events"]) == (1520, 1520)
+    assert after["top_self"][0] == {"function": "fire (c.py)", "self_pct": 60.0, "total_pct": 60.0}
+    text = render_markdown(_report(profile=result))
+    assert "Profile of the same run once it had fired its first signal (1,520 events in)" in text
+
+
+def test_a_run_without_a_signal_has_one_profile_and_a_failed_second_keeps_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quiet = EXPOSITION.replace("} 30.0", "} 0.0").replace("} 4.0", "} 0.0").replace("} 2.0", "} 0")
+    recorder = Profiled()
+    assert "after_first_signal" not in _profile(monkeypatch, [quiet], recorder, 1520)
+    assert recorder.outputs == ["profile.txt"]
+    failing = Profiled(fail_second=True)
+    result = _profile(monkeypatch, [EXPOSITION], failing, 1520)
+    assert result["top_self"]
+    assert result["after_first_signal"] == {"failed": "py-spy failed (-11): "}
+    text = render_markdown(_report(profile=result))
+    assert "once it had fired its first signal: not taken (py-spy failed (-11): )." in text

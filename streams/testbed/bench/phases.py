@@ -22,7 +22,6 @@ from schemas.errors import BrokerError
 from streams.testbed.bench.data import say
 from streams.testbed.bench.measure import cpu_seconds
 from streams.testbed.bench.naive import NaiveConfig, read_progress
-from streams.testbed.bench.profile import record, top_functions
 from streams.testbed.bench.quix_state import pinned_version
 from streams.testbed.bench.report import SystemRun
 from streams.testbed.bench.signal_split import Progress, signal_split
@@ -358,29 +357,3 @@ def _naive_samples(
         elif time.monotonic() >= deadline:
             raise BrokerError(f"naive Faust app handled nothing; see {workdir / 'naive.log'}")
         time.sleep(0.1)
-
-
-def profile_engagement(ctx: Context, seconds: float) -> dict[str, Any]:
-    """A separate engagement run sampled by py-spy for ``seconds`` (so the measured runs are not
-    slowed by sampling); the top functions, or ``failed``: why there are none (py-spy has
-    segfaulted here once; the measured phases need not be lost with it)."""
-    say(f"profile: engagement worker under py-spy for {seconds:.0f}s")
-    workers = start_workers(ctx, "profile", worker_env(ctx, "profile"), 1)
-    try:
-        wait_owned(workers, ctx.partitions)
-        output = ctx.workdir / "profile.txt"
-        try:
-            text = record(pid_of(workers[0]), seconds, output, native=True, gil=True)
-        except RuntimeError as exc:
-            say(f"profile: not taken: {exc}")
-            return {"failed": str(exc)}
-        done = processed(workers)
-    finally:
-        stop_workers(workers)
-    result = top_functions(text)
-    tool = (
-        "py-spy record --subprocesses --native --gil --format raw (the thread holding the GIL "
-        "only: CPU, not waits; C helpers counted as their caller)"
-    )
-    result.update(tool=tool, seconds=seconds, events=done)
-    return result

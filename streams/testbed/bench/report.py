@@ -371,7 +371,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         for name, t in report.get("targets", {}).items()
     ]
     lines += _table(["target", "wanted", "measured", "result"], target_rows)
-    lines += _profile_lines("Profile of a full-pipeline run", report.get("profile"))
+    profile = report.get("profile") or {}
+    lines += _profile_lines("Profile of a full-pipeline run", profile)
+    after = profile.get("after_first_signal") or {}
+    first = after.get("first_signal_after_events")
+    title = "Profile of the same run once it had fired its first signal"
+    lines += _profile_lines(title + ("" if first is None else f" ({first:,} events in)"), after)
     latency_profile = (report.get("latency_ms") or {}).get("profile")
     lines += _profile_lines("Profile during the latency phase's returns", latency_profile)
     notes = report.get("notes") or []

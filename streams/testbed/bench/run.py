@@ -21,8 +21,8 @@ from streams.testbed.bench.phases import (
     measure_naive,
     measure_quix_state,
     measure_raw,
-    profile_engagement,
 )
+from streams.testbed.bench.profiled_run import profile_engagement
 from streams.testbed.bench.report import (
     SystemRun,
     build_report,
