@@ -545,6 +545,18 @@ def test_the_engine_only_bench_a_month_behind_the_wall_clock_suppresses_old_sign
     assert result["events"] == 3_000 and result["suppressed"] > result["signals"]
 
 
+def test_the_engine_only_bench_takes_settings_and_no_deadline_in_reach_fires_no_signal() -> None:
+    from streams.testbed.bench.engine_only import run
+
+    far = {
+        "ENGAGEMENT_DORMANT_AFTER": "300d",
+        "ENGAGEMENT_CHURNED_AFTER": "350d",
+        "ENGAGEMENT_ALIVE_THRESHOLD": "0.000001",
+    }
+    result = run(3_000, 300, partitions=4, batch=500, settings=far)
+    assert result["events"] == 3_000 and result["signals"] == 0 and result["suppressed"] == 0
+
+
 def test_latency_by_second_of_the_returns() -> None:
     samples = [(100.0, 600.0), (100.5, 400.0), (101.2, 90.0), (102.9, 120.0), (102.1, 80.0)]
     rows = by_second(samples)

@@ -15,6 +15,10 @@ two paths must agree bit for bit.
 event (a first start on history, or a catch-up after an outage): every deadline and return lies
 in the past, and the signals older than ``ENGAGEMENT_SIGNAL_MAX_AGE`` (2 days) are counted as
 suppressed instead of delivered.
+
+``--setting NAME=VALUE`` (repeatable) sets an ``ENGAGEMENT_*`` setting of the engine, say
+``--setting ENGAGEMENT_DORMANT_AFTER=300d`` to move deadlines out of the data's reach; the
+process environment is not read, so a stray variable cannot change a measurement.
 """
 
 from __future__ import annotations
@@ -55,7 +59,13 @@ def _events(count: int, users: int) -> list[Any]:
 
 
 def run(
-    count: int, users: int, partitions: int, batch: int, behind_days: float | None = None
+    count: int,
+    users: int,
+    partitions: int,
+    batch: int,
+    behind_days: float | None = None,
+    *,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fold the events through one engine; the figures and a digest of what came out."""
     import agents.logic
@@ -68,7 +78,7 @@ def run(
     from streams.worker.gc_tuning import tune_gc
 
     clock = "event" if behind_days is None else "wall"
-    config = engine_config(Settings.from_env({"ENGAGEMENT_CLOCK": clock}))
+    config = engine_config(Settings.from_env({**(settings or {}), "ENGAGEMENT_CLOCK": clock}))
     # no ingest here: a wall clock's deadlines do not wait for an input frontier
     engine = Engine(dataclasses.replace(config, frontier=False))
     late_ms = None if behind_days is None else events[-1].timestamp_ms + round(behind_days * 864e5)
@@ -126,6 +136,7 @@ def _sizes(args: argparse.Namespace) -> list[str]:
         f"--partitions={args.partitions}",
         f"--batch={args.batch}",
         *([] if args.behind_days is None else [f"--behind-days={args.behind_days}"]),
+        *(f"--setting={item}" for item in args.setting),
     ]
 
 
@@ -141,10 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="fold on a wall clock this many days after the last event (default: event clock)",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an ENGAGEMENT_* setting of the engine (repeatable; the environment is not read)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    settings = dict(item.partition("=")[::2] for item in args.setting)
     if args.child:
-        figures = run(args.events, args.users, args.partitions, args.batch, args.behind_days)
+        sizes = args.events, args.users, args.partitions, args.batch, args.behind_days
+        figures = run(*sizes, settings=settings)
         print(json.dumps(figures))
         return 0
     results = {"pure": _child(args, pure=True), "compiled": _child(args, pure=False)}
