@@ -131,15 +131,11 @@ def wait_owned(workers: Sequence[WorkerProcess], partitions: int, timeout: float
 
 def processed(workers: Sequence[WorkerProcess]) -> int:
     """Events folded plus duplicates, summed over the workers."""
-    total = 0.0
-    for worker in workers:
-        values = worker.metrics(*PROCESSED)
-        total += sum(values.get(name, 0.0) for name in PROCESSED)
-    return int(total)
+    return progress(workers)[0]
 
 
 def progress(workers: Sequence[WorkerProcess]) -> tuple[int, int]:
-    """Events processed (as :func:`processed`) and signals fired (delivered or suppressed as
+    """Events processed (folded plus duplicates) and signals fired (delivered or suppressed as
     stale), summed over the workers."""
     events = signals = 0.0
     for worker in workers:
@@ -201,12 +197,10 @@ def wait_processed(
     reading is added to ``samples`` if given (with the signals fired so far)."""
     last, last_change, last_say = -1, time.monotonic(), time.monotonic()
     while True:
-        if samples is None:
-            done = processed(workers)
-        else:
-            done, signals = progress(workers)
-            samples.append((time.monotonic(), done, signals))
+        done, signals = progress(workers)
         now = time.monotonic()
+        if samples is not None:
+            samples.append((now, done, signals))
         if done >= expect:
             return done
         if done != last:

@@ -27,9 +27,9 @@ WAIT_S = 300.0  # for the first signal of the profiled run
 def profile_engagement(ctx: Context, seconds: float) -> dict[str, Any]:
     """A separate engagement run sampled by py-spy for ``seconds`` (so the measured runs are not
     slowed by sampling), then for ``seconds`` more once the run has fired its first signal
-    (``after_first_signal``: the first window ends before the deadlines fall due, at the bench's
-    defaults); the top functions, or ``failed``: why there are none (py-spy has segfaulted here
-    once; the measured phases need not be lost with it)."""
+    (``after_first_signal``: at the bench's defaults the first window ends about where the
+    deadlines start to fall due); the top functions, or ``failed``: why there are none (py-spy
+    has segfaulted here once; the measured phases need not be lost with it)."""
     say(f"profile: engagement worker under py-spy for {seconds:.0f}s, twice")
     workers = start_workers(ctx, "profile", worker_env(ctx, "profile"), 1)
     try:

@@ -3,8 +3,7 @@
 The data set spans weeks of simulated activity. A user's first deadline (dormant, seven days
 after their last activity) falls due only some way into it; from then on the worker also fires
 deadlines, builds their signals and delivers them, work that neither the raw limit nor Quix
-Streams does. The two rates show what that work costs: the phase reads the same input before
-and after, at the same pace of events per user.
+Streams does. The two rates show how the run's pace changes once that work starts.
 """
 
 from __future__ import annotations
