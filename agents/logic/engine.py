@@ -27,7 +27,7 @@ from agents.logic.meta import META_KEY, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot, rebuilt
 from agents.logic.returns import RETURNS_KEY, Return, encode_returns
 from agents.logic.signals import build_signal
-from agents.logic.state import UserState, decode, encode
+from agents.logic.state import UserState, decode, encode, header_deadline_ms
 from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
 from agents.logic.watermarks import SourceWatermarks
 from schemas.records import EventLike
@@ -222,6 +222,10 @@ class Engine:
         for key in part.index.pop_due(now):
             raw = part.get(key)
             if raw is None:
+                continue
+            later = header_deadline_ms(raw)
+            if later is not None and later > now:  # the deadline moved since the entry was made
+                part.index.add(later, key)
                 continue
             old = decode(raw)
             due = next_due_ms(old, cfg.fold)

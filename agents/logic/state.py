@@ -61,6 +61,8 @@ _COUNT = struct.Struct("<H")
 _TRACK = struct.Struct("<IBB")
 _HIT = struct.Struct("<Bq")
 _NO_CATEGORY = 255
+_DEADLINE_MS = struct.Struct("<q")
+_DEADLINE_AT = 20  # the header's "next deadline ms": after 4 bytes and two i64
 
 # A deferred event: (event ms, fingerprint, category index or -1, channel index)
 Pending = tuple[int, int, int, int]
@@ -106,6 +108,8 @@ class Deadline(IntEnum):
     CHURNED = 3
     DISCARD = 4
 
+
+_DEADLINE_KINDS = len(Deadline)
 
 # By value (0, 1, ...), for decode: calling an enum class (``Stage(n)``) is a Python call
 # through EnumType.__call__, twice a state; an index is not (IndexError on a bad value).
@@ -356,6 +360,20 @@ def _decode_tracks(data: bytes, pos: int) -> list[Track]:
         pos = end
         tracks.append(Track(key, hits, bool(flags & 1)))
     return tracks
+
+
+def header_deadline_ms(data: bytes) -> int | None:
+    """The next deadline of the encoded state ``data``, read from its header without decoding
+    it, where the header says it all: a state without funnel progress (v1 to v3) whose
+    deadline is set. None otherwise (no deadline, funnel windows that are deadlines too, or
+    bytes for :func:`decode` to judge). The deadline index pops entries made before a user's
+    deadline moved later; this tells most of them apart for the price of one read."""
+    if len(data) < _HEAD.size or not 1 <= data[0] <= 3:
+        return None
+    if not 0 < data[1] >> 4 < _DEADLINE_KINDS:  # Deadline.NONE, or not a kind
+        return None
+    deadline_ms: int = _DEADLINE_MS.unpack_from(data, _DEADLINE_AT)[0]
+    return deadline_ms
 
 
 def _version_error(data: bytes) -> StateDecodeError:

@@ -13,6 +13,7 @@ from agents.logic.state import (
     UserState,
     decode,
     encode,
+    header_deadline_ms,
 )
 from schemas.errors import StateDecodeError
 
@@ -159,3 +160,36 @@ def test_every_truncated_state_is_refused() -> None:
     for end in range(1, len(raw)):
         with pytest.raises(StateDecodeError, match="corrupt state"):
             decode(raw[:end])
+
+
+@given(states, st.booleans())
+def test_the_header_tells_the_deadline_of_every_state_without_funnel_progress(
+    state: UserState, in_funnel: bool
+) -> None:
+    """What the deadline index reads instead of decoding: the lifecycle deadline where there
+    is one and no funnel window can come first, else nothing (the caller decodes)."""
+    state.recent = [(ms, fp) for ms, fp in state.recent if 0 <= state.last_ms - ms < 2**32]
+    if in_funnel:
+        state.funnels = [Track(5, [(T0, 0)])]
+    read = header_deadline_ms(encode(state))
+    if in_funnel or state.deadline is Deadline.NONE:
+        assert read is None
+    else:
+        assert read == state.deadline_ms
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x01short", b"\x05" + bytes(40), bytes(40)],
+    ids=["empty", "truncated", "newer version", "version 0"],
+)
+def test_the_header_of_foreign_bytes_tells_nothing(data: bytes) -> None:
+    assert header_deadline_ms(data) is None
+
+
+@pytest.mark.parametrize("kind", [0, len(Deadline), 15])
+def test_a_header_without_a_deadline_kind_tells_nothing(kind: int) -> None:
+    raw = bytearray(encode(UserState(T0, T0, 10, deadline=Deadline.DORMANT, deadline_ms=T0 + 1)))
+    assert header_deadline_ms(bytes(raw)) == T0 + 1
+    raw[1] = raw[1] & 0x0F | kind << 4
+    assert header_deadline_ms(bytes(raw)) is None
