@@ -30,7 +30,12 @@ from agents.logic.shapes import Reason, Rejection, normalise
 from agents.logic.wire import Decoder, framed
 from schemas import load_schema
 from schemas.records import Event, Headers
-from schemas.timestamps import TIMESTAMP_RULE, event_time_ms
+from schemas.timestamps import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    TIMESTAMP_RULE,
+    event_time_ms,
+)
 
 # Kafka headers as a list of pairs, or a mapping (as some clients hand them over)
 HeaderPairs = Headers | Mapping[str, bytes | None]
@@ -271,7 +276,13 @@ def _finish(
             _VALIDATE(event)
         except fastjsonschema.JsonSchemaValueException as exc:
             return _schema_rejection(exc, event)
-    timestamp_ms = event_time_ms(event["timestamp"])
+    stamp = event["timestamp"]
+    # event_time_ms's own first test, here where it runs compiled: schemas/ runs interpreted,
+    # and calling into it cost ~5 % of ingest when every timestamp is epoch milliseconds
+    if type(stamp) is int and MIN_TIMESTAMP_MS <= stamp <= MAX_TIMESTAMP_MS:
+        timestamp_ms: int | None = stamp
+    else:
+        timestamp_ms = event_time_ms(stamp)
     if timestamp_ms is None:
         return Rejection(Reason.INVALID_TIMESTAMP, TIMESTAMP_RULE)
     if timestamp_ms > now_ms + limits.max_future_skew_ms:

@@ -220,3 +220,25 @@ def test_huge_json_is_rejected_before_decoding() -> None:
     garbage = b"\xff" * 70_000
     result = ingest(garbage, None, NOW_MS, LIMITS)
     assert isinstance(result, Rejection) and result.reason is Reason.TOO_LARGE
+
+
+FIRST_MS, LAST_MS = 100_000_000_000, 253_402_300_799_999  # the rule's bounds, written out here
+
+
+@given(
+    ts=st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.sampled_from([FIRST_MS - 1, FIRST_MS, LAST_MS, LAST_MS + 1])
+)
+@settings(max_examples=300)
+def test_an_epoch_millisecond_timestamp_is_taken_as_is_within_the_bounds_only(
+    ts: int | bool,
+) -> None:
+    payload = {"event_id": "e-1", "user_id": "u", "event_type": "t", "timestamp": ts}
+    result = ingest(orjson.dumps(payload), None, LAST_MS + 1, LIMITS)
+    if type(ts) is int and FIRST_MS <= ts <= LAST_MS:
+        assert isinstance(result, Event), result
+        assert result.timestamp_ms == ts
+    else:
+        assert isinstance(result, Rejection), result
+        assert result.reason is Reason.INVALID_TIMESTAMP, result
