@@ -25,7 +25,7 @@ from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.holdout import arms_for
 from agents.logic.meta import META_KEY, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot, rebuilt
-from agents.logic.returns import RETURNS_KEY, Return, encode_returns
+from agents.logic.returns import Return
 from agents.logic.signals import build_signal
 from agents.logic.state import UserState, decode, encode, header_deadline_ms
 from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
@@ -214,8 +214,7 @@ class Engine:
         meta.lapsed = lapsed_by_channel(part.aggregates, self._n_channels)
         meta.reactivated = [0] * self._n_channels
         part.aggregates.prune(day - self.config.aggregate_days)
-        if part.returns.prune(day):
-            part.returns_changed = True
+        part.returns.prune(day)
 
     def _fire_due(self, part: Partition, now: int, wall_ms: int, out: Output) -> None:
         cfg = self.config
@@ -285,7 +284,6 @@ class Engine:
                 channels=cfg.signals.channels,
                 today=part.meta.today,
             )
-            part.returns_changed = True
         part.funnel_counts.update(old, state, cfg.fold.funnels, cfg.calendar)
         if state is None:
             if old is not None:
@@ -348,9 +346,7 @@ class Engine:
                 continue
             part.dirty[META_KEY] = encode_meta(part.meta)
             part.meta_changed = False
-            if part.returns_changed:
-                part.dirty[RETURNS_KEY] = encode_returns(part.returns)
-                part.returns_changed = False
+            part.dirty.update(part.returns.take_records())  # the counters changed, last
             part.flushing.update(part.dirty)
             changes.extend((part.number, key, value) for key, value in part.dirty.items())
             part.dirty = {}

@@ -25,7 +25,7 @@ from agents.logic.churn import Metadata, ModelParams, threshold_problem
 from agents.logic.days import Calendar
 from agents.logic.lifecycle import LifecycleConfig, schedule
 from agents.logic.meta import META_KEY
-from agents.logic.returns import RETURNS_KEY
+from agents.logic.returns import is_counts_key
 from agents.logic.risk_returns import RiskReturns
 from agents.logic.state import Deadline, Stage, UserState, decode, encode
 
@@ -40,7 +40,6 @@ ROWS_VERSION = 1
 PARAMS_KEY = b"params"
 ROWS_PREFIX = b"rows/"
 SANE = (1e-3, 1e4)  # every fitted parameter must lie in here (the fit's bounds are e^+-15)
-_RESERVED = (META_KEY, RETURNS_KEY)
 _LIVE = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
 
 
@@ -57,15 +56,15 @@ def summary_of(state: UserState, calendar: Calendar, today: int) -> Row | None:
 
 def user_states(part: Partition) -> Iterable[tuple[bytes, UserState]]:
     """Every user state of a partition, newest value first (pending, in flight, durable)."""
-    seen: set[bytes] = set(_RESERVED)
+    seen: set[bytes] = {META_KEY}
     for source in (part.dirty, part.flushing):
         for key, raw in list(source.items()):
-            if key not in seen:
+            if key not in seen and not is_counts_key(key):
                 seen.add(key)
                 if raw is not None:
                     yield key, decode(raw)
     for key, raw in part.store.items():
-        if key not in seen:
+        if key not in seen and not is_counts_key(key):
             seen.add(key)
             yield key, decode(raw)
 

@@ -20,7 +20,13 @@ from agents.logic.aggregates import Aggregates, Snapshot, snapshot
 from agents.logic.engine_types import EngineConfig
 from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.meta import META_KEY, Meta, decode_meta
-from agents.logic.returns import RETURNS_KEY, ReturnCounts, decode_returns
+from agents.logic.returns import (
+    COUNTS_PREFIX,
+    RETURNS_KEY,
+    ReturnCounts,
+    decode_returns,
+    restored_counts,
+)
 from agents.logic.state import decode
 from agents.logic.timers import DeadlineIndex
 from agents.logic.walk import next_due_ms
@@ -38,7 +44,6 @@ class Partition:
     meta: Meta
     meta_changed: bool = False
     returns: ReturnCounts = field(default_factory=ReturnCounts)  # return rates by arm
-    returns_changed: bool = False
     funnel_counts: FunnelCounts = field(default_factory=FunnelCounts)  # funnel gauges
     dirty: dict[bytes, bytes | None] = field(default_factory=dict)  # changed, not yet taken
     flushing: dict[bytes, bytes | None] = field(default_factory=dict)  # taken, in flight
@@ -84,14 +89,18 @@ def rebuilt(
     up to ``cache_limit`` durable values, and starts empty."""
     calendar, agg, index = config.calendar, Aggregates(), DeadlineIndex()
     meta = Meta(lapsed=[0] * n_channels, reactivated=[0] * n_channels)
-    returns, counts, funnels = None, FunnelCounts(), config.fold.funnels
+    returns, counts, funnels = ReturnCounts(), FunnelCounts(), config.fold.funnels
+    legacy: ReturnCounts | None = None  # an earlier release's single record
     for key, raw in overlaid(store, in_flight):
         try:
             if key == META_KEY:
                 meta = decode_meta(raw, n_channels, config.source_timeout_ms)
                 continue
+            if key.startswith(COUNTS_PREFIX):
+                returns.load_record(key, raw)
+                continue
             if key == RETURNS_KEY:
-                returns = decode_returns(raw)
+                legacy = decode_returns(raw)
                 continue
             state = decode(raw)
         except StateDecodeError as exc:
@@ -106,8 +115,7 @@ def rebuilt(
     part = Partition(number, store, agg, index, meta, cache_limit=cache_limit)
     part.flushing.update(in_flight)
     part.funnel_counts = counts
-    if returns is not None:
-        part.returns = returns
+    part.returns = restored_counts(returns, legacy)
     return part
 
 
@@ -177,7 +185,8 @@ def mark_durable(
         written.add(number)
         if part.cache_limit:
             for key, value in items:
-                part.remember(key, value)
+                if not key.startswith(COUNTS_PREFIX):  # read at recovery only: no cache slot
+                    part.remember(key, value)
         flushing = part.flushing
         for key, value in items:
             if flushing.get(key, b"") is value:

@@ -9,8 +9,12 @@ signal's calendar day, so that a window is only reported once it has closed for 
 counts: the denominator of "returned within N days" is the signals of days d with d + N < today
 (the window of a signal on day d ends before midnight of day d + N + 1), the numerator those of
 them that returned within N days. Days older than :data:`KEEP_DAYS` are folded into one settled
-total. The counts live in a reserved key of the partition's store (:data:`RETURNS_KEY`), so they
-travel through the changelog with the states that produced them and add up across workers.
+total. The counts live in reserved keys of the partition's store, one record per counter
+(:func:`count_key`, under :data:`COUNTS_PREFIX`), so they travel through the changelog with the
+states that produced them and add up across workers, and a group of records carries only the
+counters it changed. (Releases before this one kept them all in one record, :data:`RETURNS_KEY`,
+rewritten whole with every change: ~17 KB per partition and group after a month of signals. It
+is still read, and replaced by the per-counter records the next time the partition changes.)
 
 A signal that was decided but not delivered (older than ENGAGEMENT_SIGNAL_MAX_AGE) is marked
 :data:`NOT_DELIVERED` and counts nowhere. A late event that lands between a signal and the
@@ -33,7 +37,9 @@ from agents.logic.state import UserState
 from schemas.errors import StateDecodeError
 from schemas.records import SIGNAL_KINDS
 
-RETURNS_KEY = b"\x00returns"
+RETURNS_KEY = b"\x00returns"  # every counter in one record: written by earlier releases
+COUNTS_PREFIX = b"\x00returns/"  # then a table letter and the counter's key, comma-separated
+_TABLES = b"srbm"  # signalled, returned, buckets, sum_ms: ReturnCounts' counters in order
 WINDOW_DAYS = (1, 7, 30)
 # time-to-return histogram buckets (upper bounds, seconds); the last bucket is +Inf
 RETURN_BUCKETS_S = (3600, 21_600, 86_400, 172_800, 259_200, 604_800, 1_209_600, 2_592_000)
@@ -89,6 +95,9 @@ class ReturnCounts:
     returned: Counter[tuple[int, int, int, int, int]] = field(default_factory=Counter)
     buckets: Counter[tuple[int, int, int]] = field(default_factory=Counter)  # not cumulative
     sum_ms: Counter[tuple[int, int]] = field(default_factory=Counter)
+    # (table index in _TABLES, key) of the counters changed since take_records, in order
+    touched: dict[tuple[int, tuple[int, ...]], None] = field(default_factory=dict, compare=False)
+    legacy: bool = field(default=False, compare=False)  # read from RETURNS_KEY: delete it
 
     def record(
         self,
@@ -122,32 +131,84 @@ class ReturnCounts:
 
     def count_signal(self, kind: int, arm: int, channel: int, day: int, today: int) -> None:
         if arm != NOT_DELIVERED:
-            self.signalled[(kind, arm, channel, _day_key(day, today))] += 1
+            key = (kind, arm, channel, _day_key(day, today))
+            self.signalled[key] += 1
+            self.touched[(0, key)] = None
 
     def count_return(self, ret: Return, day: int, today: int) -> None:
         """``day``: the calendar day of the signal."""
         kind, arm, channel, at, before, back = ret
         key = _day_key(day, today)
+        touched = self.touched
         for w, n_days in enumerate(WINDOW_DAYS):
             limit = n_days * DAY_MS
             if back - at <= limit and not (before and before - at <= limit):
-                self.returned[(kind, arm, channel, key, w)] += 1
+                returned = (kind, arm, channel, key, w)
+                self.returned[returned] += 1
+                touched[(1, returned)] = None
         if before:
-            self.buckets[(kind, arm, _bucket(before - at))] -= 1
+            earlier = (kind, arm, _bucket(before - at))
+            self.buckets[earlier] -= 1
+            touched[(2, earlier)] = None
             self.sum_ms[(kind, arm)] -= before - at
-        self.buckets[(kind, arm, _bucket(back - at))] += 1
+        bucket = (kind, arm, _bucket(back - at))
+        self.buckets[bucket] += 1
+        touched[(2, bucket)] = None
         self.sum_ms[(kind, arm)] += back - at
+        touched[(3, (kind, arm))] = None
 
     def prune(self, today: int) -> bool:
         """Fold the signal days older than :data:`KEEP_DAYS` into the settled total; True if
         any moved."""
+        touched = self.touched
         old = [k for k in self.signalled if SETTLED < k[3] < today - KEEP_DAYS]
         for key in old:
-            self.signalled[(*key[:3], SETTLED)] += self.signalled.pop(key)
+            settled = (key[0], key[1], key[2], SETTLED)
+            self.signalled[settled] += self.signalled.pop(key)
+            touched[(0, key)] = touched[(0, settled)] = None
         old_returns = [k for k in self.returned if SETTLED < k[3] < today - KEEP_DAYS]
         for rkey in old_returns:
-            self.returned[(*rkey[:3], SETTLED, rkey[4])] += self.returned.pop(rkey)
+            rsettled = (rkey[0], rkey[1], rkey[2], SETTLED, rkey[4])
+            self.returned[rsettled] += self.returned.pop(rkey)
+            touched[(1, rkey)] = touched[(1, rsettled)] = None
         return bool(old or old_returns)
+
+    def take_records(self) -> list[tuple[bytes, bytes | None]]:
+        """The store records of the counters changed since the last call, ``(key, value)``
+        (value None: the counter is back at 0, its record deleted); then the deletion of an
+        earlier release's single record, once its counts are all written this way."""
+        tables = self.tables()
+        records: list[tuple[bytes, bytes | None]] = []
+        for table, key in self.touched:
+            n = tables[table].get(key, 0)
+            records.append((count_key(table, key), str(n).encode() if n else None))
+        self.touched = {}
+        if self.legacy:
+            records.append((RETURNS_KEY, None))
+            self.legacy = False
+        return records
+
+    def load_record(self, key: bytes, raw: bytes) -> None:
+        """Read one counter's record (:meth:`take_records`); :class:`StateDecodeError` on
+        foreign bytes."""
+        try:
+            table = _TABLES.index(key[len(COUNTS_PREFIX)])
+            ints = tuple(int(part) for part in key[len(COUNTS_PREFIX) + 1 :].split(b","))
+            if len(ints) != _KEY_LENGTHS[table]:
+                raise ValueError(f"{len(ints)} numbers in a key of {_KEY_LENGTHS[table]}")
+            self.tables()[table][ints] = int(raw)
+        except (IndexError, ValueError) as exc:
+            raise StateDecodeError(f"corrupt return count: {exc}") from None
+
+    def touch_all(self) -> None:
+        """Mark every counter changed (their records are all written by the next take)."""
+        for table, counts in enumerate(self.tables()):
+            for key in counts:
+                self.touched[(table, key)] = None
+
+    def tables(self) -> tuple[Counter[Any], ...]:
+        """The counters in the order of their table letters."""
+        return (self.signalled, self.returned, self.buckets, self.sum_ms)
 
     def add_to(self, snap: Snapshot, today: int) -> None:
         """Add the gauges at ``today`` to ``snap``: all signals, and per window the closed ones
@@ -164,24 +225,42 @@ class ReturnCounts:
         snap.return_sum_ms.update(self.sum_ms)
 
 
+_KEY_LENGTHS = (4, 5, 3, 2)  # of the keys of each table, in _TABLES' order
+
+
+def count_key(table: int, key: tuple[int, ...]) -> bytes:
+    """The store key of one counter: :data:`COUNTS_PREFIX`, its table's letter, its key."""
+    return COUNTS_PREFIX + _TABLES[table : table + 1] + ",".join(map(str, key)).encode()
+
+
+def is_counts_key(key: bytes) -> bool:
+    """Whether ``key`` holds return counts, not a user's state."""
+    return key.startswith(RETURNS_KEY)
+
+
+def restored_counts(counts: ReturnCounts, legacy: ReturnCounts | None) -> ReturnCounts:
+    """A partition's counts: ``counts`` read from its per-counter records, unless an earlier
+    release's single record (``legacy``) is there too. That record is deleted in the group
+    that writes the per-counter ones, after them, so beside it they can only be a replacement
+    cut short: it is the truth, and every counter is written again (those it lacks as 0)."""
+    if legacy is None:
+        return counts
+    legacy.touch_all()
+    for table, by_key in enumerate(counts.tables()):
+        for key in by_key:
+            legacy.touched[(table, key)] = None
+    legacy.legacy = True
+    return legacy
+
+
 def _day_key(day: int, today: int) -> int:
     return day if day >= today - KEEP_DAYS else SETTLED
 
 
-def encode_returns(counts: ReturnCounts) -> bytes:
-    return orjson.dumps(
-        {
-            "v": 1,
-            "s": [[*k, n] for k, n in counts.signalled.items() if n],
-            "r": [[*k, n] for k, n in counts.returned.items() if n],
-            "b": [[*k, n] for k, n in counts.buckets.items() if n],
-            "ms": [[*k, n] for k, n in counts.sum_ms.items() if n],
-        }
-    )
-
-
 def decode_returns(raw: bytes) -> ReturnCounts:
-    """Inverse of :func:`encode_returns`; :class:`StateDecodeError` on foreign bytes."""
+    """The counts of an earlier release's single record (:data:`RETURNS_KEY`: JSON of the
+    four counters as ``[*key, n]`` rows, under ``s``, ``r``, ``b`` and ``ms``);
+    :class:`StateDecodeError` on foreign bytes."""
     try:
         data = orjson.loads(raw)
         if data.get("v") != 1:

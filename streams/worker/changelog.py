@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from agents.logic.meta import META_KEY
-from agents.logic.returns import RETURNS_KEY
+from agents.logic.returns import is_counts_key
 from agents.logic.state import UserState, decode
 from schemas.errors import BrokerError, StateDecodeError
 from streams.kafka import consumer_config
@@ -57,7 +57,7 @@ class ChangelogSnapshot:
             if value is not None:
                 self._apply_meta(partition, value)
             return
-        if key == RETURNS_KEY:  # the partition's return counts (agents.logic.returns)
+        if is_counts_key(key):  # the partition's return counts (agents.logic.returns)
             return
         if value is None:
             self.states.pop(key, None)

@@ -28,7 +28,7 @@ from typing import Any
 
 from agents.logic.ingest import error_headers
 from agents.logic.meta import META_KEY
-from agents.logic.returns import RETURNS_KEY
+from agents.logic.returns import is_counts_key
 from schemas.errors import BatchDecodeError, StateDecodeError
 from streams.exits import FAIL_STOP
 from streams.settings import Settings
@@ -101,8 +101,14 @@ def last_offset_of(settings: Settings, topic: str, partition: int, key: bytes) -
 def unreadable_state(topic: str, number: int, offset: int | None, exc: StateDecodeError) -> str:
     """The fail-stop message for a changelog record that cannot be decoded (no user id in it:
     the offset finds the record)."""
-    what = {META_KEY: "the partition's meta record", RETURNS_KEY: "the partition's return counts"}
-    what_text = what.get(exc.key or b"", "a user state")
+    key = exc.key or b""
+    what_text = (
+        "the partition's meta record"
+        if key == META_KEY
+        else "a record of the partition's return counts"
+        if is_counts_key(key)
+        else "a user state"
+    )
     at = f"offset {offset}" if offset is not None else "offset unknown"
     return (
         f"cannot take over partition {number}: {what_text} in {topic} partition {number} at {at} "

@@ -89,3 +89,16 @@ def test_assign_names_the_partition_and_key_it_cannot_read_and_takes_nothing_ove
     with pytest.raises(StateDecodeError) as caught:
         engine.assign(1, {META_KEY: b"\x00"})
     assert caught.value.key == META_KEY
+
+
+def test_the_stop_message_names_what_a_reserved_key_holds() -> None:
+    from streams.worker.quarantine import unreadable_state
+
+    for key, what in [
+        (META_KEY, "the partition's meta record"),
+        (b"\x00returns", "a record of the partition's return counts"),
+        (b"\x00returns/s0,1,0,20400", "a record of the partition's return counts"),
+        (b"user-7", "a user state"),
+    ]:
+        message = unreadable_state("app-users-changelog", 2, 41, StateDecodeError("x", key=key))
+        assert f"{what} in app-users-changelog partition 2 at offset 41" in message
