@@ -77,3 +77,4 @@ def test_only_what_belongs_to_partitions_still_owned_is_produced() -> None:
     assert {partition_for(k, 4) for _, k, _ in kept_signals} == {0, 2}
     assert {p for p, _, _ in kept_changes} == {0, 2}
     assert len(kept_signals) == len(kept_changes) < len(keys)
+    assert still_owned(signals, changes, {0, 1, 2, 3}, 4) == (signals, changes)
