@@ -23,7 +23,9 @@ _PLAIN_RULES: dict[tuple[str, str], Any] = {
     ("schema_version", "type"): "integer",
     ("event_id", "type"): "string",
     ("user_id", "type"): "string",
-    ("user_id", "pattern"): "\\S",  # a character not whitespace (re and str agree on which)
+    # not starting with NUL (the store's reserved keys), and a character not whitespace (re
+    # and str agree on which)
+    ("user_id", "pattern"): "^(?!\\u0000)[\\s\\S]*\\S",
     ("event_type", "type"): "string",
     ("timestamp", "type"): ["string", "integer"],
     ("timestamp", "format"): "date-time",  # strings only: those go to the validator
@@ -97,7 +99,7 @@ def plainly_valid(event: dict[str, Any]) -> bool:
         if type(value) is not str or not shortest <= len(value) <= longest:
             return False
     user: str = event["user_id"]
-    if not user or user.isspace():  # the pattern: some character that is not whitespace
+    if not user or user.isspace() or user[0] == "\x00":  # the pattern (above)
         return False
     stamp = event.get("timestamp")
     if type(stamp) is not int or not _TS_MIN <= stamp <= _TS_MAX:

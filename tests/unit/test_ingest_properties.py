@@ -165,7 +165,7 @@ def test_shaped_objects_yield_one_valid_answer(obj: dict[str, Any], hdrs: Any) -
 
 
 @given(
-    user=st.text(min_size=1, max_size=50).filter(str.strip),
+    user=st.text(min_size=1, max_size=50).filter(lambda u: u.strip() and u[0] != "\x00"),
     event_type=st.text(min_size=1, max_size=50),
     ts=st.integers(min_value=100_000_000_000, max_value=NOW_MS),
     props=st.none() | st.dictionaries(st.text(max_size=10), json_values, max_size=5),
@@ -242,3 +242,13 @@ def test_an_epoch_millisecond_timestamp_is_taken_as_is_within_the_bounds_only(
     else:
         assert isinstance(result, Rejection), result
         assert result.reason is Reason.INVALID_TIMESTAMP, result
+
+
+def test_a_user_id_starting_with_nul_is_dead_lettered_it_would_name_a_reserved_key() -> None:
+    for user in ("\x00meta", "\x00returns", "\x00returns/s0,1,0,20400", "\x00"):
+        payload = {"event_id": "e", "user_id": user, "event_type": "t", "timestamp": NOW_MS}
+        result = ingest(orjson.dumps(payload), None, NOW_MS, LIMITS)
+        assert isinstance(result, Rejection), user
+        assert result.reason is Reason.SCHEMA_VIOLATION, result
+    inside = {"event_id": "e", "user_id": "a\x00b", "event_type": "t", "timestamp": NOW_MS}
+    assert isinstance(ingest(orjson.dumps(inside), None, NOW_MS, LIMITS), Event)

@@ -114,10 +114,12 @@ def test_the_usual_shapes_take_the_quick_way() -> None:
     for event in (
         usual(timestamp="2024-05-01T12:00:00Z"),  # strings: format checks are the validator's
         usual(user_id="\u00a0"),
+        usual(user_id="\x00meta"),  # a reserved key of the state store: the validator refuses
         usual(timestamp=True),
         usual(schema_version=1.0),
     ):
         assert not plainly_valid(event)
+    assert not passes_schema(usual(user_id="\x00meta")) and passes_schema(usual(user_id="a\x00"))
 
 
 @pytest.mark.parametrize(
