@@ -157,9 +157,9 @@ class ReturnCounts:
         self.sum_ms[(kind, arm)] += back - at
         touched[(3, (kind, arm))] = None
 
-    def prune(self, today: int) -> bool:
-        """Fold the signal days older than :data:`KEEP_DAYS` into the settled total; True if
-        any moved."""
+    def prune(self, today: int) -> None:
+        """Fold the signal days older than :data:`KEEP_DAYS` into the settled total (the
+        counters moved are touched, so their records follow)."""
         touched = self.touched
         old = [k for k in self.signalled if SETTLED < k[3] < today - KEEP_DAYS]
         for key in old:
@@ -171,7 +171,6 @@ class ReturnCounts:
             rsettled = (rkey[0], rkey[1], rkey[2], SETTLED, rkey[4])
             self.returned[rsettled] += self.returned.pop(rkey)
             touched[(1, rkey)] = touched[(1, rsettled)] = None
-        return bool(old or old_returns)
 
     def take_records(self) -> list[tuple[bytes, bytes | None]]:
         """The store records of the counters changed since the last call, ``(key, value)``
