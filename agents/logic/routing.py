@@ -70,6 +70,39 @@ class Routed:
     read: int = 0  # records read (messages that are not errors)
 
 
+class _Run:
+    """Where a step is in one input partition's records in a row (``Consumer.consume`` returns
+    them in runs per partition): its clocks are kept here and written to the :class:`Routed`
+    dicts once per run, not once per record."""
+
+    def __init__(self) -> None:
+        self.source: tuple[str, int] = ("", -1)
+        self.active = False
+        self.read_ms = 0  # newest record timestamp
+        self.newest_ms = 0  # newest valid event time
+        self.next_offset = 0
+
+    def reads(self, topic: str, partition: int) -> bool:
+        return self.active and partition == self.source[1] and topic == self.source[0]
+
+    def open(self, routed: Routed, source: tuple[str, int]) -> None:
+        self.source, self.active = source, True
+        self.read_ms = routed.read_ms.get(source, 0)
+        self.newest_ms = routed.newest_ms.get(source, 0)
+
+    def close(self, routed: Routed) -> None:
+        """Its last record was not the partition's end; its next offset and clocks."""
+        if not self.active:
+            return
+        source, self.active = self.source, False
+        routed.at_end[source] = False
+        routed.next_offsets[source] = self.next_offset
+        if self.read_ms > 0:
+            routed.read_ms[source] = self.read_ms
+        if self.newest_ms > 0:
+            routed.newest_ms[source] = self.newest_ms
+
+
 class Router:
     """Routes input records to ``partitions`` partitions; caches user -> partition."""
 
@@ -112,60 +145,63 @@ class Router:
         kept in ``errors``. A record that is not an error but lacks its topic, partition or
         offset raises ValueError (it could be neither routed nor committed past)."""
         routed = Routed()
-        at_end, read_ms = routed.at_end, routed.read_ms
+        run = _Run()  # the records of one input partition in a row, summed before the dicts
         for msg in messages:
             error = msg.error()
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if error is not None:
                 if error.code() == end_code and topic is not None and partition is not None:
-                    at_end[(topic, partition)] = True
+                    run.close(routed)
+                    routed.at_end[(topic, partition)] = True
                     routed.end_offsets[(topic, partition)] = -1 if offset is None else offset
                 else:
                     routed.errors.append(error)
                 continue
             if topic is None or partition is None or offset is None:  # not skipped: stop
                 raise ValueError(f"a record without its place: {topic}[{partition}]@{offset}")
-            source = (topic, partition)
-            at_end[source] = False
+            if not run.reads(topic, partition):
+                run.close(routed)
+                run.open(routed, (topic, partition))
             routed.read += 1
             kind, stamp = msg.timestamp()
             if kind == no_timestamp:
                 stamp = now_ms
-            if stamp > read_ms.get(source, 0):
-                read_ms[source] = stamp
-            self._route(routed, source, offset, msg.value(), msg.headers(), now_ms, msg)
+            if stamp > run.read_ms:  # noqa: PLR1730 (a compare, not a call to max, per record)
+                run.read_ms = stamp
+            run.next_offset = offset + 1
+            result = ingest(msg.value(), msg.headers(), now_ms, self.limits, self.decoder)
+            if isinstance(result, Event):
+                self._batch(routed, result)
+                if result.timestamp_ms > run.newest_ms:  # noqa: PLR1730 (as above)
+                    run.newest_ms = result.timestamp_ms
+            else:
+                record = RawRecord(topic, partition, offset, msg.key(), msg.value(), msg.headers())
+                self._reject(routed, record, result, now_ms)
+        run.close(routed)
         return routed
 
     def _route_one(self, routed: Routed, record: RawRecord, now_ms: int) -> None:
         source = (record.topic, record.partition)
-        self._route(routed, source, record.offset, record.value, record.headers, now_ms, record)
-
-    def _route(  # noqa: PLR0917 (the hot path's one call per record, positionally)
-        self,
-        routed: Routed,
-        source: tuple[str, int],
-        offset: int,
-        value: bytes | None,
-        headers: Headers | None,
-        now_ms: int,
-        record: RawRecord | InputMessage,
-    ) -> None:
-        """Route one record of ``source`` at ``offset``; ``record`` gives the key of a dead
-        letter."""
-        routed.next_offsets[source] = offset + 1
-        result = ingest(value, headers, now_ms, self.limits, self.decoder)
+        routed.next_offsets[source] = record.offset + 1
+        result = ingest(record.value, record.headers, now_ms, self.limits, self.decoder)
         if isinstance(result, Event):
-            routed.batches.setdefault(self.partition_of(result.user_id), []).append(result)
+            self._batch(routed, result)
             newest = routed.newest_ms
             if result.timestamp_ms > newest.get(source, 0):
                 newest[source] = result.timestamp_ms
-            types = routed.event_types
-            types[result.event_type] = types.get(result.event_type, 0) + 1
             return
-        key = record.key if isinstance(record, RawRecord) else record.key()
-        raw = RawRecord(source[0], source[1], offset, key, value, headers)
-        dead_headers = dead_letter_headers(headers, result, source[0], source[1], offset, now_ms)
-        routed.dead.append(self._dead_letter(raw, dead_headers, result))
+        self._reject(routed, record, result, now_ms)
+
+    def _batch(self, routed: Routed, event: Event) -> None:
+        routed.batches.setdefault(self.partition_of(event.user_id), []).append(event)
+        types = routed.event_types
+        types[event.event_type] = types.get(event.event_type, 0) + 1
+
+    def _reject(self, routed: Routed, record: RawRecord, result: Rejection, now_ms: int) -> None:
+        headers = dead_letter_headers(
+            record.headers, result, record.topic, record.partition, record.offset, now_ms
+        )
+        routed.dead.append(self._dead_letter(record, headers, result))
 
     def _dead_letter(
         self, record: RawRecord, headers: list[tuple[str, bytes | None]], rejection: Rejection

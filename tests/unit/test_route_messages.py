@@ -7,6 +7,8 @@ from __future__ import annotations
 import orjson
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, KafkaError, Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.logic.ingest import limits_from
 from agents.logic.routing import RawRecord, Routed, Router
@@ -130,3 +132,79 @@ def test_other_errors_are_kept_and_route_nothing() -> None:
 def test_a_record_without_its_place_stops_the_step() -> None:
     with pytest.raises(ValueError, match="without its place"):
         route(Router(4, LIMITS), [Message(value=event("ann", 0))])
+
+
+@st.composite
+def interleaved(draw: st.DrawFn) -> list[Message]:
+    """Records of four partitions in runs and interleaved, valid and not, with and without a
+    timestamp, partition ends (with and without their offset) and other errors among them."""
+    offsets = [0, 0, 0, 0]
+    out: list[Message] = []
+    for kind, partition, valid, stamped in draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["record"] * 6 + ["end", "end_no_offset", "error"]),
+                st.integers(0, 3),
+                st.booleans(),
+                st.booleans(),
+            ),
+            max_size=40,
+        )
+    ):
+        offset = offsets[partition]
+        if kind == "end":
+            out.append(end_of("in", partition, offset))
+        elif kind == "end_no_offset":
+            out.append(end_of("in", partition))
+        elif kind == "error":
+            out.append(Message(topic="in", partition=partition, error=KafkaError(1)))
+        else:
+            stamp = (
+                TIMESTAMP_CREATE_TIME if stamped else TIMESTAMP_NOT_AVAILABLE,
+                NOW - 5_000 + offset,
+            )
+            value = event(f"u{offset % 3}", offset) if valid else b"{bad"
+            out.append(record("in", partition, offset, value, stamp))
+            offsets[partition] += 1
+    return out
+
+
+def expected_clocks(messages: list[Message]) -> dict[str, dict[tuple[str, int], int | bool]]:
+    """The per-partition reading of the messages, one message at a time, written out here."""
+    want: dict[str, dict[tuple[str, int], int | bool]] = {
+        "at_end": {}, "end_offsets": {}, "read_ms": {}, "next_offsets": {}, "newest_ms": {}
+    }  # fmt: skip
+    for m in messages:
+        source = (m.topic() or "", m.partition() or 0)
+        error = m.error()
+        if error is not None:
+            if error.code() == EOF:
+                want["at_end"][source] = True
+                end = m.offset()
+                want["end_offsets"][source] = -1 if end is None else end
+            continue
+        want["at_end"][source] = False
+        want["next_offsets"][source] = (m.offset() or 0) + 1
+        kind, stamp = m.timestamp()
+        stamp = NOW if kind == TIMESTAMP_NOT_AVAILABLE else stamp
+        want["read_ms"][source] = max(stamp, int(want["read_ms"].get(source, 0)))
+        if m.value() != b"{bad":
+            event_ms = orjson.loads(m.value() or b"")["timestamp"]
+            want["newest_ms"][source] = max(event_ms, int(want["newest_ms"].get(source, 0)))
+    return want
+
+
+@settings(max_examples=300, deadline=None)
+@given(interleaved())
+def test_runs_of_a_partition_read_as_one_message_at_a_time(messages: list[Message]) -> None:
+    routed = route(Router(4, LIMITS), messages)
+    want = expected_clocks(messages)
+    for name, values in want.items():
+        assert getattr(routed, name) == values, name
+    records = [m for m in messages if m.error() is None]
+    assert routed.read == len(records)
+    assert len(routed.dead) == sum(m.value() == b"{bad" for m in records)
+    errors = [m.error() for m in messages]
+    assert [e.code() for e in routed.errors] == [
+        e.code() for e in errors if e is not None and e.code() != EOF
+    ]
