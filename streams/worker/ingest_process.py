@@ -26,12 +26,14 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from mode import Service
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
+from prometheus_client.registry import Collector
 
 from streams.exits import FAILURE
 from streams.logs import setup_logging
@@ -49,10 +51,11 @@ PR_SET_PDEATHSIG = 1
 CounterKey = tuple[str, tuple[tuple[str, str], ...]]  # (family, sorted labels)
 
 
-def counter_totals(registry: CollectorRegistry) -> dict[CounterKey, float]:
-    """Every counter sample of ``registry``: (family name, labels) -> total."""
+def counter_totals(collectors: Iterable[Collector]) -> dict[CounterKey, float]:
+    """Every counter sample of ``collectors`` (a registry, or some of its counters): (family
+    name, labels) -> total."""
     totals: dict[CounterKey, float] = {}
-    for family in registry.collect():
+    for family in (family for collector in collectors for family in collector.collect()):
         if family.type != "counter":
             continue
         for sample in family.samples:
@@ -117,14 +120,19 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     router = ingest_router(settings)
     sent: dict[CounterKey, float] = {}
 
-    def report() -> None:
-        """The counters that moved since the last report (totals), and the delivered offsets."""
-        totals = counter_totals(registry)
+    def report(collectors: Iterable[Collector] = (registry,)) -> None:
+        """The counters that moved since the last report (totals), and the delivered offsets.
+        After a step only the counters a step moves: collecting the whole registry took
+        ~0.4 ms, once per step."""
+        totals = counter_totals(collectors)
         moved = {key: total for key, total in totals.items() if sent.get(key) != total}
         sent.update(moved)
         conn.send((moved, dict(service.delivered_until)))
 
-    service = IngestService(settings, metrics, deliverer, router, on_counted=report)
+    def report_step() -> None:
+        report(metrics.ingest_counters())
+
+    service = IngestService(settings, metrics, deliverer, router, on_counted=report_step)
     await service.start()
 
     try:

@@ -165,6 +165,11 @@ class Metrics:
             self._newest_ms = newest_ms
             self.last_event.set(newest_ms / 1000)
 
+    def ingest_counters(self) -> tuple[Counter, ...]:
+        """The counters an ingest step moves (``IngestService._count``): what the ingest
+        process reports to the worker after each step, ahead of its batches."""
+        return self.consumed, self.valid, self.invalid, self.dead_lettered
+
     def count_valid(self, event_type: str, n: int = 1) -> None:
         self.valid.labels(event_type if event_type in self.event_types else "other").inc(n)
 

@@ -34,11 +34,11 @@ def test_the_mirror_adds_what_the_child_counted_since_its_last_report() -> None:
     child_metrics.count_valid("purchase", 3)
     child_metrics.invalid.labels("bad_json").inc()
     child_metrics.delivery_retries.labels("by_user").inc()
-    mirror.apply(counter_totals(child))
+    mirror.apply(counter_totals([child]))
     child_metrics.consumed.inc(2)
     child_metrics.count_valid("unknown_type")  # counted as "other"
-    mirror.apply(counter_totals(child))
-    mirror.apply(counter_totals(child))  # the same totals again add nothing
+    mirror.apply(counter_totals([child]))
+    mirror.apply(counter_totals([child]))  # the same totals again add nothing
 
     assert _value(parent, "engagement_events_consumed_total") == 7
     assert _value(parent, "engagement_events_valid_total", event_type="purchase") == 3
@@ -51,6 +51,25 @@ def test_the_mirror_adds_what_the_child_counted_since_its_last_report() -> None:
 def test_counter_totals_holds_only_counters() -> None:
     registry = CollectorRegistry()
     Metrics(registry, EVENT_TYPES).last_event.set(12)
-    names = {name for name, _ in counter_totals(registry)}
+    names = {name for name, _ in counter_totals([registry])}
     assert "engagement_last_event_timestamp_seconds" not in names
     assert "engagement_events_consumed" in names
+
+
+def test_a_steps_report_holds_the_counters_a_step_moves() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, EVENT_TYPES)
+    metrics.consumed.inc(4)
+    metrics.count_valid("purchase", 2)
+    metrics.invalid.labels("bad_json").inc()
+    metrics.dead_lettered.inc()
+    metrics.delivery_retries.labels("by_user").inc()  # not a step's: the 250 ms report's
+    step = counter_totals(metrics.ingest_counters())
+    assert {name for name, _ in step} == {
+        "engagement_events_consumed",
+        "engagement_events_valid",
+        "engagement_events_invalid",
+        "engagement_events_dead_lettered",
+    }
+    whole = counter_totals([registry])
+    assert step == {key: total for key, total in whole.items() if key in step}
