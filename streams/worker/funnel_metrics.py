@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from agents.logic.funnel_counts import STEP_TIME_BUCKETS_S, FunnelCounts, week_label
 from agents.logic.funnels import Funnel
+from streams.worker.metrics import described
 
 LABELS = ["funnel", "step", "event", "channel", "cohort"]
 
@@ -32,12 +33,15 @@ class FunnelCollector(Collector):
         self._channels = list(channels)  # index 0 is "other"
 
     def describe(self) -> list[Metric]:
-        return []  # values appear once the first snapshot is taken
+        """Its families (values appear once the first snapshot is taken)."""
+        return described(self._families(FunnelCounts()))
 
     def collect(self) -> Iterator[Metric]:
         counts = self._read()
-        if counts is None:
-            return
+        if counts is not None:
+            yield from self._families(counts)
+
+    def _families(self, counts: FunnelCounts) -> Iterator[Metric]:
         reached = GaugeMetricFamily(
             "engagement_funnel_reached_users",
             "Users who reached the step of the funnel, by acquisition channel and cohort (the "

@@ -8,7 +8,7 @@ through an allowlist with ``other``; user ids never become labels.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -56,9 +56,33 @@ def register_process_collectors(registry: CollectorRegistry) -> None:
     ``python_info`` and ``python_gc_*`` metrics of this process on ``registry``: the default
     registry has them, a custom one only when asked. A worker's ingest child process is not
     covered (its counters are mirrored into the worker's, its process metrics are not)."""
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
+    aside = CollectorRegistry()  # the GC collector insists on registering itself somewhere
+    process, platform = ProcessCollector(registry=None), PlatformCollector(registry=None)
+    for collector in (process, platform, GCCollector(registry=aside)):
+        registry.register(Described(collector))
+
+
+def described(families: Iterable[Metric]) -> list[Metric]:
+    """``families`` without their samples: what a collector's ``describe`` answers."""
+    return [Metric(family.name, family.documentation, family.type) for family in families]
+
+
+class Described(Collector):
+    """One of the client library's collectors, named at registration from what it collects.
+
+    A collector without names is collected by every scrape, also by one that asks for other
+    names (``/metrics?name[]=...``, as the bench polls its counters); one with names only by
+    a scrape that asks for them."""
+
+    def __init__(self, inner: Collector) -> None:
+        self._inner = inner
+        self._described = described(inner.collect())
+
+    def describe(self) -> list[Metric]:
+        return self._described
+
+    def collect(self) -> Iterable[Metric]:
+        return self._inner.collect()
 
 
 class Metrics:
@@ -226,12 +250,15 @@ class SnapshotCollector(Collector):
         self._retention_days = tuple(retention_days)
 
     def describe(self) -> list[Metric]:
-        return []  # values appear once the first snapshot is taken
+        """Its families (values appear once the first snapshot is taken)."""
+        return described(self._families(Published(Snapshot(), 0.0, 0, 0, 0.0)))
 
     def collect(self) -> Iterator[Metric]:
         published = self._read()
-        if published is None:
-            return
+        if published is not None:
+            yield from self._families(published)
+
+    def _families(self, published: Published) -> Iterator[Metric]:
         snap = published.snapshot
         yield _family(
             "engagement_active_users",
