@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -30,7 +31,6 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from agents.logic.dead_letters import digest_dead_letter, is_reduced_to_digest
 from agents.logic.ingest import ERROR_HEADER_PREFIX
-from agents.logic.reports import DeliveryReports
 from schemas.errors import DeliveryFailed
 from schemas.records import Headers
 from streams.kafka import producer_config
@@ -134,11 +134,10 @@ class Deliverer:
         self._producer = Producer(producer_config(settings, **overrides))
         self._metrics = metrics
         self._round = _Round()
-        # the reports of records without headers (all but dead letters), and the highest
-        # acknowledged offset per (topic, partition) for the producer's life: the roles share
-        # the producer and flush in turn, and a flush takes every report that came in before
-        # it, so per-flush offsets would give one role's reports to another
-        self._reports = DeliveryReports()
+        # highest acknowledged offset per (topic, partition) for the producer's life: the
+        # roles share the producer and flush in turn, and a flush takes every report that
+        # came in before it, so per-flush offsets would give one role's reports to another
+        self._acked: dict[tuple[str, int], int] = defaultdict(lambda: -1)
         self._lock = asyncio.Lock()
         self._max_backoff = max_backoff_s
 
@@ -176,7 +175,7 @@ class Deliverer:
                     callback = self._keeping(kept, tried)
                     produce(topic, value, key, partition, callback, headers=kept)
                 else:
-                    produce(topic, value, key, partition, self._reports)
+                    produce(topic, value, key, partition, self._delivered)
                 return
             except BufferError:  # local queue full: serve delivery reports, then go on
                 self._producer.poll(0.05)
@@ -186,16 +185,37 @@ class Deliverer:
                 return
 
     def _keeping(self, headers: list[tuple[str, str | bytes | None]], tried: Failed | None) -> Any:
-        """The delivery callback of a record whose headers (or earlier attempt) a retry
-        needs: a failed delivery report carries no headers."""
-
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                self._reports(err, msg)
-            else:
-                self._round.failed.append(_failed(err, msg, cast(Headers | None, headers), tried))
+            self._delivered(err, msg, cast(Headers | None, headers), tried)
 
         return delivered
+
+    def _delivered(
+        self,
+        err: KafkaError | None,
+        msg: Message,
+        headers: Headers | None = None,
+        tried: Failed | None = None,
+    ) -> None:
+        round_ = self._round
+        if err is not None:
+            partition = msg.partition()
+            round_.failed.append(
+                Failed(
+                    msg.topic() or "",
+                    msg.key(),
+                    msg.value(),
+                    -1 if partition is None else partition,
+                    headers,
+                    err,
+                    tried,
+                )
+            )
+            return
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if topic is not None and partition is not None and offset is not None:
+            tp = (topic, partition)
+            self._acked[tp] = max(self._acked[tp], offset)
 
     async def flush(self, role: str) -> dict[tuple[str, int], int]:
         """Wait until everything produced so far is acknowledged; returns the highest
@@ -211,11 +231,9 @@ class Deliverer:
                 self._producer.poll(0)
                 # every report up to now is in this round (the queue is empty)
                 round_, self._round = self._round, _Round()
-                failed = [_failed(err, msg) for err, msg in self._reports.take_failed()]
-                failed += round_.failed
-                if not failed:
-                    return dict(self._reports.acked)
-                if self._handle(role, failed, backoff):
+                if not round_.failed:
+                    return dict(self._acked)
+                if self._handle(role, round_.failed, backoff):
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
 
@@ -267,15 +285,6 @@ class Deliverer:
     def close(self, timeout: float = 10.0) -> int:
         """Flush what is left (blocking) and return how many records were not delivered."""
         return int(self._producer.flush(timeout))
-
-
-def _failed(
-    err: KafkaError, msg: Message, headers: Headers | None = None, tried: Failed | None = None
-) -> Failed:
-    """The record of a failed delivery report, to produce again."""
-    partition = msg.partition()
-    where = -1 if partition is None else partition
-    return Failed(msg.topic() or "", msg.key(), msg.value(), where, headers, err, tried)
 
 
 def _is_dead_letter(record: Failed) -> bool:
