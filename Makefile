@@ -72,12 +72,12 @@ $(REGISTRY_DIR)/.complete: streams/testbed/registry/pom.xml
 
 registry: $(REGISTRY_DIR)/.complete ## build the test Schema Registry (Apicurio, from Maven Central; cached outside the repo)
 
-SYSTEM_TOOLS := kcat promtool chromium
-system-deps: ## install Debian packages the tests use (kcat, prometheus, chromium)
+SYSTEM_TOOLS := kcat promtool chromium valgrind
+system-deps: ## install Debian packages the tests use (kcat, prometheus, chromium, valgrind)
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat prometheus chromium >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat prometheus chromium valgrind >/dev/null; \
 	  (systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true); \
 	fi
 

@@ -557,6 +557,46 @@ def test_the_engine_only_bench_takes_settings_and_no_deadline_in_reach_fires_no_
     assert result["events"] == 3_000 and result["signals"] == 0 and result["suppressed"] == 0
 
 
+def test_the_engine_only_bench_without_the_engine_calls_folds_nothing() -> None:
+    """The instruction count's baseline: the same run less the engine's calls; and a run
+    without the digest still counts what came out."""
+    from streams.testbed.bench.engine_only import run
+
+    base = run(3_000, 300, partitions=4, batch=500, engine_calls=False)
+    assert base["signals"] == 0 and base["cpu_s"] == 0.0 and base["events"] == 3_000
+    full = run(3_000, 300, partitions=4, batch=500)
+    unhashed = run(3_000, 300, partitions=4, batch=500, hashing=False)
+    assert unhashed["digest"] == "" and full["digest"]
+    assert unhashed["signals"] == full["signals"] > 0
+
+
+def test_the_instruction_count_is_read_off_valgrinds_summary() -> None:
+    from streams.testbed.bench.engine_only import instruction_count
+
+    report = (
+        "==10057== Cachegrind, a cache and branch-prediction profiler\n"
+        '{"events": 3}\n'
+        "==10057== \n"
+        "==10057== I   refs:      5,341,932,571\n"
+    )
+    assert instruction_count(report) == 5_341_932_571
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        instruction_count("==1== Cachegrind\n")
+
+
+def test_the_engine_only_bench_counts_the_engines_instructions_under_valgrind() -> None:
+    """``--instructions``: valgrind (installed by ``make system-deps``) counts each run; the
+    engine's share is the difference of two runs, the same within a thousandth when repeated
+    (hash randomisation off)."""
+    from streams.testbed.bench.engine_only import _instructions, _parser
+
+    args = _parser().parse_args(["--events", "2000", "--users", "200", "--partitions", "2"])
+    first, again = (_instructions(args, pure=False) for _ in range(2))
+    assert first["events"] == 2_000 and first["signals"] == again["signals"]
+    assert first["instructions"] > 2_000 * 1_000  # thousands of instructions per event
+    assert abs(first["instructions"] - again["instructions"]) < first["instructions"] / 1_000
+
+
 def test_latency_by_second_of_the_returns() -> None:
     samples = [(100.0, 600.0), (100.5, 400.0), (101.2, 90.0), (102.9, 120.0), (102.1, 80.0)]
     rows = by_second(samples)

@@ -19,6 +19,15 @@ suppressed instead of delivered.
 ``--setting NAME=VALUE`` (repeatable) sets an ``ENGAGEMENT_*`` setting of the engine, say
 ``--setting ENGAGEMENT_DORMANT_AFTER=300d`` to move deadlines out of the data's reach; the
 process environment is not read, so a stray variable cannot change a measurement.
+
+``--instructions`` counts instead of timing: each path's child runs under valgrind
+(``cachegrind``, no cache simulation) twice, once without the engine's calls, and the difference
+is the instructions the engine executed, per event. The count does not depend on what else the
+machine is doing (CPU seconds here vary by 10-20 % from run to run on a shared 2-core machine,
+more than most single changes to the engine are worth), so two checkouts compare by running
+this in each. Hash randomisation is off in these children (``PYTHONHASHSEED=0``): set and dict
+orders, and so the counts, repeat. ``--only compiled`` skips the pure path (three times slower
+under valgrind).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +47,7 @@ from typing import Any
 import orjson
 
 PURE_ENV = "ENGAGEMENT_PURE_PYTHON"
+VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
 
 
 def _events(count: int, users: int) -> list[Any]:
@@ -66,8 +78,12 @@ def run(
     behind_days: float | None = None,
     *,
     settings: dict[str, str] | None = None,
+    engine_calls: bool = True,
+    hashing: bool = True,
 ) -> dict[str, Any]:
-    """Fold the events through one engine; the figures and a digest of what came out."""
+    """Fold the events through one engine; the figures and a digest of what came out.
+    ``engine_calls=False``: everything but the engine's calls (the instruction count's
+    baseline); ``hashing=False``: no digest (it is not the engine's work)."""
     import agents.logic
     from agents.logic.engine import Engine
     from agents.logic.partitioning import partition_for
@@ -94,6 +110,8 @@ def run(
         for event in chunk:
             by_partition.setdefault(keys[event.user_id], []).append(event)
         wall_ms = chunk[-1].timestamp_ms if late_ms is None else late_ms
+        if not engine_calls:
+            continue
         began = time.process_time()
         outputs = [engine.process(n, evs, wall_ms) for n, evs in sorted(by_partition.items())]
         changes = engine.take_changes()
@@ -101,13 +119,9 @@ def run(
         cpu += time.process_time() - began
         for out in outputs:
             suppressed += sum(out.suppressed.values())
-            for kind, key, signal in out.signals:
-                digest.update(
-                    kind.encode() + key + orjson.dumps(signal, option=orjson.OPT_SORT_KEYS)
-                )
-                signals += 1
-        for number, key, value in changes:
-            digest.update(b"%d\0%s\0%s\0" % (number, key, value if value is not None else b"-"))
+            signals += len(out.signals)
+        if hashing:
+            _hash(digest, outputs, changes)
     return {
         "compiled": agents.logic.compiled(),
         "events": len(events),
@@ -115,18 +129,60 @@ def run(
         "suppressed": suppressed,
         "wall_s": time.perf_counter() - wall,
         "cpu_s": cpu,
-        "digest": digest.hexdigest(),
+        "digest": digest.hexdigest() if hashing else "",
     }
 
 
+def _hash(digest: Any, outputs: list[Any], changes: list[tuple[int, bytes, bytes | None]]) -> None:
+    """Every signal and changelog record of a batch into ``digest``."""
+    for out in outputs:
+        for kind, key, signal in out.signals:
+            digest.update(kind.encode() + key + orjson.dumps(signal, option=orjson.OPT_SORT_KEYS))
+    for number, key, value in changes:
+        digest.update(b"%d\0%s\0%s\0" % (number, key, value if value is not None else b"-"))
+
+
 def _child(args: argparse.Namespace, pure: bool) -> dict[str, Any]:
+    done = subprocess.run(
+        _child_argv(args), env=_child_env(pure), stdout=subprocess.PIPE, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _instructions(args: argparse.Namespace, pure: bool) -> dict[str, Any]:
+    """The child's figures, with ``instructions``: valgrind's count of a run without the digest,
+    less that of the same run without the engine's calls."""
+    env = {**_child_env(pure), "PYTHONHASHSEED": "0"}
+    counts: list[int] = []
+    figures: dict[str, Any] = {}
+    for extra in (["--no-hash"], ["--no-hash", "--no-engine"]):
+        argv = [*VALGRIND, *_child_argv(args, *extra)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+        counts.append(instruction_count(done.stderr))
+        figures = figures or json.loads(done.stdout)
+    figures["instructions"] = counts[0] - counts[1]
+    return figures
+
+
+def instruction_count(report: str) -> int:
+    """The total of valgrind's summary line ``==<pid>== I   refs:      5,330,675,751``."""
+    found = re.findall(r"^==\d+== I\s+refs:\s+([\d,]+)\s*$", report, re.MULTILINE)
+    if not found:
+        raise RuntimeError(f"valgrind printed no instruction count: {report[-500:]!r}")
+    return int(found[-1].replace(",", ""))
+
+
+def _child_argv(args: argparse.Namespace, *extra: str) -> list[str]:
+    module = "streams.testbed.bench.engine_only"
+    return [sys.executable, "-m", module, "--child", *_sizes(args), *extra]
+
+
+def _child_env(pure: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     if pure:
         env[PURE_ENV] = "1"
-    argv = [sys.executable, "-m", "streams.testbed.bench.engine_only", "--child", *_sizes(args)]
-    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return env
 
 
 def _sizes(args: argparse.Namespace) -> list[str]:
@@ -141,6 +197,57 @@ def _sizes(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.child:
+        sizes = args.events, args.users, args.partitions, args.batch, args.behind_days
+        settings = dict(item.partition("=")[::2] for item in args.setting)
+        figures = run(
+            *sizes, settings=settings, engine_calls=not args.no_engine, hashing=not args.no_hash
+        )
+        print(json.dumps(figures))
+        return 0
+    if args.instructions and shutil.which(VALGRIND[0]) is None:
+        print("--instructions needs valgrind (apt-get install valgrind)")
+        return 2
+    measure = _instructions if args.instructions else _child
+    paths = ("pure", "compiled") if args.only is None else (args.only,)
+    results = {name: measure(args, pure=name == "pure") for name in paths}
+    for name, r in results.items():
+        print(f"{name:>8}: {_figures(r)}")
+    if len(results) == 2:
+        pure, fast = results["pure"], results["compiled"]
+        unit = "instructions" if args.instructions else "cpu_s"
+        what = "instructions" if args.instructions else "the CPU"
+        print(
+            f"   ratio: compiled uses {fast[unit] / pure[unit]:.2f}x {what} of pure Python "
+            f"({pure[unit] / fast[unit]:.2f}x the events per unit)"
+        )
+    if "compiled" in results and not results["compiled"]["compiled"]:
+        print("the compiled core is not in use (see the warning above): run `make compiled`")
+        return 1
+    if len({r["digest"] for r in results.values()}) > 1:
+        print("the two paths produced DIFFERENT signals or states")
+        return 1
+    if not args.instructions and len(results) == 2:
+        digest = results["pure"]["digest"]
+        print(f"same signals and states on both paths (sha256 {digest[:16]}...)")
+    return 0
+
+
+def _figures(r: dict[str, Any]) -> str:
+    counts = (
+        f"({r['events']:,} events, {r['signals']:,} signals, {r['suppressed']:,} suppressed, "
+        f"running compiled: {r['compiled']})"
+    )
+    if "instructions" in r:
+        return f"{r['instructions'] / r['events']:>9,.0f} instructions per event  {counts}"
+    return (
+        f"{r['events'] / r['cpu_s']:>9,.0f} events/s  "
+        f"{r['cpu_s'] / r['events'] * 1e6:6.2f} CPU-s per 1M events  {counts}"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m streams.testbed.bench.engine_only")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=20_000)
@@ -159,35 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="an ENGAGEMENT_* setting of the engine (repeatable; the environment is not read)",
     )
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    settings = dict(item.partition("=")[::2] for item in args.setting)
-    if args.child:
-        sizes = args.events, args.users, args.partitions, args.batch, args.behind_days
-        figures = run(*sizes, settings=settings)
-        print(json.dumps(figures))
-        return 0
-    results = {"pure": _child(args, pure=True), "compiled": _child(args, pure=False)}
-    for name, r in results.items():
-        print(
-            f"{name:>8}: {r['events'] / r['cpu_s']:>9,.0f} events/s  "
-            f"{r['cpu_s'] / r['events'] * 1e6:6.2f} CPU-s per 1M events  "
-            f"({r['events']:,} events, {r['signals']:,} signals, {r['suppressed']:,} suppressed, "
-            f"running compiled: {r['compiled']})"
-        )
-    pure, fast = results["pure"], results["compiled"]
-    print(
-        f"   ratio: compiled uses {fast['cpu_s'] / pure['cpu_s']:.2f}x the CPU of pure Python "
-        f"({pure['cpu_s'] / fast['cpu_s']:.2f}x the events per CPU-second)"
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the engine's instructions under valgrind instead of timing it",
     )
-    if not fast["compiled"]:
-        print("the compiled core is not in use (see the warning above): run `make compiled`")
-        return 1
-    if pure["digest"] != fast["digest"]:
-        print("the two paths produced DIFFERENT signals or states")
-        return 1
-    print(f"same signals and states on both paths (sha256 {pure['digest'][:16]}...)")
-    return 0
+    parser.add_argument("--only", choices=("pure", "compiled"), help="measure one path only")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-engine", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-hash", action="store_true", help=argparse.SUPPRESS)
+    return parser
 
 
 if __name__ == "__main__":
