@@ -13,7 +13,7 @@ the user, kept as a top-k set so that it, too, does not depend on arrival order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zlib import crc32
 
@@ -29,8 +29,9 @@ class FoldConfig:
 
     calendar: Calendar
     horizon_days: int
-    channel_index: Mapping[str, int]  # allow-listed channel -> 1..n; anything else is 0 (other)
-    category_index: Mapping[str, int]  # event type -> category bitmap index
+    # plain dicts, not Mappings: compiled, a dict's get is a primitive, a Mapping's a method call
+    channel_index: dict[str, int]  # allow-listed channel -> 1..n; anything else is 0 (other)
+    category_index: dict[str, int]  # event type -> category bitmap index
     n_categories: int
     recent_ids: int = 4
     funnels: tuple[Funnel, ...] = ()  # ENGAGEMENT_FUNNELS (progress: agents.logic.funnels)
@@ -71,7 +72,8 @@ def fingerprint(event_id: str) -> int:
 def pending_of(event: EventLike, config: FoldConfig) -> Pending:
     """What the fold needs of ``event``, to keep while the event is deferred."""
     category = config.category_index.get(event.event_type, -1)
-    channel = config.channel_index.get(event.channel, 0) if event.channel else 0
+    name = event.channel
+    channel = config.channel_index.get(name, 0) if name else 0
     return (event.timestamp_ms, fingerprint(event.event_id), category, channel)
 
 
@@ -146,8 +148,8 @@ def fold(state: UserState, event: EventLike, day: int, config: FoldConfig) -> bo
     if not _remember(state, (ms, fingerprint(event.event_id)), config.recent_ids):
         return False
     _mark_day(state, day, config.category_index.get(event.event_type), config)
-    channel = config.channel_index.get(event.channel, 0) if event.channel else 0
-    _extremes(state, ms, channel)
+    name = event.channel
+    _extremes(state, ms, config.channel_index.get(name, 0) if name else 0)
     return True
 
 
