@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from agents.logic.days import Calendar
 from agents.logic.state import Stage, UserState
 
-LIFECYCLE_STATUSES = ("new", "returning", "resurrecting", "dormant")
-WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
+LIFECYCLE_STATUSES: Final = ("new", "returning", "resurrecting", "dormant")
+WINDOWS: Final = (("1d", 1), ("7d", 7), ("30d", 30))
 
 
 Days = tuple[int, int]  # (bitmap, newest day): bit i is day ``newest - i``
@@ -185,7 +185,7 @@ class Snapshot:
 
 
 # Its counters, by name (not ``__slots__``: compiled by mypyc, the class has none).
-_SNAPSHOT_FIELDS = tuple(f.name for f in fields(Snapshot))
+_SNAPSHOT_FIELDS: Final = tuple(f.name for f in fields(Snapshot))
 
 
 def _window_users(last_two: dict[tuple[int, int], int], today: int, width: int) -> int:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from agents.logic.churn import ModelParams, expected_active_days, p_alive
 from agents.logic.days import Calendar
 from agents.logic.state import UserState
 
+# not Final: mypyc 1.20 leaves a Final tuple of floats unset (NameError when read)
 BAND_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # P(alive) bands: [0, .2), ..., [.8, 1]
-HORIZON_DAYS = 7
+HORIZON_DAYS: Final = 7
 # (x, t_x, T) at the reference moment -> number of users, and their active days after it
 Outcomes = dict[tuple[int, float, float], tuple[int, int]]
 

@@ -18,18 +18,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Final
 
 import orjson
 
-MODEL_NAME = "mbgnbd"
-TIME_UNIT = "day"
+MODEL_NAME: Final = "mbgnbd"
+TIME_UNIT: Final = "day"
 
-_EPS = 1e-16
-_MAX_TERMS = 500_000
-_NEAR_ONE = 0.75  # above this z, hyp2f1 uses the z -> 1 - z connection formula
-_NEAR_INT = 1e-3  # ... unless c - a - b is this close to an integer (the formula degenerates)
-_MAX_CANCEL = 1e3  # ... and its two parts do not cancel more than this
-_A_NEAR_ONE = 1e-2  # |a - 1| below this: the closed form's 1/(a - 1) cancels badly
+_EPS: Final = 1e-16
+_MAX_TERMS: Final = 500_000
+_NEAR_ONE: Final = 0.75  # above this z, hyp2f1 uses the z -> 1 - z connection formula
+_NEAR_INT: Final = 1e-3  # ... unless c - a - b is this close to an integer (it degenerates)
+_MAX_CANCEL: Final = 1e3  # ... and its two parts do not cancel more than this
+_A_NEAR_ONE: Final = 1e-2  # |a - 1| below this: the closed form's 1/(a - 1) cancels badly
 
 Metadata = dict[str, float | int | str]
 

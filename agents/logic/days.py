@@ -8,12 +8,13 @@ runs once per event: UTC is pure integer arithmetic, other zones cache the UTC o
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from typing import Final
 from zoneinfo import ZoneInfo
 
-DAY_MS = 86_400_000
-_HOUR_MS = 3_600_000
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_CACHE_LIMIT = 200_000
+DAY_MS: Final = 86_400_000
+_HOUR_MS: Final = 3_600_000
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_CACHE_LIMIT: Final = 200_000
 
 
 class Calendar:

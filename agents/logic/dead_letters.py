@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Final
 
 from agents.logic.ingest import ERROR_HEADER_PREFIX
 
@@ -40,13 +41,13 @@ __all__ = [
 
 OutHeaders = list[tuple[str, bytes | None]]
 DeadLetterRecord = tuple[bytes | None, bytes | None, OutHeaders]  # key, value, headers
-KEEP_BYTES = 16 * 1024  # a reduced dead letter keeps the original key / headers up to this
-NOTE_BYTES = 512  # room for the three headers added by a reduction
-MIN_RECORD_BYTES = 64 * 1024  # smallest max_bytes that always leaves room for a value prefix
-REDUCED = ERROR_HEADER_PREFIX + "reduced"
-ORIGINAL_BYTES = ERROR_HEADER_PREFIX + "original_bytes"
-VALUE_SHA256 = ERROR_HEADER_PREFIX + "value_sha256"
-_ADDED = (REDUCED, ORIGINAL_BYTES, VALUE_SHA256)
+KEEP_BYTES: Final = 16 * 1024  # a reduced dead letter keeps the original key / headers up to this
+NOTE_BYTES: Final = 512  # room for the three headers added by a reduction
+MIN_RECORD_BYTES: Final = 64 * 1024  # smallest max_bytes that always leaves room for a value prefix
+REDUCED: Final = ERROR_HEADER_PREFIX + "reduced"
+ORIGINAL_BYTES: Final = ERROR_HEADER_PREFIX + "original_bytes"
+VALUE_SHA256: Final = ERROR_HEADER_PREFIX + "value_sha256"
+_ADDED: Final = (REDUCED, ORIGINAL_BYTES, VALUE_SHA256)
 
 
 def record_bytes(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from agents.logic.churn import ModelParams
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     Array = NDArray[np.float64]
 
-_LOG_BOUND = 15.0  # each log-parameter is kept in [-15, 15] (e^15 ~ 3.3e6)
+_LOG_BOUND: Final = 15.0  # each log-parameter is kept in [-15, 15] (e^15 ~ 3.3e6)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Final
 
 from agents.logic.days import Calendar
 from agents.logic.funnels import Funnel, reached
 from agents.logic.state import UserState
 
 # time from one step to the next, histogram upper bounds in seconds (the last bucket is +Inf)
-STEP_TIME_BUCKETS_S = (600, 3600, 21_600, 86_400, 172_800, 345_600, 604_800)
+STEP_TIME_BUCKETS_S: Final = (600, 3600, 21_600, 86_400, 172_800, 345_600, 604_800)
 # (funnel index, step index, channel index, first day of the cohort week)
 Key = tuple[int, int, int, int]
 

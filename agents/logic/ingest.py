@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import fastjsonschema
 import orjson
@@ -78,12 +78,12 @@ def limits_from(
     )
 
 
-MAX_DEPTH = 64  # JSON nesting kept well under orjson.dumps' own limit (254) for re-serialising
-ERROR_HEADER_PREFIX = "engagement.error."
+MAX_DEPTH: Final = 64  # JSON nesting well under orjson.dumps' own limit (254), for re-serialising
+ERROR_HEADER_PREFIX: Final = "engagement.error."
 
-_SCHEMA = load_schema("user_event")
-_REQUIRED: tuple[str, ...] = tuple(_SCHEMA["required"])
-_VALIDATE = fastjsonschema.compile(_SCHEMA)  # once, at import: a bad schema fails the start
+_SCHEMA: Final = load_schema("user_event")
+_REQUIRED: Final[tuple[str, ...]] = tuple(_SCHEMA["required"])
+_VALIDATE: Final = fastjsonschema.compile(_SCHEMA)  # once, at import: a bad schema fails the start
 
 
 def ingest(

@@ -15,24 +15,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Final, final
 
 from agents.logic.churn import ModelParams, risk_deadline_T
 from agents.logic.days import DAY_MS, Calendar
 from agents.logic.state import Deadline, Stage, UserState
 
-_SIGNAL_OF = {
+_SIGNAL_OF: Final = {
     Stage.AT_RISK: "churn_risk",
     Stage.DORMANT: "dormant",
     Stage.CHURNED: "churned",
     Stage.REACTIVATED: "reactivated",
 }
-_STAGE_OF = {
+_STAGE_OF: Final = {
     Deadline.AT_RISK: Stage.AT_RISK,
     Deadline.DORMANT: Stage.DORMANT,
     Deadline.CHURNED: Stage.CHURNED,
 }
-_LIVE = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
+_LIVE: Final = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
 
 
 @dataclass(frozen=True, slots=True)

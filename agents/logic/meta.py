@@ -10,6 +10,7 @@ afresh; version 1 (no ``"v"``) is still read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 
@@ -17,8 +18,8 @@ from agents.logic.frontier import SourceFrontiers
 from agents.logic.watermarks import SourceWatermarks
 from schemas.errors import StateDecodeError
 
-META_KEY = b"\x00meta"
-META_VERSION = 2  # records without "v" are version 1
+META_KEY: Final = b"\x00meta"
+META_VERSION: Final = 2  # records without "v" are version 1
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
@@ -36,11 +36,12 @@ if TYPE_CHECKING:
 
 Row = tuple[int, int, int]  # (x, t_x, T) in whole days
 Rows = dict[Row, int]  # row -> number of users
-ROWS_VERSION = 1
-PARAMS_KEY = b"params"
-ROWS_PREFIX = b"rows/"
+ROWS_VERSION: Final = 1
+PARAMS_KEY: Final = b"params"
+ROWS_PREFIX: Final = b"rows/"
+# not Final: mypyc 1.20 leaves a Final tuple of floats unset (NameError when read)
 SANE = (1e-3, 1e4)  # every fitted parameter must lie in here (the fit's bounds are e^+-15)
-_LIVE = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
+_LIVE: Final = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
 
 
 def summary_of(state: UserState, calendar: Calendar, today: int) -> Row | None:

@@ -11,11 +11,12 @@ Nothing is cached here; callers that hash the same key often cache outside.
 from __future__ import annotations
 
 from struct import Struct
+from typing import Final
 
-_SEED = 0x9747B28C
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORDS = [Struct(f"<{n}I") for n in range(64)]  # pre-built unpackers for keys up to 255 bytes
+_SEED: Final = 0x9747B28C
+_M: Final = 0x5BD1E995
+_MASK: Final = 0xFFFFFFFF
+_WORDS: Final = [Struct(f"<{n}I") for n in range(64)]  # unpackers for keys up to 255 bytes
 
 
 def murmur2(data: bytes) -> int:

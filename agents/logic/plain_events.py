@@ -10,16 +10,16 @@ not (a unit test holds it on for the schema as published).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from schemas import load_schema
 
-SCHEMA: dict[str, Any] = load_schema("user_event")
-_PROPERTIES: dict[str, Any] = SCHEMA["properties"]
+SCHEMA: Final[dict[str, Any]] = load_schema("user_event")
+_PROPERTIES: Final[dict[str, Any]] = SCHEMA["properties"]
 # What the plain-shape check below knows of the schema, (property, keyword) -> value; words
 # that only describe are left out. A schema with any other rule turns the check off.
-_DESCRIBING = frozenset({"description", "default", "examples", "title", "$comment"})
-_PLAIN_RULES: dict[tuple[str, str], Any] = {
+_DESCRIBING: Final = frozenset({"description", "default", "examples", "title", "$comment"})
+_PLAIN_RULES: Final[dict[tuple[str, str], Any]] = {
     ("schema_version", "type"): "integer",
     ("event_id", "type"): "string",
     ("user_id", "type"): "string",
@@ -35,7 +35,7 @@ _PLAIN_RULES: dict[tuple[str, str], Any] = {
     ("properties", "type"): ["object", "null"],
 }
 # the integer bounds it checks (their values are read from the schema below)
-_BOUNDS = frozenset(
+_BOUNDS: Final = frozenset(
     {
         *(
             (name, word)
@@ -73,17 +73,17 @@ def _limit(name: str, keyword: str, default: int) -> int:
     return int(value) if value is not None else default
 
 
-_PLAIN = _plain_check_applies(SCHEMA)
-_STRINGS = tuple(
+_PLAIN: Final = _plain_check_applies(SCHEMA)
+_STRINGS: Final = tuple(
     (name, _limit(name, "minLength", 0), _limit(name, "maxLength", 1 << 62))
     for name in ("event_id", "user_id", "event_type")
 )
-_NULLABLE = tuple(
+_NULLABLE: Final = tuple(
     (n, _limit(n, "maxLength", 1 << 62)) for n in ("channel", "platform", "session_id")
 )
 _TS_MIN, _TS_MAX = _limit("timestamp", "minimum", 0), _limit("timestamp", "maximum", 1 << 62)
-_MAX_PROPERTIES = _limit("properties", "maxProperties", 1 << 62)
-_VERSION_MIN = _limit("schema_version", "minimum", -(1 << 62))
+_MAX_PROPERTIES: Final = _limit("properties", "maxProperties", 1 << 62)
+_VERSION_MIN: Final = _limit("schema_version", "minimum", -(1 << 62))
 
 
 def plainly_valid(event: dict[str, Any]) -> bool:

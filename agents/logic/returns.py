@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -37,16 +37,16 @@ from agents.logic.state import UserState
 from schemas.errors import StateDecodeError
 from schemas.records import SIGNAL_KINDS
 
-RETURNS_KEY = b"\x00returns"  # every counter in one record: written by earlier releases
-COUNTS_PREFIX = b"\x00returns/"  # then a table letter and the counter's key, comma-separated
-_TABLES = b"srbm"  # signalled, returned, buckets, sum_ms: ReturnCounts' counters in order
-WINDOW_DAYS = (1, 7, 30)
+RETURNS_KEY: Final = b"\x00returns"  # every counter in one record: written by earlier releases
+COUNTS_PREFIX: Final = b"\x00returns/"  # then a table letter and the counter's key, comma-separated
+_TABLES: Final = b"srbm"  # signalled, returned, buckets, sum_ms: ReturnCounts' counters in order
+WINDOW_DAYS: Final = (1, 7, 30)
 # time-to-return histogram buckets (upper bounds, seconds); the last bucket is +Inf
-RETURN_BUCKETS_S = (3600, 21_600, 86_400, 172_800, 259_200, 604_800, 1_209_600, 2_592_000)
-NOT_DELIVERED = 2  # arm code of a mark whose signal was suppressed
-ARM_CODES = {"treatment": 0, "holdout": 1}
-KEEP_DAYS = max(WINDOW_DAYS) + 2  # signal days kept apart; older ones are settled
-SETTLED = 0  # the day key of signals whose every window has closed
+RETURN_BUCKETS_S: Final = (3600, 21_600, 86_400, 172_800, 259_200, 604_800, 1_209_600, 2_592_000)
+NOT_DELIVERED: Final = 2  # arm code of a mark whose signal was suppressed
+ARM_CODES: Final = {"treatment": 0, "holdout": 1}
+KEEP_DAYS: Final = max(WINDOW_DAYS) + 2  # signal days kept apart; older ones are settled
+SETTLED: Final = 0  # the day key of signals whose every window has closed
 
 # (kind, arm, channel, signal ms, previous return ms or 0, new return ms)
 Return = tuple[int, int, int, int, int, int]
@@ -224,7 +224,7 @@ class ReturnCounts:
         snap.return_sum_ms.update(self.sum_ms)
 
 
-_KEY_LENGTHS = (4, 5, 3, 2)  # of the keys of each table, in _TABLES' order
+_KEY_LENGTHS: Final = (4, 5, 3, 2)  # of the keys of each table, in _TABLES' order
 
 
 def count_key(table: int, key: tuple[int, ...]) -> bytes:

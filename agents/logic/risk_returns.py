@@ -28,15 +28,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 from agents.logic.days import Calendar
 from agents.logic.state import UserState
 from schemas.records import SIGNAL_KINDS
 
-WINDOWS = (7, 30)
-LOOKBACK_DAYS = 30
-GROUPS = ("signalled", "not_signalled", "unknown")
-CHURN_RISK = SIGNAL_KINDS.index("churn_risk")
+WINDOWS: Final = (7, 30)
+LOOKBACK_DAYS: Final = 30
+GROUPS: Final = ("signalled", "not_signalled", "unknown")
+CHURN_RISK: Final = SIGNAL_KINDS.index("churn_risk")
 # (group, window) -> users; RiskReturns holds eligible and returned
 Tally = Counter[tuple[str, int]]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from agents.logic.dead_letters import fit_dead_letter
 from agents.logic.ingest import IngestLimits, Rejection, dead_letter_headers, ingest
@@ -18,7 +18,7 @@ from agents.logic.partitioning import partition_for
 from agents.logic.wire import Decoder
 from schemas.records import Event, Headers
 
-_CACHE_LIMIT = 500_000
+_CACHE_LIMIT: Final = 500_000
 
 
 class RawRecord(NamedTuple):

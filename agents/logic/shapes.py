@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "CANONICAL_KEYS",
@@ -50,9 +50,9 @@ __all__ = [
     "normalise",
 ]
 
-CE_STRUCTURED = "application/cloudevents+json"
-SEGMENT_EVENT_TYPES = {"track": "", "page": "page_view", "screen": "screen_view"}
-CANONICAL_KEYS = frozenset(("event_id", "user_id", "event_type", "timestamp"))
+CE_STRUCTURED: Final = "application/cloudevents+json"
+SEGMENT_EVENT_TYPES: Final = {"track": "", "page": "page_view", "screen": "screen_view"}
+CANONICAL_KEYS: Final = frozenset(("event_id", "user_id", "event_type", "timestamp"))
 
 
 class Reason(StrEnum):
@@ -136,7 +136,7 @@ def _from_cloudevent(attrs: Mapping[str, Any], data: Any) -> tuple[dict[str, Any
     return event, "cloudevents"
 
 
-_CE_CONSUMED = frozenset(("user_id", "timestamp", "channel", "platform", "session_id"))
+_CE_CONSUMED: Final = frozenset(("user_id", "timestamp", "channel", "platform", "session_id"))
 
 
 def _cloudevent_properties(data: Any) -> Any:

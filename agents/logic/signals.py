@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from agents.logic.churn import expected_active_days, p_alive, usual_gap_days
 from agents.logic.days import DAY_MS
@@ -19,7 +19,7 @@ from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
 from agents.logic.state import STAGE_LABELS, UserState
 from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, signal_dict
 
-RECENT_WINDOW_DAYS = 28
+RECENT_WINDOW_DAYS: Final = 28
 
 
 @dataclass(frozen=True, slots=True)

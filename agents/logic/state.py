@@ -53,17 +53,17 @@ from typing import Final
 
 from schemas.errors import StateDecodeError
 
-VERSION = 4  # the newest version this module reads; it writes the oldest that holds a state
-_HEAD = struct.Struct("<BBBBqqqqiH")
-_MARK = struct.Struct("<BBqq")
-_PAIR = struct.Struct("<II")
-_PENDING = struct.Struct("<qIBB")
-_COUNT = struct.Struct("<H")
-_TRACK = struct.Struct("<IBB")
-_HIT = struct.Struct("<Bq")
-_NO_CATEGORY = 255
-_DEADLINE_MS = struct.Struct("<q")
-_DEADLINE_AT = 20  # the header's "next deadline ms": after 4 bytes and two i64
+VERSION: Final = 4  # the newest version this module reads; it writes the oldest that holds a state
+_HEAD: Final = struct.Struct("<BBBBqqqqiH")
+_MARK: Final = struct.Struct("<BBqq")
+_PAIR: Final = struct.Struct("<II")
+_PENDING: Final = struct.Struct("<qIBB")
+_COUNT: Final = struct.Struct("<H")
+_TRACK: Final = struct.Struct("<IBB")
+_HIT: Final = struct.Struct("<Bq")
+_NO_CATEGORY: Final = 255
+_DEADLINE_MS: Final = struct.Struct("<q")
+_DEADLINE_AT: Final = 20  # the header's "next deadline ms": after 4 bytes and two i64
 # bound once: compiled, a call through these skips the method lookup each call costs
 _HEAD_PACK: Final = _HEAD.pack
 _HEAD_UNPACK: Final = _HEAD.unpack_from
@@ -123,14 +123,14 @@ class Deadline(IntEnum):
     DISCARD = 4
 
 
-_DEADLINE_KINDS = len(Deadline)
+_DEADLINE_KINDS: Final = len(Deadline)
 
 # By value (0, 1, ...), for decode: calling an enum class (``Stage(n)``) is a Python call
 # through EnumType.__call__, twice a state; an index is not (IndexError on a bad value).
-STAGES = tuple(Stage)
+STAGES: Final = tuple(Stage)
 # Stage.label by value, without the enum's ``name`` lookup (twice per signal)
-STAGE_LABELS = tuple(stage.label for stage in STAGES)
-DEADLINES = tuple(Deadline)
+STAGE_LABELS: Final = tuple(stage.label for stage in STAGES)
+DEADLINES: Final = tuple(Deadline)
 
 
 @dataclass(slots=True, init=False)
@@ -215,7 +215,7 @@ class UserState:
         )
 
 
-_BYTES = tuple(bytes((n,)) for n in range(256))  # a count or length as its one byte
+_BYTES: Final = tuple(bytes((n,)) for n in range(256))  # a count or length as its one byte
 
 
 def _add_bitmap(parts: list[bytes], value: int) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Callable
+from typing import Final
 
 from agents.logic.fold import FoldConfig, fold, fold_pending, new_state_of, pending_of
 from agents.logic.funnels import due_stalls, next_deadline_ms, observe
@@ -39,9 +40,9 @@ from agents.logic.returns import Return, mark_signal, observe_activity
 from agents.logic.state import Deadline, Pending, UserState
 from schemas.records import SIGNAL_KINDS, Event, EventLike
 
-KIND_INDEX = {kind: i for i, kind in enumerate(SIGNAL_KINDS)}
+KIND_INDEX: Final = {kind: i for i, kind in enumerate(SIGNAL_KINDS)}
 
-MAX_PENDING = 1024
+MAX_PENDING: Final = 1024
 
 # a transition, and the user's state at that moment (what its signal's reasons describe)
 Fired = tuple[Transition, UserState]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 
 class InputWatermark:
@@ -203,7 +203,7 @@ class EndQuestion:
     frontier_ms: int
 
 
-NEWEST = "newest="  # commit metadata: the newest event time read before the committed offset
+NEWEST: Final = "newest="  # commit metadata: the newest event time read before the committed offset
 
 
 def commit_metadata(newest_ms: int) -> str:

@@ -22,7 +22,7 @@ import base64
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from agents.logic.shapes import Reason, Rejection
@@ -39,10 +39,10 @@ __all__ = [
     "schema_id",
 ]
 
-MAGIC_BYTE = 0
-HEADER_BYTES = 5  # magic byte + 4-byte schema id
-AVRO = "AVRO"
-PROTOBUF = "PROTOBUF"
+MAGIC_BYTE: Final = 0
+HEADER_BYTES: Final = 5  # magic byte + 4-byte schema id
+AVRO: Final = "AVRO"
+PROTOBUF: Final = "PROTOBUF"
 
 Decoder = Callable[[bytes], Any]
 """Framed value -> the decoded record (dicts, lists, scalars) or a Rejection. Never raises on
