@@ -32,6 +32,11 @@ _NEAR_INT: Final = 1e-3  # ... unless c - a - b is this close to an integer (it 
 _MAX_CANCEL: Final = 1e3  # ... and its two parts do not cancel more than this
 _A_NEAR_ONE: Final = 1e-2  # |a - 1| below this: the closed form's 1/(a - 1) cancels badly
 
+# bound once: mypyc has no primitive for these, and compiled, ``math.expm1(x)`` looks the name
+# up in the module at each call (the risk deadline's, once per fold of a live user)
+_LOG1P: Final = math.log1p
+_EXPM1: Final = math.expm1
+
 Metadata = dict[str, float | int | str]
 
 
@@ -151,10 +156,10 @@ def risk_deadline_T(x: int, t_x: float, p: ModelParams, threshold: float) -> flo
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if x < 0 or t_x < 0:
         raise ValueError(f"need x >= 0 and t_x >= 0, got x={x}, t_x={t_x}")
-    log_odds = math.log1p(-threshold) - math.log(threshold)
+    log_odds = _LOG1P(-threshold) - math.log(threshold)
     big_l = (log_odds + math.log(p.b + x) - math.log(p.a)) / (p.r + x)
     try:
-        return t_x + (p.alpha + t_x) * math.expm1(big_l)
+        return t_x + (p.alpha + t_x) * _EXPM1(big_l)
     except OverflowError:
         return math.inf
 

@@ -33,6 +33,7 @@ _STAGE_OF: Final = {
     Deadline.CHURNED: Stage.CHURNED,
 }
 _LIVE: Final = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
+_ISFINITE: Final = math.isfinite  # bound once, as churn's math functions
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ def risk_deadline_ms(state: UserState, config: LifecycleConfig) -> int:
     is below the threshold already; the crossing cannot precede the activity it counts)."""
     x, t_x, origin = model_inputs(state, config.calendar)
     t_star = risk_deadline_T(x, float(t_x), config.params, config.alive_threshold)
-    if not math.isfinite(t_star):
+    if not _ISFINITE(t_star):
         return 2**62
     return max(origin + math.ceil(t_star * DAY_MS), state.last_ms)
 

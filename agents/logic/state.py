@@ -77,6 +77,7 @@ _MARK_PACK: Final = _MARK.pack
 _MARK_ITER: Final = _MARK.iter_unpack
 _DEADLINE_UNPACK: Final = _DEADLINE_MS.unpack_from
 _FROM_BYTES: Final = int.from_bytes
+_BIT_COUNT: Final = int.bit_count
 
 # A deferred event: (event ms, fingerprint, category index or -1, channel index)
 Pending = tuple[int, int, int, int]
@@ -193,7 +194,7 @@ class UserState:
 
     def active_days(self) -> int:
         """Distinct active days over the user's whole life."""
-        return self.days.bit_count() + self.x_extra
+        return _BIT_COUNT(self.days) + self.x_extra
 
     def copy(self) -> UserState:
         return UserState(
