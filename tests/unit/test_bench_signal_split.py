@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +11,28 @@ import pytest
 from streams.testbed.bench import profiled_run
 from streams.testbed.bench.phases import Context, progress, wait_processed
 from streams.testbed.bench.report import SystemRun, build_report, render_markdown
-from streams.testbed.bench.signal_split import signal_split, split_lines
+from streams.testbed.bench.signal_split import Progress, signal_split, split_lines
 from streams.testbed.processes import parse_metrics
 
+START = (10.0, 0, 0, 5.0, 1.0)  # the first input event read: worker 5 CPU-s, ingest 1 so far
 
-def test_the_rates_before_and_after_the_first_signal() -> None:
-    samples = [(11.0, 100, 0), (12.0, 300, 0), (13.0, 350, 7), (14.0, 400, 20)]
-    assert signal_split(samples, began=10.0) == {
+
+def _samples(*readings: tuple[float, int, int]) -> list[Progress]:
+    """Readings whose worker used 1 CPU-s and its ingest process 0.5 per second since START."""
+    return [(t, n, s, 5.0 + (t - 10.0), 1.0 + (t - 10.0) / 2) for t, n, s in readings]
+
+
+def test_the_rates_and_cpu_before_and_after_the_first_signal() -> None:
+    samples = _samples((11.0, 100, 0), (12.0, 300, 0), (13.0, 350, 7), (14.0, 400, 20))
+    assert signal_split(samples, START) == {
         "events_before_first_signal": 300,
         "events_per_s_before": 150.0,
         "events_after": 100,
         "events_per_s_after": 50.0,
         "signals": 20,
+        # 2 CPU-s of the worker and 1 of its ingest process over 300 events, then 2 + 1 over 100
+        "cpu_s_per_million_before": {"worker": 6666.67, "ingest_process": 3333.33},
+        "cpu_s_per_million_after": {"worker": 20000.0, "ingest_process": 10000.0},
     }
 
 
@@ -36,11 +47,11 @@ def test_the_rates_before_and_after_the_first_signal() -> None:
     ],
 )
 def test_no_split_without_a_before_and_an_after(samples: list[tuple[float, int, int]]) -> None:
-    assert signal_split(samples, began=10.0) is None
+    assert signal_split(_samples(*samples), START) is None
 
 
 def test_the_split_is_in_the_json_and_the_markdown() -> None:
-    split = signal_split([(11.0, 1000, 0), (12.0, 2000, 0), (14.0, 3000, 1234)], began=10.0)
+    split = signal_split(_samples((11.0, 1000, 0), (12.0, 2000, 0), (14.0, 3000, 1234)), START)
     run = SystemRun(3000, 4.0, 4.0, signal_split=split)
     assert run.to_json()["signal_split"]["events_per_s_after"] == 500.0
     assert "signal_split" not in SystemRun(3000, 4.0, 4.0).to_json()
@@ -48,10 +59,15 @@ def test_the_split_is_in_the_json_and_the_markdown() -> None:
     assert lines[-1] == (
         "- engagement-stream (ingest in its own process): 1,000 events/s over the 2,000 events "
         "before the first deadline fell due, 500 events/s over the 1,000 after it, while it "
-        "fired 1,234 signals"
+        "fired 1,234 signals; CPU-s per 1M events before 1000.0 in the worker + 500.0 in its "
+        "ingest process, after 2000.0 + 1000.0"
     )
     assert len(lines) == 4
     assert split_lines({"engagement": SystemRun(1, 1, 1).to_json()}) == []
+    assert split is not None
+    older = {key: value for key, value in split.items() if not key.startswith("cpu")}
+    before_cpu = SystemRun(1, 1, 1, signal_split=older).to_json()
+    assert split_lines({"engagement": before_cpu})[-1] == lines[-1].split(";")[0]
 
 
 EXPOSITION = """# HELP engagement_events_folded_total Events folded into user state.
@@ -83,10 +99,12 @@ def test_progress_sums_events_and_every_signal_kind_delivered_or_suppressed() ->
 def test_wait_processed_records_each_reading() -> None:
     early = EXPOSITION.replace("1500.0", "100.0").replace("} 30.0", "} 0.0")
     worker: Any = Worker([early, EXPOSITION])
-    samples: list[tuple[float, int, int]] = []
-    assert wait_processed([worker], 1520, "test", samples=samples) == 1520
-    assert [sample[1:] for sample in samples] == [(120, 6), (1520, 36)]
+    samples: list[Progress] = []
+    assert wait_processed([worker], 1520, "test", samples=samples, pids=[os.getpid()]) == 1520
+    assert [sample[1:3] for sample in samples] == [(120, 6), (1520, 36)]
     assert samples[0][0] <= samples[1][0]
+    assert 0 < samples[0][3] <= samples[1][3]  # this process's own CPU seconds so far
+    assert samples[0][4] >= 0
 
 
 def _report(**figures: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ def cpu_seconds(pid: int, own: bool = True) -> float:
     """CPU seconds (user + system, all threads) the process (unless not ``own``) and its
     living descendants used so far."""
     return float(_tree_sum(pid, _own_cpu_seconds, own))
+
+
+def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
+    """CPU seconds so far of the processes ``pids`` themselves and of their living descendants
+    (the workers and their ingest processes), each summed."""
+    return sum(map(_own_cpu_seconds, pids)), sum(cpu_seconds(pid, own=False) for pid in pids)
 
 
 def _own_cpu_seconds(pid: int) -> float:

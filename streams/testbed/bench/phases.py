@@ -20,7 +20,7 @@ import orjson
 
 from schemas.errors import BrokerError
 from streams.testbed.bench.data import say
-from streams.testbed.bench.measure import cpu_seconds
+from streams.testbed.bench.measure import cpu_seconds, cpu_split
 from streams.testbed.bench.naive import NaiveConfig, read_progress
 from streams.testbed.bench.quix_state import pinned_version
 from streams.testbed.bench.report import SystemRun
@@ -147,9 +147,10 @@ def progress(workers: Sequence[WorkerProcess]) -> tuple[int, int]:
 
 def wait_first_read(
     workers: Sequence[WorkerProcess], pids: Sequence[int], timeout: float = 180.0
-) -> tuple[float, float]:
-    """Until a worker has read an input event: the monotonic time and summed CPU seconds then
-    (start-up, before it, is not measured)."""
+) -> Progress:
+    """Until a worker has read an input event: a reading then, with no event or signal counted
+    and the CPU seconds so far of the workers and of their ingest processes (start-up, before
+    it, is not measured)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for worker in workers:
@@ -160,7 +161,7 @@ def wait_first_read(
             except (OSError, BrokerError):  # its web server is not up yet
                 read = 0.0
             if read > 0:
-                return time.monotonic(), sum(map(cpu_seconds, pids))
+                return (time.monotonic(), 0, 0, *cpu_split(pids))
         time.sleep(0.05)
     raise BrokerError(f"no worker read an input event within {timeout:.0f}s")
 
@@ -190,17 +191,20 @@ def wait_processed(
     workers: Sequence[WorkerProcess],
     expect: int,
     label: str,
+    *,
     every: float = 5.0,
     samples: list[Progress] | None = None,
+    pids: Sequence[int] = (),
 ) -> int:
     """Poll /metrics until ``expect`` events are processed; prints progress; the count. Each
-    reading is added to ``samples`` if given (with the signals fired so far)."""
+    reading is added to ``samples`` if given (with the signals fired so far and the CPU seconds
+    of the processes ``pids`` and of their descendants)."""
     last, last_change, last_say = -1, time.monotonic(), time.monotonic()
     while True:
         done, signals = progress(workers)
         now = time.monotonic()
         if samples is not None:
-            samples.append((now, done, signals))
+            samples.append((now, done, signals, *cpu_split(pids)))
         if done >= expect:
             return done
         if done != last:
@@ -232,16 +236,16 @@ def measure_engagement(
     workers = start_workers(ctx, phase, env, count)
     try:
         pids = [pid_of(w) for w in workers]
-        began, cpu0 = wait_first_read(workers, pids)
+        start = wait_first_read(workers, pids)
         wait_owned(workers, ctx.partitions)
         samples: list[Progress] = []
-        wait_processed(workers, ctx.events, phase, samples=samples)
+        wait_processed(workers, ctx.events, phase, samples=samples, pids=pids)
         done, ended, cpu1 = wait_folds_end(workers, pids)
-        wall, cpu = ended - began, cpu1 - cpu0
+        wall, cpu = ended - start[0], cpu1 - start[3] - start[4]
     finally:
         stop_workers(workers)
     processes = "2 processes (ingest apart)" if ingest_process == "true" else "1 process"
-    split = signal_split(samples, began)
+    split = signal_split(samples, start)
     note = f"{count} worker(s), {processes} each"
     run = SystemRun(done, wall, cpu, note=note, signal_split=split)
     say(f"{phase}: {run.events:,} events in {wall:.1f}s = {run.events_per_s:,.0f} events/s")
