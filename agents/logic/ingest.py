@@ -215,8 +215,7 @@ def _decode(value: bytes) -> Any:
         except UnicodeDecodeError:
             return Rejection(Reason.NOT_UTF8, "message value is not valid UTF-8")
         return Rejection(Reason.INVALID_JSON, f"not valid JSON: {exc.msg} at char {exc.pos}")
-    # Depth <= number of brackets, so the walk only runs for bracket-heavy messages.
-    if value.count(b"[") + value.count(b"{") > MAX_DEPTH and _depth(obj) > MAX_DEPTH:
+    if _too_deep(obj):
         return Rejection(Reason.INVALID_JSON, f"JSON nested deeper than {MAX_DEPTH} levels")
     return obj
 
@@ -230,6 +229,29 @@ def _decode_framed(value: bytes, decoder: Decoder | None) -> Any:
             "(ENGAGEMENT_SCHEMA_REGISTRY_URL is empty)",
         )
     return decoder(value)
+
+
+def _too_deep(obj: Any) -> bool:
+    """Whether ``obj`` nests containers more than :data:`MAX_DEPTH` levels deep. An object whose
+    members hold no container below their own items (an event's usual shape, its properties
+    included: at most two levels) is answered without the walk. (Counting the value's brackets
+    first, as this did before, scanned every value twice: ~3,600 instructions an event.)"""
+    if isinstance(obj, dict):
+        for child in obj.values():
+            # a tuple of types: compiled, ``dict | list`` builds a union object per call
+            if isinstance(child, (dict, list)) and not _flat(child):
+                return _depth(obj) > MAX_DEPTH
+        return False
+    return _depth(obj) > MAX_DEPTH
+
+
+def _flat(container: dict[str, Any] | list[Any]) -> bool:
+    """Whether none of the container's items is a container."""
+    items = container.values() if isinstance(container, dict) else container
+    for item in items:  # noqa: SIM110 (compiled, a loop is cheaper than all() over a generator)
+        if isinstance(item, (dict, list)):
+            return False
+    return True
 
 
 def _depth(obj: Any) -> int:
@@ -290,17 +312,16 @@ def _finish(
             Reason.FUTURE_TIMESTAMP,
             f"timestamp is more than {limits.max_future_skew_ms} ms ahead of the clock",
         )
-    get = event.get
     return Event(  # positional (field order of Event): measurably cheaper on the hot path
         event["event_id"],
         user,
         event["event_type"],
         timestamp_ms,
-        get("channel"),
-        get("platform"),
-        get("session_id"),
-        get("properties"),
-        int(get("schema_version", 1)),
+        event.get("channel"),  # compiled, a dict's get is a primitive (a bound one is a call)
+        event.get("platform"),
+        event.get("session_id"),
+        event.get("properties"),
+        int(version),
         shape,
     )
 

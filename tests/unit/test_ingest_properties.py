@@ -198,6 +198,14 @@ def test_deeply_nested_json_is_rejected() -> None:
         assert isinstance(result, Rejection) and result.reason is Reason.INVALID_JSON, depth
 
 
+def test_brackets_in_strings_and_flat_containers_are_not_nesting() -> None:
+    value = b'{"event_id":"e","user_id":"u","event_type":"t","timestamp":1714564800000,'
+    value += b'"properties":{"note":"' + b"{[" * 200 + b'","tags":[1,2],"more":{"a":"b"}}}'
+    result = ingest(value, None, NOW_MS, LIMITS)
+    assert isinstance(result, Event), result
+    assert result.properties is not None and result.properties["note"] == "{[" * 200
+
+
 def test_nesting_up_to_the_limit_is_accepted_and_serialisable() -> None:
     depth = 62  # + the event object and properties = 64 levels
     value = b'{"event_id":"e","user_id":"u","event_type":"t","timestamp":1714564800000,'
