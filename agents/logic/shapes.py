@@ -52,7 +52,8 @@ __all__ = [
 
 CE_STRUCTURED: Final = "application/cloudevents+json"
 SEGMENT_EVENT_TYPES: Final = {"track": "", "page": "page_view", "screen": "screen_view"}
-CANONICAL_KEYS: Final = frozenset(("event_id", "user_id", "event_type", "timestamp"))
+_CANONICAL_ORDER: Final = ("event_id", "user_id", "event_type", "timestamp")
+CANONICAL_KEYS: Final = frozenset(_CANONICAL_ORDER)
 
 
 class Reason(StrEnum):
@@ -100,13 +101,22 @@ def normalise(obj: Any, meta: Mapping[str, str] | None) -> tuple[dict[str, Any],
                 Reason.UNKNOWN_SHAPE, "Segment call is not track, page or screen (not activity)"
             )
         return _from_segment(obj, call)
-    if not CANONICAL_KEYS.isdisjoint(obj):
+    if _has_canonical_key(obj):
         return obj, "canonical"
     return Rejection(
         Reason.UNKNOWN_SHAPE,
         "no known shape: expected canonical fields (event_id, user_id, event_type, timestamp), "
         "a CloudEvent (specversion, id, source, type) or a Segment call (type, messageId)",
     )
+
+
+def _has_canonical_key(obj: dict[str, Any]) -> bool:
+    """``not CANONICAL_KEYS.isdisjoint(obj)``, as four dict lookups: compiled, ``isdisjoint``
+    is a method call that walks every key of ``obj`` (~2,400 instructions an event)."""
+    for key in _CANONICAL_ORDER:  # noqa: SIM110 (compiled, a loop beats any() over a generator)
+        if key in obj:
+            return True
+    return False
 
 
 def _looks_like_segment(obj: dict[str, Any]) -> bool:
