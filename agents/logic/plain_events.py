@@ -81,7 +81,8 @@ _STRINGS: Final = tuple(
 _NULLABLE: Final = tuple(
     (n, _limit(n, "maxLength", 1 << 62)) for n in ("channel", "platform", "session_id")
 )
-_TS_MIN, _TS_MAX = _limit("timestamp", "minimum", 0), _limit("timestamp", "maximum", 1 << 62)
+_TS_MIN: Final = _limit("timestamp", "minimum", 0)
+_TS_MAX: Final = _limit("timestamp", "maximum", 1 << 62)
 _MAX_PROPERTIES: Final = _limit("properties", "maxProperties", 1 << 62)
 _VERSION_MIN: Final = _limit("schema_version", "minimum", -(1 << 62))
 
