@@ -6,7 +6,8 @@ with simulated data.
 Modules: :mod:`~streams.testbed.bench.report` (pure: figures, targets, Markdown), ``measure``
 (/proc), ``data`` (simulated input), ``phases`` (throughput), ``live`` (wall-clock phases),
 ``raw``, ``quix_state`` and ``naive`` (the other systems, run as child processes; Quix Streams
-in a virtual environment of its own), ``profile`` (py-spy),
+in a virtual environment of its own), ``profile`` (py-spy), ``engine_only`` and
+``ingest_only`` (the engine and the ingest step alone, timed or counted in instructions),
 ``cli`` (``add_bench_parser``). Nothing is imported here, so that ``python -m
 streams.testbed.bench.raw`` / ``.naive`` start clean.
 """
