@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -361,8 +362,9 @@ class Runtime:
         for (name, number), offset in offsets.items():
             if name == topic and number in written:
                 self.table.persist_offset(number, offset)
-        for kind, _, _ in signals:
-            self.metrics.signals.labels(kind).inc()
+        # one increment per kind, not per signal (a labelled increment is ~1.2 µs)
+        for kind, n in Counter(kind for kind, _, _ in signals).items():
+            self.metrics.signals.labels(kind).inc(n)
         for ack in acks:
             await ack()
 

@@ -60,6 +60,9 @@ def test_a_lapsed_user_returning_emits_one_reactivated_signal(sink: MemorySink) 
     assert kinds.count("reactivated") == 1
     assert "dormant" in kinds and "churned" in kinds
     assert sink.flushes.index("signals") < len(sink.flushes) - 1  # signals flushed before changelog
+    for kind in {signal["kind"] for signal in signals}:  # counted per kind, once per group
+        emitted = worker.metrics.signals.labels(kind)._value.get()
+        assert emitted == sum(signal["kind"] == kind for signal in signals), kind
 
 
 def test_a_malformed_batch_is_skipped_and_the_stream_goes_on(sink: MemorySink) -> None:
