@@ -229,7 +229,8 @@ _KEY_LENGTHS: Final = (4, 5, 3, 2)  # of the keys of each table, in _TABLES' ord
 
 def count_key(table: int, key: tuple[int, ...]) -> bytes:
     """The store key of one counter: :data:`COUNTS_PREFIX`, its table's letter, its key."""
-    return COUNTS_PREFIX + _TABLES[table : table + 1] + ",".join(map(str, key)).encode()
+    # a list of compiled str(int) calls: map(str, ...) calls str through the iterator protocol
+    return COUNTS_PREFIX + _TABLES[table : table + 1] + ",".join([str(k) for k in key]).encode()
 
 
 def is_counts_key(key: bytes) -> bool:
