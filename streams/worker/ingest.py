@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -51,6 +51,31 @@ WATERMARK_EVERY_S = 0.25
 MAX_BATCH_ROWS = 500
 FLUSH_EVENTS = 20_000  # input messages per delivery round trip, at most ...
 FLUSH_EVERY_S = 0.05  # ... or this long after the first unflushed one
+
+
+def by_user_records(
+    routed: Routed,
+    clocks: tuple[tuple[int, int], tuple[int, int]],
+    source: str,
+    max_bytes: int,
+    steps: PropertySteps,
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of the ``events.by_user`` records of one step: at most
+    ``MAX_BATCH_ROWS`` rows and ``max_bytes`` each; ``clocks``: the (watermark, frontier)
+    before the step read anything and after it (see :meth:`IngestService._produce`)."""
+    before, after = clocks
+    for partition, events in routed.batches.items():
+        for key, value in encode_batches(
+            before[0],
+            events,
+            source,
+            max_bytes,
+            MAX_BATCH_ROWS,
+            frontier_ms=before[1],
+            last=after,
+            steps=steps,
+        ):
+            yield partition, key, value
 
 
 def ingest_limits(settings: Settings) -> IngestLimits:
@@ -271,19 +296,11 @@ class IngestService(Service):
         newer events are in the next record."""
         wall_ms = int(time.time() * 1000)
         after = self.watermark.value(wall_ms), self.frontier.value(wall_ms)
-        max_bytes = self.settings.record_max_bytes
-        for partition, events in routed.batches.items():
-            for key, value in encode_batches(
-                before[0],
-                events,
-                self.source,
-                max_bytes,
-                MAX_BATCH_ROWS,
-                frontier_ms=before[1],
-                last=after,
-                steps=self.property_steps,
-            ):
-                self.deliverer.produce(self.by_user, key, value, partition)
+        max_bytes, steps = self.settings.record_max_bytes, self.property_steps
+        for partition, key, value in by_user_records(
+            routed, (before, after), self.source, max_bytes, steps
+        ):
+            self.deliverer.produce(self.by_user, key, value, partition)
         for dead in routed.dead:
             self.deliverer.produce(self.dead_letter, dead.key, dead.value, -1, dead.headers)
 
