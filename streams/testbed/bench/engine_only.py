@@ -153,15 +153,21 @@ def _child(args: argparse.Namespace, pure: bool) -> dict[str, Any]:
 def _instructions(args: argparse.Namespace, pure: bool) -> dict[str, Any]:
     """The child's figures, with ``instructions``: valgrind's count of a run without the digest,
     less that of the same run without the engine's calls."""
-    env = {**_child_env(pure), "PYTHONHASHSEED": "0"}
-    counts: list[int] = []
-    figures: dict[str, Any] = {}
-    for extra in (["--no-hash"], ["--no-hash", "--no-engine"]):
-        argv = [*VALGRIND, *_child_argv(args, *extra)]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
-        counts.append(instruction_count(done.stderr))
-        figures = figures or json.loads(done.stdout)
-    figures["instructions"] = counts[0] - counts[1]
+    measured = _child_argv(args, "--no-hash")
+    return counted(measured, [*measured, "--no-engine"], _child_env(pure))
+
+
+def counted(measured: list[str], baseline: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """The JSON figures ``measured`` prints, with ``instructions``: its count under valgrind
+    less that of ``baseline`` (the same run without the calls measured), both with hash
+    randomisation off so that set and dict orders, and so the counts, repeat."""
+    env = {**env, "PYTHONHASHSEED": "0"}
+    runs = [
+        subprocess.run([*VALGRIND, *argv], env=env, capture_output=True, text=True, check=True)
+        for argv in (measured, baseline)
+    ]
+    figures: dict[str, Any] = json.loads(runs[0].stdout)
+    figures["instructions"] = instruction_count(runs[0].stderr) - instruction_count(runs[1].stderr)
     return figures
 
 

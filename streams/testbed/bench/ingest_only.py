@@ -5,16 +5,17 @@ the bench's simulated input (each event ``orjson.dumps``-ed and keyed by its use
 bench`` produces it) as confluent-kafka ``Message`` objects, in runs per input partition as
 ``Consumer.consume`` returns them, and passes batches of ``--batch`` through what
 :meth:`~streams.worker.ingest.IngestService.step` does per batch: the router's
-``route_messages`` (decode, shape, validate, key, group) and ``encode_batches`` per
-``events.by_user`` partition. No broker, no watermarks, no producer. The garbage collector is
-set as in the ingest process, after the messages are built.
+``route_messages`` (decode, shape, validate, key, group) and
+:func:`~streams.worker.ingest.by_user_records`, the records it produces. No broker, no
+watermarks, no producer. The garbage collector is set as in the ingest process, after the
+messages are built.
 
 Each run hashes the records it would produce (by_user keys and values, dead letters): two
 checkouts whose digests agree forward the same bytes.
 
-``--instructions`` runs the child under valgrind twice, once without the ingest calls, as
-:mod:`~streams.testbed.bench.engine_only` does; the difference is the ingest step's instructions
-per event, a figure that repeats however busy the machine is.
+``--instructions`` runs the child under valgrind twice, once without the ingest calls
+(:func:`~streams.testbed.bench.engine_only.counted`); the difference is the ingest step's
+instructions per event, a figure that repeats however busy the machine is.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from streams.testbed.bench.engine_only import VALGRIND, instruction_count
+from streams.testbed.bench.engine_only import VALGRIND, counted
 
 INPUT = "user.events"
 WATERMARK_MS = 1_000  # the clocks every record carries: any fixed values do
@@ -73,12 +74,12 @@ def run(
     import agents.logic
     from agents.logic.funnels import PropertySteps
     from streams.settings import Settings
-    from streams.worker.codecs import encode_batches
     from streams.worker.gc_tuning import tune_gc
-    from streams.worker.ingest import MAX_BATCH_ROWS, ingest_router
+    from streams.worker.ingest import by_user_records, ingest_router
 
     settings = Settings.from_env({})  # the defaults: the environment is not read
     router, steps = ingest_router(settings), PropertySteps.of(settings.funnels)
+    max_bytes, clocks = settings.record_max_bytes, (WATERMARK_MS, FRONTIER_MS)
     messages = _messages(count, users, partitions)
     now_ms = max(m.timestamp()[1] for m in messages) + 60_000
     digest, records, dead, cpu = hashlib.sha256(), 0, 0, 0.0
@@ -91,24 +92,11 @@ def run(
             end_code=KafkaError._PARTITION_EOF,
             no_timestamp=TIMESTAMP_NOT_AVAILABLE,
         )
-        out = [
-            record
-            for events in routed.batches.values()
-            for record in encode_batches(
-                WATERMARK_MS,
-                events,
-                "ingest_only",
-                settings.record_max_bytes,
-                MAX_BATCH_ROWS,
-                frontier_ms=FRONTIER_MS,
-                last=(WATERMARK_MS, FRONTIER_MS),
-                steps=steps,
-            )
-        ]
+        out = list(by_user_records(routed, (clocks, clocks), "ingest_only", max_bytes, steps))
         cpu += time.process_time() - began
         records, dead = records + len(out), dead + len(routed.dead)
         if hashing:
-            for key, value in out:
+            for _, key, value in out:
                 digest.update(b"%d\0%s\0%s\0" % (len(key), key, value))
             for letter in routed.dead:
                 digest.update(b"dead\0%s\0" % (letter.value or b"-"))
@@ -134,25 +122,12 @@ def _child_argv(args: argparse.Namespace, *extra: str) -> list[str]:
 
 
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.instructions:
-        done = subprocess.run(_child_argv(args), stdout=subprocess.PIPE, text=True, check=True)
-        figures: dict[str, Any] = json.loads(done.stdout)
-        return figures
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # set and dict orders, and so counts, repeat
-    outputs = [
-        subprocess.run(
-            [*VALGRIND, *_child_argv(args, *extra)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        for extra in (["--no-hash"], ["--no-hash", "--no-ingest"])
-    ]
-    figures = json.loads(outputs[0].stdout)
-    counts = [instruction_count(done.stderr) for done in outputs]
-    figures["instructions"] = counts[0] - counts[1]
-    return dict(figures)
+    if args.instructions:
+        measured = _child_argv(args, "--no-hash")
+        return counted(measured, [*measured, "--no-ingest"], dict(os.environ))
+    done = subprocess.run(_child_argv(args), stdout=subprocess.PIPE, text=True, check=True)
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
