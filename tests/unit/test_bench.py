@@ -536,6 +536,22 @@ def test_the_engine_only_bench_folds_on_the_path_in_use() -> None:
     assert result["suppressed"] == 0  # event clock: a replay delivers what was fresh then
 
 
+def test_the_engine_only_bench_splits_its_work_at_the_first_signal() -> None:
+    """Before: the batches up to the one with the first signal; after: the rest, with the
+    signals and the changelog records (user states, return counters) each gave the worker."""
+    from streams.testbed.bench.engine_only import _split, run
+
+    result = run(3_000, 300, partitions=4, batch=500)
+    before, after = result["split"]["before"], result["split"]["after"]
+    assert before["events"] + after["events"] == 3_000
+    assert before["signals"] >= 1 and before["signals"] + after["signals"] == result["signals"]
+    assert after["events"] > 0 and after["signals"] > 0 and after["counter_records"] > 0
+    assert before["state_records"] > 0 and after["state_records"] > 0
+    assert before["cpu_s"] + after["cpu_s"] == pytest.approx(result["cpu_s"])
+    text = _split(result["split"])
+    assert text.startswith("before the first signal ") and "; after the first signal " in text
+
+
 def test_the_engine_only_bench_a_month_behind_the_wall_clock_suppresses_old_signals() -> None:
     """``--behind-days``: a wall-clock start 30 days after the events; the signals older than
     ENGAGEMENT_SIGNAL_MAX_AGE (2 days) are suppressed, not delivered."""

@@ -11,6 +11,12 @@ after the events are built. Only the engine's calls are timed (CPU time of the p
 building the events is not. Each run hashes every signal and changelog record it produced: the
 two paths must agree bit for bit.
 
+Timed runs also print the work before and after the first signal (the batch that fires it
+counts as before): CPU-s per 1M events, and per event the signals and the changelog records the
+engine handed to the worker to deliver, user states apart from return counters. After the first
+signal, deadlines fall due and signals are built, and each of those is a record the worker
+produces and waits for, beyond the engine's own time.
+
 ``--behind-days D`` folds them as a wall-clock worker does that starts ``D`` days after the last
 event (a first start on history, or a catch-up after an outage): every deadline and return lies
 in the past, and the signals older than ``ENGAGEMENT_SIGNAL_MAX_AGE`` (2 days) are counted as
@@ -103,6 +109,7 @@ def run(
         engine.assign(number, {})
     keys = {e.user_id: partition_for(e.user_id.encode(), partitions) for e in events}
     digest, signals, suppressed, cpu = hashlib.sha256(), 0, 0, 0.0
+    split = {"before": Phase(), "after": Phase()}  # the first signal's batch is "before"
     wall = time.perf_counter()
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
@@ -116,10 +123,14 @@ def run(
         outputs = [engine.process(n, evs, wall_ms) for n, evs in sorted(by_partition.items())]
         changes = engine.take_changes()
         engine.mark_durable(changes)
-        cpu += time.process_time() - began
+        spent = time.process_time() - began
+        cpu += spent
+        phase = split["after" if signals else "before"]
         for out in outputs:
             suppressed += sum(out.suppressed.values())
             signals += len(out.signals)
+            phase.signals += len(out.signals)
+        phase.add(len(chunk), spent, changes)
         if hashing:
             _hash(digest, outputs, changes)
     return {
@@ -130,7 +141,31 @@ def run(
         "wall_s": time.perf_counter() - wall,
         "cpu_s": cpu,
         "digest": digest.hexdigest() if hashing else "",
+        "split": {name: dataclasses.asdict(phase) for name, phase in split.items()},
     }
+
+
+@dataclasses.dataclass
+class Phase:
+    """The engine's work before or after its first signal: events, CPU, and what it gave the
+    worker to deliver (signals; changelog records of user states and of return counters)."""
+
+    events: int = 0
+    cpu_s: float = 0.0
+    signals: int = 0
+    state_records: int = 0
+    counter_records: int = 0
+
+    def add(
+        self, events: int, cpu_s: float, changes: list[tuple[int, bytes, bytes | None]]
+    ) -> None:
+        from agents.logic.returns import is_counts_key
+
+        counters = sum(1 for _, key, _ in changes if is_counts_key(key))
+        self.events += events
+        self.cpu_s += cpu_s
+        self.counter_records += counters
+        self.state_records += len(changes) - counters
 
 
 def _hash(digest: Any, outputs: list[Any], changes: list[tuple[int, bytes, bytes | None]]) -> None:
@@ -249,8 +284,23 @@ def _figures(r: dict[str, Any]) -> str:
         return f"{r['instructions'] / r['events']:>9,.0f} instructions per event  {counts}"
     return (
         f"{r['events'] / r['cpu_s']:>9,.0f} events/s  "
-        f"{r['cpu_s'] / r['events'] * 1e6:6.2f} CPU-s per 1M events  {counts}"
+        f"{r['cpu_s'] / r['events'] * 1e6:6.2f} CPU-s per 1M events  {counts}\n"
+        f"{'':10}{_split(r['split'])}"
     )
+
+
+def _split(split: dict[str, dict[str, Any]]) -> str:
+    """Before and after the first signal: CPU-s per 1M events, and per event the signals and
+    changelog records (states + return counters) the worker has to deliver."""
+    parts = []
+    for name, p in split.items():
+        n = max(p["events"], 1)
+        parts.append(
+            f"{name} the first signal {p['cpu_s'] / n * 1e6:.2f} CPU-s per 1M events "
+            f"({p['events']:,} events; per event {p['signals'] / n:.3f} signals, "
+            f"{p['state_records'] / n:.3f} + {p['counter_records'] / n:.3f} changelog records)"
+        )
+    return "; ".join(parts)
 
 
 def _parser() -> argparse.ArgumentParser:
