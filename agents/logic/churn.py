@@ -256,7 +256,9 @@ def _expected_while_alive_series(r_post: float, b_post: float, a: float, w: floa
     raise ArithmeticError(f"expected-value series did not converge: r'={r_post}, w={w}")
 
 
-def expected_active_days(x: int, t_x: float, T: float, p: ModelParams, t: float = 7.0) -> float:
+def expected_active_days(
+    x: int, t_x: float, T: float, p: ModelParams, t: float = 7.0, *, alive: float | None = None
+) -> float:
     """E[number of repeat activities in (T, T + t] | x, t_x, T] under MBG/NBD.
 
     Hoppe & Wagner's closed form (the erratum to Batislam et al.), with z = t / (alpha + T + t):
@@ -267,10 +269,14 @@ def expected_active_days(x: int, t_x: float, T: float, p: ModelParams, t: float 
     It is the posterior mean of (1/p)(1 - exp(-lambda p t)) given alive, with lambda ~
     Gamma(r + x, alpha + T) and p ~ Beta(a, b + x + 1). It holds for any a > 0 (analytic in a),
     but 1/(a - 1) cancels badly near a = 1; there the equivalent positive series is used.
+
+    ``alive``: ``p_alive(x, t_x, T, p)`` when the caller has it already (a signal's reasons
+    report both).
     """
     if t < 0:
         raise ValueError(f"t must be >= 0, got {t}")
-    alive = p_alive(x, t_x, T, p)
+    if alive is None:
+        alive = p_alive(x, t_x, T, p)
     if t == 0:
         return 0.0
     r_post, b_post = p.r + x, p.b + x + 1.0
@@ -285,9 +291,28 @@ def expected_active_days(x: int, t_x: float, T: float, p: ModelParams, t: float 
 def usual_gap_days(active_days: Sequence[int]) -> float | None:
     """Median gap in days between consecutive distinct active days; None with fewer than 2."""
     days = sorted(set(active_days))
-    if len(days) < 2:
+    return _median_gap([later - earlier for earlier, later in itertools.pairwise(days)])
+
+
+def usual_gap_of_bitmap(days: int) -> float | None:
+    """:func:`usual_gap_days` of the days a bitmap marks (bit i: i days before the newest),
+    read off its set bits without listing the days."""
+    gaps: list[int] = []
+    previous = -1
+    while days:
+        low = days & -days
+        i = low.bit_length() - 1
+        if previous >= 0:
+            gaps.append(i - previous)
+        previous = i
+        days ^= low
+    return _median_gap(gaps)
+
+
+def _median_gap(gaps: list[int]) -> float | None:
+    if not gaps:
         return None
-    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(days))
+    gaps.sort()
     mid = len(gaps) // 2
     if len(gaps) % 2:
         return float(gaps[mid])

@@ -168,9 +168,3 @@ def _extremes(state: UserState, ms: int, channel: int) -> None:
     if ms < state.first_ms or (ms == state.first_ms and channel > state.channel):
         state.first_ms = ms
         state.channel = channel
-
-
-def active_day_numbers(state: UserState) -> list[int]:
-    """The user's active days still inside the horizon, oldest first."""
-    days, last = state.days, state.last_day
-    return [last - i for i in range(days.bit_length() - 1, -1, -1) if days >> i & 1]

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, Final
 
-from agents.logic.churn import expected_active_days, p_alive, usual_gap_days
+from agents.logic.churn import expected_active_days, p_alive, usual_gap_of_bitmap
 from agents.logic.days import DAY_MS
-from agents.logic.fold import active_day_numbers
 from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
 from agents.logic.state import STAGE_LABELS, UserState
 from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, signal_dict
@@ -71,11 +70,13 @@ def reasons(
     x, t_x, origin = model_inputs(state, config.calendar)
     T = max(float(t_x), (transition.at_ms - origin) / DAY_MS)
     inactive_ms = transition.at_ms - transition.last_ms_before
+    alive = p_alive(x, float(t_x), T, config.params)
+    expected = expected_active_days(x, float(t_x), T, config.params, alive=alive)
     out: dict[str, Any] = {
         "days_inactive": round(inactive_ms / DAY_MS, 4),
-        "usual_gap_days": usual_gap_days(active_day_numbers(state)),
-        "p_alive": round(p_alive(x, float(t_x), T, config.params), 6),
-        "expected_active_days_7d": round(expected_active_days(x, float(t_x), T, config.params), 4),
+        "usual_gap_days": usual_gap_of_bitmap(state.days),
+        "p_alive": round(alive, 6),
+        "expected_active_days_7d": round(expected, 4),
         "active_days": x + 1,
         "category_declines": category_declines(state, categories, horizon),
     }

@@ -21,6 +21,7 @@ from agents.logic.churn import (
     risk_deadline_T,
     threshold_problem,
     usual_gap_days,
+    usual_gap_of_bitmap,
 )
 
 PARAMS = ModelParams(r=0.8, alpha=4.0, a=0.3, b=3.0)
@@ -351,6 +352,12 @@ def test_expected_active_days_is_calibrated_on_a_simulated_population() -> None:
 )
 def test_usual_gap_days(days: list[int], expected: float | None) -> None:
     assert usual_gap_days(days) == expected
+
+
+@given(st.integers(min_value=0, max_value=(1 << 300) - 1), st.integers(0, 10_000))
+def test_the_usual_gap_of_a_bitmap_is_that_of_the_days_it_marks(bits: int, newest: int) -> None:
+    marked = [newest - i for i in range(bits.bit_length()) if bits >> i & 1]
+    assert usual_gap_of_bitmap(bits) == usual_gap_days(marked)
 
 
 def test_a_new_user_starts_at_b_over_a_plus_b_and_the_threshold_must_stay_below() -> None:
