@@ -67,7 +67,8 @@ _DEADLINE_AT: Final = 20  # the header's "next deadline ms": after 4 bytes and t
 # bound once: compiled, a call through these skips the method lookup each call costs
 _HEAD_PACK: Final = _HEAD.pack
 _HEAD_UNPACK: Final = _HEAD.unpack_from
-_PAIR_PACK: Final = _PAIR.pack
+# the recent pairs of a state in one call: the pack of n pairs at index n (a count is one byte)
+_PAIRS_PACK: Final = tuple(struct.Struct(f"<{2 * n}I").pack for n in range(256))
 _PAIR_ITER: Final = _PAIR.iter_unpack
 _COUNT_PACK: Final = _COUNT.pack
 _COUNT_UNPACK: Final = _COUNT.unpack_from
@@ -250,10 +251,14 @@ def encode(state: UserState) -> bytes:
     _add_bitmap(parts, state.days)
     for bitmap in state.categories:
         _add_bitmap(parts, bitmap)
-    parts.append(_BYTES[len(state.recent)])
-    last, pack = state.last_ms, _PAIR_PACK
-    for ms, fp in state.recent:
-        parts.append(pack(fp, min(last - ms, 0xFFFFFFFF)))
+    recent, last = state.recent, state.last_ms
+    parts.append(_BYTES[len(recent)])
+    if recent:
+        flat: list[int] = []
+        for ms, fp in recent:
+            flat.append(fp)
+            flat.append(min(last - ms, 0xFFFFFFFF))
+        parts.append(_PAIRS_PACK[len(recent)](*flat))
     if version >= 2:
         parts.append(_COUNT_PACK(len(state.pending)))
         for ms, fp, cat, channel in state.pending:
