@@ -56,8 +56,7 @@ def _day_set(view: Days) -> set[int]:
     return {last - i for i in range(days.bit_length()) if days >> i & 1}
 
 
-def _last_two(view: Days) -> tuple[int, int]:
-    days, last = view
+def _last_two(days: int, last: int) -> tuple[int, int]:
     rest = days >> 1
     if not rest:
         return last, -1
@@ -90,7 +89,7 @@ class Aggregates:
                 consecutive[day] = consecutive.get(day, 0) + sign
             key = (first, ch, day - first)
             cohort[key] = cohort.get(key, 0) + sign
-        _bump(self.last_two, _last_two(view), sign)
+        _bump(self.last_two, _last_two(view[0], view[1]), sign)
         _bump(self.reach, (first, ch, view[1] - first), sign)
         _bump(self.stages, (state.stage, ch), sign)
 
@@ -107,17 +106,22 @@ class Aggregates:
         if old.pending or new.pending:
             old_view, new_view = counted_days(old, calendar), counted_days(new, calendar)
             if new_view != old_view:
-                self._add_days(old_view, new_view, first, new.channel)
+                self._add_days(
+                    old_view[0], old_view[1], new_view[0], new_view[1], first, new.channel
+                )
         elif new.days != old.days or new.last_day != old.last_day:  # the common case, no tuples
-            self._add_days((old.days, old.last_day), (new.days, new.last_day), first, new.channel)
+            self._add_days(old.days, old.last_day, new.days, new.last_day, first, new.channel)
         if new.stage != old.stage:
             _bump(self.stages, (old.stage, old.channel), -1)
             _bump(self.stages, (new.stage, new.channel), 1)
 
-    def _add_days(self, old: Days, new: Days, first: int, ch: int) -> None:
-        """Count the days ``new`` has and ``old`` had not, with bit operations (no sets):
-        both bitmaps are aligned on ``new``'s newest day; bit i is that day minus i."""
-        (old_days, old_last), (after, last) = old, new
+    def _add_days(
+        self, old_days: int, old_last: int, after: int, last: int, first: int, ch: int
+    ) -> None:
+        """Count the days of the bitmap ``after`` (newest day ``last``) that ``old_days``
+        (newest ``old_last``) had not, with bit operations (no sets): both bitmaps are aligned
+        on ``last``; bit i is that day minus i. Ints, not :data:`Days` pairs: unpacking a
+        pair of pairs compiled goes through the iterator protocol (three iterators a call)."""
         shift = last - old_last
         aligned_old = old_days << shift if shift >= 0 else old_days >> -shift
         added = after & ~aligned_old
@@ -134,7 +138,7 @@ class Aggregates:
                 consecutive[day + 1] = consecutive.get(day + 1, 0) + 1  # the day after was there
             key = (first, ch, day - first)
             cohort[key] = cohort.get(key, 0) + 1
-        old_two, new_two = _last_two(old), _last_two(new)
+        old_two, new_two = _last_two(old_days, old_last), _last_two(after, last)
         if old_two != new_two:
             _bump(self.last_two, old_two, -1)
             _bump(self.last_two, new_two, 1)
