@@ -82,11 +82,11 @@ def retention_triangle(
         else:
             groups = [(None, list(range(len(channels))))]
         for name, indexes in groups:
-            size = sum(agg.cohort.get((cohort_day, ch, 0), 0) for ch in indexes)
+            size = sum(agg.cohort_users(cohort_day, ch, 0) for ch in indexes)
             if by_channel and size == 0:
                 continue
             counts = tuple(
-                sum(agg.cohort.get((cohort_day, ch, k), 0) for ch in indexes)
+                sum(agg.cohort_users(cohort_day, ch, k) for ch in indexes)
                 if cohort_day + k <= today
                 else None
                 for k in range(n_cohorts)
