@@ -12,9 +12,7 @@ Standard library only (``math``): this runs on the hot path, once per user decis
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
@@ -288,15 +286,9 @@ def expected_active_days(
     return alive * (p.a + p.b + x) / (p.a - 1.0) * bracket
 
 
-def usual_gap_days(active_days: Sequence[int]) -> float | None:
-    """Median gap in days between consecutive distinct active days; None with fewer than 2."""
-    days = sorted(set(active_days))
-    return _median_gap([later - earlier for earlier, later in itertools.pairwise(days)])
-
-
 def usual_gap_of_bitmap(days: int) -> float | None:
-    """:func:`usual_gap_days` of the days a bitmap marks (bit i: i days before the newest),
-    read off its set bits without listing the days."""
+    """Median gap in days between consecutive active days of a day bitmap (bit i: i days before
+    the newest); None with fewer than 2. Read off its set bits, without listing the days."""
     gaps: list[int] = []
     previous = -1
     while days:
@@ -306,10 +298,6 @@ def usual_gap_of_bitmap(days: int) -> float | None:
             gaps.append(i - previous)
         previous = i
         days ^= low
-    return _median_gap(gaps)
-
-
-def _median_gap(gaps: list[int]) -> float | None:
     if not gaps:
         return None
     gaps.sort()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 
 import numpy as np
 import orjson
@@ -20,7 +21,6 @@ from agents.logic.churn import (
     p_alive,
     risk_deadline_T,
     threshold_problem,
-    usual_gap_days,
     usual_gap_of_bitmap,
 )
 
@@ -335,7 +335,21 @@ def test_expected_active_days_is_calibrated_on_a_simulated_population() -> None:
         assert abs(predicted[mask].sum() - realised.sum()) < tolerance, name
 
 
-# --- usual_gap_days -------------------------------------------------------------------------
+# --- usual_gap_of_bitmap -------------------------------------------------------------------
+
+
+def median_gap(days: list[int]) -> float | None:
+    """The oracle: the median of the gaps between consecutive distinct days."""
+    distinct = sorted(set(days))
+    if len(distinct) < 2:
+        return None
+    return float(statistics.median(b - a for a, b in itertools.pairwise(distinct)))
+
+
+def bitmap(days: list[int]) -> int:
+    """Bit i marks the day i days before the newest."""
+    newest = max(days, default=0)
+    return sum({1 << (newest - d) for d in days})
 
 
 @pytest.mark.parametrize(
@@ -350,14 +364,16 @@ def test_expected_active_days_is_calibrated_on_a_simulated_population() -> None:
         ([10, 0, 4, 4, 1], 3.0),
     ],
 )
-def test_usual_gap_days(days: list[int], expected: float | None) -> None:
-    assert usual_gap_days(days) == expected
+def test_the_usual_gap_is_the_median_gap_between_active_days(
+    days: list[int], expected: float | None
+) -> None:
+    assert usual_gap_of_bitmap(bitmap(days)) == expected
 
 
 @given(st.integers(min_value=0, max_value=(1 << 300) - 1), st.integers(0, 10_000))
 def test_the_usual_gap_of_a_bitmap_is_that_of_the_days_it_marks(bits: int, newest: int) -> None:
     marked = [newest - i for i in range(bits.bit_length()) if bits >> i & 1]
-    assert usual_gap_of_bitmap(bits) == usual_gap_days(marked)
+    assert usual_gap_of_bitmap(bits) == median_gap(marked)
 
 
 def test_a_new_user_starts_at_b_over_a_plus_b_and_the_threshold_must_stay_below() -> None:
