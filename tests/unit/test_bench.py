@@ -583,6 +583,7 @@ def test_the_engine_only_bench_without_the_engine_calls_folds_nothing() -> None:
     full = run(3_000, 300, partitions=4, batch=500)
     unhashed = run(3_000, 300, partitions=4, batch=500, hashing=False)
     assert unhashed["digest"] == "" and full["digest"]
+    assert all(phase["events"] == 0 for phase in unhashed["split"].values())  # nor the split
     assert unhashed["signals"] == full["signals"] > 0
 
 

@@ -89,7 +89,8 @@ def run(
 ) -> dict[str, Any]:
     """Fold the events through one engine; the figures and a digest of what came out.
     ``engine_calls=False``: everything but the engine's calls (the instruction count's
-    baseline); ``hashing=False``: no digest (it is not the engine's work)."""
+    baseline); ``hashing=False``: no digest and no split at the first signal (neither is the
+    engine's work, and the instruction count runs without them)."""
     import agents.logic
     from agents.logic.engine import Engine
     from agents.logic.partitioning import partition_for
@@ -129,9 +130,8 @@ def run(
         for out in outputs:
             suppressed += sum(out.suppressed.values())
             signals += len(out.signals)
-            phase.signals += len(out.signals)
-        phase.add(len(chunk), spent, changes)
         if hashing:
+            phase.add(len(chunk), spent, outputs, changes)
             _hash(digest, outputs, changes)
     return {
         "compiled": agents.logic.compiled(),
@@ -157,11 +157,16 @@ class Phase:
     counter_records: int = 0
 
     def add(
-        self, events: int, cpu_s: float, changes: list[tuple[int, bytes, bytes | None]]
+        self,
+        events: int,
+        cpu_s: float,
+        outputs: list[Any],
+        changes: list[tuple[int, bytes, bytes | None]],
     ) -> None:
         from agents.logic.returns import is_counts_key
 
         counters = sum(1 for _, key, _ in changes if is_counts_key(key))
+        self.signals += sum(len(out.signals) for out in outputs)
         self.events += events
         self.cpu_s += cpu_s
         self.counter_records += counters
