@@ -24,7 +24,6 @@ kind: a late event for a signal already replaced by a newer one of its kind is n
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -91,10 +90,12 @@ def _bucket(delta_ms: int) -> int:
 class ReturnCounts:
     """One partition's signal and return counts (see the module docstring)."""
 
-    signalled: Counter[tuple[int, int, int, int]] = field(default_factory=Counter)
-    returned: Counter[tuple[int, int, int, int, int]] = field(default_factory=Counter)
-    buckets: Counter[tuple[int, int, int]] = field(default_factory=Counter)  # not cumulative
-    sum_ms: Counter[tuple[int, int]] = field(default_factory=Counter)
+    # exact dicts, not Counters: compiled code gets and sets them with dict primitives, where a
+    # Counter is a generic object whose missing key calls Counter.__missing__ in Python
+    signalled: dict[tuple[int, int, int, int], int] = field(default_factory=dict)
+    returned: dict[tuple[int, int, int, int, int], int] = field(default_factory=dict)
+    buckets: dict[tuple[int, int, int], int] = field(default_factory=dict)  # not cumulative
+    sum_ms: dict[tuple[int, int], int] = field(default_factory=dict)
     # (table index in _TABLES, key) of the counters changed since take_records, in order
     touched: dict[tuple[int, tuple[int, ...]], None] = field(default_factory=dict, compare=False)
     legacy: bool = field(default=False, compare=False)  # read from RETURNS_KEY: delete it
@@ -132,30 +133,31 @@ class ReturnCounts:
     def count_signal(self, kind: int, arm: int, channel: int, day: int, today: int) -> None:
         if arm != NOT_DELIVERED:
             key = (kind, arm, channel, _day_key(day, today))
-            self.signalled[key] += 1
+            self.signalled[key] = self.signalled.get(key, 0) + 1
             self.touched[(0, key)] = None
 
     def count_return(self, ret: Return, day: int, today: int) -> None:
         """``day``: the calendar day of the signal."""
         kind, arm, channel, at, before, back = ret
         key = _day_key(day, today)
-        touched = self.touched
+        touched, counts, buckets, sum_ms = self.touched, self.returned, self.buckets, self.sum_ms
         for w, n_days in enumerate(WINDOW_DAYS):
             limit = n_days * DAY_MS
             if back - at <= limit and not (before and before - at <= limit):
                 returned = (kind, arm, channel, key, w)
-                self.returned[returned] += 1
+                counts[returned] = counts.get(returned, 0) + 1
                 touched[(1, returned)] = None
+        by_arm = (kind, arm)
         if before:
             earlier = (kind, arm, _bucket(before - at))
-            self.buckets[earlier] -= 1
+            buckets[earlier] = buckets.get(earlier, 0) - 1
             touched[(2, earlier)] = None
-            self.sum_ms[(kind, arm)] -= before - at
+            sum_ms[by_arm] = sum_ms.get(by_arm, 0) - (before - at)
         bucket = (kind, arm, _bucket(back - at))
-        self.buckets[bucket] += 1
+        buckets[bucket] = buckets.get(bucket, 0) + 1
         touched[(2, bucket)] = None
-        self.sum_ms[(kind, arm)] += back - at
-        touched[(3, (kind, arm))] = None
+        sum_ms[by_arm] = sum_ms.get(by_arm, 0) + (back - at)
+        touched[(3, by_arm)] = None
 
     def prune(self, today: int) -> None:
         """Fold the signal days older than :data:`KEEP_DAYS` into the settled total (the
@@ -164,12 +166,12 @@ class ReturnCounts:
         old = [k for k in self.signalled if SETTLED < k[3] < today - KEEP_DAYS]
         for key in old:
             settled = (key[0], key[1], key[2], SETTLED)
-            self.signalled[settled] += self.signalled.pop(key)
+            self.signalled[settled] = self.signalled.get(settled, 0) + self.signalled.pop(key)
             touched[(0, key)] = touched[(0, settled)] = None
         old_returns = [k for k in self.returned if SETTLED < k[3] < today - KEEP_DAYS]
         for rkey in old_returns:
             rsettled = (rkey[0], rkey[1], rkey[2], SETTLED, rkey[4])
-            self.returned[rsettled] += self.returned.pop(rkey)
+            self.returned[rsettled] = self.returned.get(rsettled, 0) + self.returned.pop(rkey)
             touched[(1, rkey)] = touched[(1, rsettled)] = None
 
     def take_records(self) -> list[tuple[bytes, bytes | None]]:
@@ -205,7 +207,7 @@ class ReturnCounts:
             for key in counts:
                 self.touched[(table, key)] = None
 
-    def tables(self) -> tuple[Counter[Any], ...]:
+    def tables(self) -> tuple[dict[Any, int], ...]:
         """The counters in the order of their table letters."""
         return (self.signalled, self.returned, self.buckets, self.sum_ms)
 
@@ -266,10 +268,10 @@ def decode_returns(raw: bytes) -> ReturnCounts:
         if data.get("v") != 1:
             raise StateDecodeError(f"return counts version {data.get('v')!r} (this reads 1)")
         return ReturnCounts(
-            Counter({(a, b, c, d): n for a, b, c, d, n in data["s"]}),
-            Counter({(a, b, c, d, e): n for a, b, c, d, e, n in data["r"]}),
-            Counter({(a, b, c): n for a, b, c, n in data["b"]}),
-            Counter({(a, b): n for a, b, n in data["ms"]}),
+            {(a, b, c, d): n for a, b, c, d, n in data["s"]},
+            {(a, b, c, d, e): n for a, b, c, d, e, n in data["r"]},
+            {(a, b, c): n for a, b, c, n in data["b"]},
+            {(a, b): n for a, b, n in data["ms"]},
         )
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         raise StateDecodeError(f"corrupt return counts: {type(exc).__name__}: {exc}") from None
