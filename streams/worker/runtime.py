@@ -355,8 +355,7 @@ class Runtime:
         if signals:
             await self.deliverer.flush("signals")
         topic = self.table.changelog_topic_name
-        for number, key, value in changes:
-            self.deliverer.produce(topic, key, value, number)
+        self.deliverer.produce_all(topic, changes)
         offsets = await self.deliverer.flush("changelog") if changes else {}
         written = self.engine.mark_durable(changes)
         for (name, number), offset in offsets.items():

@@ -36,6 +36,10 @@ class MemorySink:
     ) -> None:
         self.records[topic].append((key, value, partition, headers))
 
+    def produce_all(self, topic: str, records: list[tuple[int, bytes, bytes | None]]) -> None:
+        for partition, key, value in records:
+            self.produce(topic, key, value, partition)
+
     async def flush(self, role: str) -> dict[tuple[str, int], int]:
         self.flushes.append(role)
         return {}

@@ -45,8 +45,7 @@ def test_a_flush_returns_the_offsets_another_roles_flush_served(
     deliverer = Deliverer(settings)
 
     async def run() -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-        for i in range(3):
-            deliverer.produce(changelog, f"u{i}".encode(), b"state", 0)
+        deliverer.produce_all(changelog, [(0, f"u{i}".encode(), b"state") for i in range(3)])
         deliverer.produce(changelog, b"v", b"state", 1)
         deliverer.produce(by_user, None, b"batch", 1)
         served = await deliverer.flush("by_user")  # takes every report so far

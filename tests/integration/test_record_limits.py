@@ -90,6 +90,28 @@ def test_a_by_user_record_the_topic_refuses_stops_delivery_naming_it(
     assert f"record for {topic} partition 0" in str(info.value)
 
 
+def test_a_changelog_record_the_producer_refuses_in_a_group_stops_delivery_naming_it(
+    kafka_broker: BrokerHandle, unique_name
+) -> None:
+    """A group's changelog goes out through ``produce_all``: a record refused at once takes
+    ``produce``'s path (a kept failure: fail-stop naming it), and the others are delivered."""
+    name = unique_name("cl")
+    settings = settings_for(kafka_broker, name)
+    topic = f"{name}-changelog"
+    create_topics(kafka_broker.bootstrap, {topic: 1})
+    deliverer = Deliverer(settings)
+    too_large = b"s" * 1_039_000  # over the producer's message.max.bytes
+    deliverer.produce_all(topic, [(0, b"u1", b"one"), (0, b"u2", too_large), (0, b"u3", None)])
+    with pytest.raises(DeliveryFailed) as info:
+        asyncio.run(deliverer.flush("changelog"))
+    deliverer.close()
+    assert f"record for {topic} partition 0" in str(info.value)
+    assert [(m.key(), m.value()) for m in read(kafka_broker.bootstrap, topic, 2)] == [
+        (b"u1", b"one"),
+        (b"u3", None),
+    ]
+
+
 def test_a_record_limit_the_by_user_topic_cannot_take_stops_start_up(
     kafka_broker: BrokerHandle, unique_name
 ) -> None:
