@@ -16,17 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from hashlib import sha256
+from typing import Final
 
 from schemas.records import ARMS
 
 __all__ = ["ARMS", "HOLDOUT", "TREATMENT", "arm_of", "arms_for", "holdout_draw"]
 TREATMENT, HOLDOUT = 0, 1  # the arm's code in state and counters: its index in ARMS
+# Each draw copies this empty hash: with OpenSSL 3 a new hash object fetches its digest method
+# (provider lookup under a lock) every time, a copy does not (openssl/openssl#19612).
+_SHA256: Final = sha256()
 
 
 def holdout_draw(user_id: str, kind: str, salt: str) -> float:
     """The user's uniform draw in [0, 1) for ``kind`` (module docstring)."""
-    digest = sha256(f"{user_id}\x1f{kind}\x1f{salt}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    hashed = _SHA256.copy()
+    hashed.update(f"{user_id}\x1f{kind}\x1f{salt}".encode())
+    return int.from_bytes(hashed.digest()[:8], "big") / 2**64
 
 
 def arm_of(user_id: str, kind: str, salt: str, share: float) -> int:
