@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, final
 
 from agents.logic.churn import ModelParams, risk_deadline_T
@@ -34,6 +34,8 @@ _STAGE_OF: Final = {
 }
 _LIVE: Final = (Stage.NEW, Stage.ACTIVE, Stage.REACTIVATED)
 _ISFINITE: Final = math.isfinite  # bound once, as churn's math functions
+_NEVER: Final = 2**62  # a churn-risk deadline that never comes
+_RISK_OFFSETS_MAX: Final = 1 << 16  # cached (x, t_x) pairs before the cache starts again
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,12 @@ class LifecycleConfig:
     alive_threshold: float
     params: ModelParams
     risk_on: bool = True  # off: no churn-risk deadlines (a refit put the threshold too high)
+    # T* in ms after the first active day (ceiled; _NEVER if it never comes), per (x, t_x): the
+    # same for every user with the same counts, so :func:`risk_deadline_ms` computes it once per
+    # config. Not an argument: a refit's ``dataclasses.replace`` makes a config with an empty one.
+    risk_offsets: dict[int, int] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
 
 @dataclass(slots=True, init=False)
@@ -98,10 +106,17 @@ def risk_deadline_ms(state: UserState, config: LifecycleConfig) -> int:
     start of the first active day, or the last activity itself if T* lies before it (P(alive)
     is below the threshold already; the crossing cannot precede the activity it counts)."""
     x, t_x, origin = model_inputs(state, config.calendar)
-    t_star = risk_deadline_T(x, float(t_x), config.params, config.alive_threshold)
-    if not _ISFINITE(t_star):
-        return 2**62
-    return max(origin + math.ceil(t_star * DAY_MS), state.last_ms)
+    offsets, key = config.risk_offsets, x << 32 | t_x
+    offset = offsets.get(key)
+    if offset is None:
+        t_star = risk_deadline_T(x, float(t_x), config.params, config.alive_threshold)
+        offset = math.ceil(t_star * DAY_MS) if _ISFINITE(t_star) else _NEVER
+        if len(offsets) >= _RISK_OFFSETS_MAX:
+            offsets.clear()
+        offsets[key] = offset
+    if offset == _NEVER:
+        return _NEVER
+    return max(origin + offset, state.last_ms)
 
 
 def schedule(state: UserState, config: LifecycleConfig) -> None:

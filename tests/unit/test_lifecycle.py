@@ -87,6 +87,40 @@ def test_risk_deadline_is_when_p_alive_crosses_the_threshold() -> None:
     )
 
 
+def test_users_with_the_same_counts_share_one_cached_t_star_and_a_refit_starts_afresh() -> None:
+    """risk_deadline_ms keeps T* per (x, t_x) in the config: users a week apart with the same
+    counts get deadlines a week apart, each the crossing computed anew from the formula; a
+    refit (``dataclasses.replace`` with new params, as agents.logic.model does) does not reuse
+    the old T*."""
+    import dataclasses
+    import math
+
+    from agents.logic.churn import ModelParams, risk_deadline_T
+    from agents.logic.lifecycle import LifecycleConfig, model_inputs
+    from agents.logic.state import UserState
+
+    config = dataclasses.replace(LC)  # a cache of its own
+    first = state_at(Stage.ACTIVE, last_ms=T0 + 3 * DAY_MS, days=0b1111)
+    later = state_at(Stage.ACTIVE, last_ms=T0 + 3 * DAY_MS, days=0b1111)
+    later.first_ms += 7 * DAY_MS
+    later.last_ms += 7 * DAY_MS
+    later.last_day += 7
+
+    def uncached(state: UserState, lc: LifecycleConfig) -> int:
+        x, t_x, origin = model_inputs(state, CFG.calendar)
+        t_star = risk_deadline_T(x, float(t_x), lc.params, lc.alive_threshold)
+        return max(origin + math.ceil(t_star * DAY_MS), state.last_ms)
+
+    assert config.risk_offsets == {}
+    at_first, at_later = risk_deadline_ms(first, config), risk_deadline_ms(later, config)
+    assert len(config.risk_offsets) == 1  # one (x, t_x) pair
+    assert (at_first, at_later) == (uncached(first, config), uncached(later, config))
+    assert at_later - at_first == 7 * DAY_MS
+    refit = dataclasses.replace(config, params=ModelParams(r=0.5, alpha=2.0, a=0.5, b=3.0))
+    assert refit.risk_offsets == {}
+    assert risk_deadline_ms(first, refit) == uncached(first, refit) != at_first
+
+
 def test_a_risk_crossed_before_the_last_activity_fires_at_that_activity() -> None:
     """p* = 0.95 is above P(alive) right after a first activity, b / (a + b) = 0.91: T* lies
     before the user's first event. The churn_risk is dated at that event, not days before it."""
