@@ -25,13 +25,16 @@ TREATMENT, HOLDOUT = 0, 1  # the arm's code in state and counters: its index in 
 # Each draw copies this empty hash: with OpenSSL 3 a new hash object fetches its digest method
 # (provider lookup under a lock) every time, a copy does not (openssl/openssl#19612).
 _SHA256: Final = sha256()
+_TWO_TO_MINUS_64: Final = 2.0**-64
 
 
 def holdout_draw(user_id: str, kind: str, salt: str) -> float:
     """The user's uniform draw in [0, 1) for ``kind`` (module docstring)."""
     hashed = _SHA256.copy()
     hashed.update(f"{user_id}\x1f{kind}\x1f{salt}".encode())
-    return int.from_bytes(hashed.digest()[:8], "big") / 2**64
+    # float(n) * 2**-64 is n / 2**64 to the bit (float(n) rounds n to 53 bits as the true
+    # division does, and scaling by a power of two is exact), without dividing a 65-bit int
+    return float(int.from_bytes(hashed.digest()[:8], "big")) * _TWO_TO_MINUS_64
 
 
 def arm_of(user_id: str, kind: str, salt: str, share: float) -> int:

@@ -25,8 +25,11 @@ HOUR = 3_600_000
 
 
 def test_the_draw_is_the_documented_sha256_and_the_share_holds() -> None:
-    digest = hashlib.sha256(b"u-1\x1fdormant\x1fsalt").digest()
-    assert holdout_draw("u-1", "dormant", "salt") == int.from_bytes(digest[:8], "big") / 2**64
+    for i in range(5_000):  # the documented division, to the bit
+        digest = hashlib.sha256(f"u-{i}\x1fdormant\x1fsalt".encode()).digest()
+        assert (
+            holdout_draw(f"u-{i}", "dormant", "salt") == int.from_bytes(digest[:8], "big") / 2**64
+        )
     arms = [arm_of(f"u{i}", "dormant", "s", 0.1) for i in range(20_000)]
     assert 0.09 < sum(arms) / len(arms) < 0.11
     assert all(arm_of(f"u{i}", "dormant", "s", 0.0) == 0 for i in range(1000))
