@@ -124,7 +124,11 @@ class Engine:
         by_user: dict[str, list[EventLike]] = {}
         newest = 0
         for event in events:
-            by_user.setdefault(event.user_id, []).append(event)
+            mine = by_user.get(event.user_id)
+            if mine is None:  # not setdefault(user, []): that makes a list for every event
+                by_user[event.user_id] = [event]
+            else:
+                mine.append(event)
             newest = max(newest, event.timestamp_ms)
             out.events += 1
         out.newest_ms = newest
@@ -169,9 +173,10 @@ class Engine:
         if len(events) > 1:
             events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
-            if event.timestamp_ms < late_before:
+            ts = event.timestamp_ms
+            if ts < late_before:
                 out.late += 1
-            walk.add(event)
+            walk.add(event, ts)
         state = walk.finish()
         out.duplicates += walk.duplicates
         if walk.changed:

@@ -144,7 +144,12 @@ def _mark_day(state: UserState, day: int, category: int | None, config: FoldConf
 
 def fold(state: UserState, event: EventLike, day: int, config: FoldConfig) -> bool:
     """Fold ``event`` (on local ``day``) into ``state`` in place; False if it is a duplicate."""
-    ms = event.timestamp_ms
+    return fold_at(state, event, event.timestamp_ms, day, config)
+
+
+def fold_at(state: UserState, event: EventLike, ms: int, day: int, config: FoldConfig) -> bool:
+    """:func:`fold` of an event whose ``timestamp_ms`` the caller has read (``ms``): compiled,
+    each read of an attribute of an ``EventLike`` is a generic lookup."""
     if not _remember(state, (ms, fingerprint(event.event_id)), config.recent_ids):
         return False
     _mark_day(state, day, config.category_index.get(event.event_type), config)

@@ -32,7 +32,7 @@ from bisect import insort
 from collections.abc import Callable
 from typing import Final
 
-from agents.logic.fold import FoldConfig, fold, fold_pending, new_state_of, pending_of
+from agents.logic.fold import FoldConfig, fold_at, fold_pending, new_state_of, pending_of
 from agents.logic.funnels import due_stalls, next_deadline_ms, observe
 from agents.logic.lifecycle import Before, LifecycleConfig, Transition, advance, on_activity
 from agents.logic.lifecycle import schedule as schedule_deadline
@@ -104,9 +104,11 @@ class Walk:
         self.stale = False  # folded since the deadline was last scheduled
 
     # -- events ------------------------------------------------------------------------------
-    def add(self, event: EventLike) -> None:
-        """Take one event (a user's events in a batch come in event-time order)."""
-        self._add(event)
+    def add(self, event: EventLike, ts: int) -> None:
+        """Take one event (a user's events in a batch come in event-time order); ``ts`` is its
+        ``timestamp_ms``, which the caller has read (compiled, each read of an attribute of an
+        ``EventLike`` is a generic lookup)."""
+        self._add(event, ts)
         state = self.state
         if state is not None and self.fold_cfg.funnels:
             cfg = self.fold_cfg
@@ -115,11 +117,11 @@ class Walk:
                 if isinstance(event, Event)
                 else event.matches  # evaluated by the ingest stage
             )
-            if observe(state.funnels, cfg.funnels, event.timestamp_ms, event.event_type, matched):
+            if observe(state.funnels, cfg.funnels, ts, event.event_type, matched):
                 self.changed = True
 
-    def _add(self, event: EventLike) -> None:
-        state, ts = self.state, event.timestamp_ms
+    def _add(self, event: EventLike, ts: int) -> None:
+        state = self.state
         if state is None:
             self._create(pending_of(event, self.fold_cfg))
         elif state.pending and ts >= state.last_ms:
@@ -136,7 +138,7 @@ class Walk:
                 if _due_by(state, ts):
                     self._defer(pending_of(event, self.fold_cfg))  # the clock is not there yet
                     return
-            self._fold(event)
+            self._fold(event, ts)
             if state.pending:  # landed before the deferred ones: the deadline may have moved
                 self._drain()
 
@@ -242,15 +244,15 @@ class Walk:
         on_activity(None, self.state, self.life_cfg)
         self.changed = self.stale = True
 
-    def _fold(self, event: EventLike) -> None:
+    def _fold(self, event: EventLike, ts: int) -> None:
         state = self.state
         assert state is not None
         before = Before.of(state)
-        day = self.fold_cfg.calendar.day_of(event.timestamp_ms)
-        if not fold(state, event, day, self.fold_cfg):
+        day = self.fold_cfg.calendar.day_of(ts)
+        if not fold_at(state, event, ts, day, self.fold_cfg):
             self.duplicates += 1
             return
-        self._activity(before, state, event.timestamp_ms)
+        self._activity(before, state, ts)
 
     def _fold_pending(self, event: Pending) -> None:
         state = self.state
