@@ -57,20 +57,25 @@ VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out
 
 
 def _events(count: int, users: int) -> list[Any]:
-    from schemas.records import Event
+    """The simulated events as the worker's engine gets them: ``events.by_user`` rows
+    (:class:`~schemas.records.Activity`, what :func:`streams.worker.codecs.decode_record`
+    returns), not the canonical :class:`~schemas.records.Event` the ingest reads."""
+    from schemas.records import Activity, Event
     from streams.testbed.bench.data import simulated_events
 
     stream, _ = simulated_events(count, users)
     return [
-        Event(
-            e["event_id"],
-            e["user_id"],
-            e["event_type"],
-            e["timestamp"],
-            e.get("channel"),
-            e.get("platform"),
-            e.get("session_id"),
-            e.get("properties"),
+        Activity.of(
+            Event(
+                e["event_id"],
+                e["user_id"],
+                e["event_type"],
+                e["timestamp"],
+                e.get("channel"),
+                e.get("platform"),
+                e.get("session_id"),
+                e.get("properties"),
+            )
         )
         for e in stream
     ]
