@@ -20,6 +20,7 @@ from typing import Any
 
 from agents.logic.aggregates import Snapshot, lapsed_by_channel
 from agents.logic.engine_types import EngineConfig, Output
+from agents.logic.fold import row_of
 from agents.logic.freshness import frontier_now, is_stale, observe_frontier
 from agents.logic.funnel_counts import FunnelCounts
 from agents.logic.holdout import arms_for
@@ -30,7 +31,7 @@ from agents.logic.signals import build_signal
 from agents.logic.state import UserState, decode, encode, header_deadline_ms
 from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
 from agents.logic.watermarks import SourceWatermarks
-from schemas.records import EventLike
+from schemas.records import Activity, EventLike
 
 
 class Engine:
@@ -121,15 +122,18 @@ class Engine:
         """
         out = Output()
         part = self.partitions[number]
-        by_user: dict[str, list[EventLike]] = {}
+        by_user: dict[str, list[Activity]] = {}
         newest = 0
+        fold_cfg = self.config.fold
+        steps = fold_cfg.property_steps if fold_cfg.funnels else None
         for event in events:
-            mine = by_user.get(event.user_id)
+            row = row_of(event, steps)  # compiled, a row's fields are tuple items, not lookups
+            mine = by_user.get(row.user_id)
             if mine is None:  # not setdefault(user, []): that makes a list for every event
-                by_user[event.user_id] = [event]
+                by_user[row.user_id] = [row]
             else:
-                mine.append(event)
-            newest = max(newest, event.timestamp_ms)
+                mine.append(row)
+            newest = max(newest, row.timestamp_ms)
             out.events += 1
         out.newest_ms = newest
         now = out.clock_ms = self.partition_now(part, wall_ms)
@@ -156,7 +160,7 @@ class Engine:
         self,
         part: Partition,
         user_id: str,
-        events: list[EventLike],
+        events: list[Activity],
         *,
         settle: int,
         late_before: int,

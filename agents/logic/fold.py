@@ -20,7 +20,7 @@ from zlib import crc32
 from agents.logic.days import Calendar
 from agents.logic.funnels import Funnel, PropertySteps
 from agents.logic.state import Pending, Stage, UserState
-from schemas.records import EventLike
+from schemas.records import Activity, EventLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,37 @@ def fingerprint(event_id: str) -> int:
 
 def pending_of(event: EventLike, config: FoldConfig) -> Pending:
     """What the fold needs of ``event``, to keep while the event is deferred."""
-    category = config.category_index.get(event.event_type, -1)
-    name = event.channel
-    channel = config.channel_index.get(name, 0) if name else 0
-    return (event.timestamp_ms, fingerprint(event.event_id), category, channel)
+    return _pending(event.timestamp_ms, event.event_id, event.event_type, event.channel, config)
+
+
+def row_of(event: EventLike, steps: PropertySteps | None) -> Activity:
+    """The engine's input row of ``event``: the event itself if it is one (an ``events.by_user``
+    row), else the row of a canonical event (tests, tools) with the ids of the funnels' property
+    steps it matches (``steps``; None: no funnels), as the ingest finds them for its rows."""
+    if isinstance(event, Activity):
+        return event
+    matches = steps.matched(event.event_type, event.properties) if steps is not None else ()
+    return Activity(
+        event.user_id, event.timestamp_ms, event.event_id, event.event_type, event.channel, matches
+    )
+
+
+def row_pending(row: Activity, config: FoldConfig) -> Pending:
+    """:func:`pending_of` of an ``events.by_user`` row, the engine's input. Compiled, a row's
+    fields are read as tuple items, where an ``EventLike``'s (a union) are looked up by name."""
+    return _pending(row.timestamp_ms, row.event_id, row.event_type, row.channel, config)
+
+
+def _pending(
+    ms: int, event_id: str, event_type: str, channel: str | None, config: FoldConfig
+) -> Pending:
+    category = config.category_index.get(event_type, -1)
+    return (
+        ms,
+        fingerprint(event_id),
+        category,
+        config.channel_index.get(channel, 0) if channel else 0,
+    )
 
 
 def new_state(event: EventLike, day: int, config: FoldConfig) -> UserState:
@@ -144,17 +171,31 @@ def _mark_day(state: UserState, day: int, category: int | None, config: FoldConf
 
 def fold(state: UserState, event: EventLike, day: int, config: FoldConfig) -> bool:
     """Fold ``event`` (on local ``day``) into ``state`` in place; False if it is a duplicate."""
-    return fold_at(state, event, event.timestamp_ms, day, config)
+    return _fold_fields(
+        state, event.timestamp_ms, event.event_id, event.event_type, event.channel, day, config
+    )
 
 
-def fold_at(state: UserState, event: EventLike, ms: int, day: int, config: FoldConfig) -> bool:
-    """:func:`fold` of an event whose ``timestamp_ms`` the caller has read (``ms``): compiled,
-    each read of an attribute of an ``EventLike`` is a generic lookup."""
-    if not _remember(state, (ms, fingerprint(event.event_id)), config.recent_ids):
+def fold_row(state: UserState, row: Activity, day: int, config: FoldConfig) -> bool:
+    """:func:`fold` of an ``events.by_user`` row, the engine's input (see :func:`row_pending`)."""
+    return _fold_fields(
+        state, row.timestamp_ms, row.event_id, row.event_type, row.channel, day, config
+    )
+
+
+def _fold_fields(  # noqa: PLR0917 (an event's four fields, then fold's day and config)
+    state: UserState,
+    ms: int,
+    event_id: str,
+    event_type: str,
+    channel: str | None,
+    day: int,
+    config: FoldConfig,
+) -> bool:
+    if not _remember(state, (ms, fingerprint(event_id)), config.recent_ids):
         return False
-    _mark_day(state, day, config.category_index.get(event.event_type), config)
-    name = event.channel
-    _extremes(state, ms, config.channel_index.get(name, 0) if name else 0)
+    _mark_day(state, day, config.category_index.get(event_type), config)
+    _extremes(state, ms, config.channel_index.get(channel, 0) if channel else 0)
     return True
 
 

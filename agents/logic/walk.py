@@ -32,13 +32,13 @@ from bisect import insort
 from collections.abc import Callable
 from typing import Final
 
-from agents.logic.fold import FoldConfig, fold_at, fold_pending, new_state_of, pending_of
+from agents.logic.fold import FoldConfig, fold_pending, fold_row, new_state_of, row_pending
 from agents.logic.funnels import due_stalls, next_deadline_ms, observe
 from agents.logic.lifecycle import Before, LifecycleConfig, Transition, advance, on_activity
 from agents.logic.lifecycle import schedule as schedule_deadline
 from agents.logic.returns import Return, mark_signal, observe_activity
 from agents.logic.state import Deadline, Pending, UserState
-from schemas.records import SIGNAL_KINDS, Event, EventLike
+from schemas.records import SIGNAL_KINDS, Activity
 
 KIND_INDEX: Final = {kind: i for i, kind in enumerate(SIGNAL_KINDS)}
 
@@ -104,28 +104,26 @@ class Walk:
         self.stale = False  # folded since the deadline was last scheduled
 
     # -- events ------------------------------------------------------------------------------
-    def add(self, event: EventLike, ts: int) -> None:
+    def add(self, event: Activity, ts: int) -> None:
         """Take one event (a user's events in a batch come in event-time order); ``ts`` is its
-        ``timestamp_ms``, which the caller has read (compiled, each read of an attribute of an
-        ``EventLike`` is a generic lookup)."""
+        ``timestamp_ms``, which the caller has read. Its property-step matches were found
+        before (by the ingest stage, or :func:`agents.logic.fold.row_of`)."""
         self._add(event, ts)
         state = self.state
-        if state is not None and self.fold_cfg.funnels:
-            cfg = self.fold_cfg
-            matched = (
-                cfg.property_steps.matched(event.event_type, event.properties)
-                if isinstance(event, Event)
-                else event.matches  # evaluated by the ingest stage
-            )
-            if observe(state.funnels, cfg.funnels, ts, event.event_type, matched):
-                self.changed = True
+        funnels = self.fold_cfg.funnels
+        if (
+            state is not None
+            and funnels
+            and observe(state.funnels, funnels, ts, event.event_type, event.matches)
+        ):
+            self.changed = True
 
-    def _add(self, event: EventLike, ts: int) -> None:
+    def _add(self, event: Activity, ts: int) -> None:
         state = self.state
         if state is None:
-            self._create(pending_of(event, self.fold_cfg))
+            self._create(row_pending(event, self.fold_cfg))
         elif state.pending and ts >= state.last_ms:
-            self._defer(pending_of(event, self.fold_cfg))
+            self._defer(row_pending(event, self.fold_cfg))
             self._drain()
         else:
             if self.stale:
@@ -133,10 +131,10 @@ class Walk:
             if _due_by(state, ts):
                 self._fire(ts)
                 if self.state is None:  # forgotten: the event starts a new life
-                    self._create(pending_of(event, self.fold_cfg))
+                    self._create(row_pending(event, self.fold_cfg))
                     return
                 if _due_by(state, ts):
-                    self._defer(pending_of(event, self.fold_cfg))  # the clock is not there yet
+                    self._defer(row_pending(event, self.fold_cfg))  # the clock is not there yet
                     return
             self._fold(event, ts)
             if state.pending:  # landed before the deferred ones: the deadline may have moved
@@ -244,12 +242,12 @@ class Walk:
         on_activity(None, self.state, self.life_cfg)
         self.changed = self.stale = True
 
-    def _fold(self, event: EventLike, ts: int) -> None:
+    def _fold(self, event: Activity, ts: int) -> None:
         state = self.state
         assert state is not None
         before = Before.of(state)
         day = self.fold_cfg.calendar.day_of(ts)
-        if not fold_at(state, event, ts, day, self.fold_cfg):
+        if not fold_row(state, event, day, self.fold_cfg):
             self.duplicates += 1
             return
         self._activity(before, state, ts)

@@ -175,16 +175,22 @@ def test_progress_with_property_steps_is_the_oracles(data: st.DataObject) -> Non
         assert reached(track.hits, funnel) == progress(hits, spec)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_stalled_signals_through_the_wire_are_the_oracles(seed: int) -> None:
+def random_hits(seed: int, users: int) -> list[Hit]:
+    """Up to six hits for each of ``users`` users over three days from a random start within
+    two days of T0, in time order."""
     rnd = random.Random(seed)
     hits = []
-    for u in range(40):
+    for u in range(users):
         start = T0 + rnd.randrange(0, 2 * DAY_MS)
         for i in range(rnd.randint(1, 6)):
             ms = start + rnd.randrange(0, 3 * DAY_MS)
             hits.append(Hit(f"u{u}", f"u{u}-{i}", rnd.choice(TYPES), ms, rnd.choice(PROPERTIES)))
-    hits.sort(key=lambda h: h.ms)
+    return sorted(hits, key=lambda h: h.ms)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stalled_signals_through_the_wire_are_the_oracles(seed: int) -> None:
+    hits = random_hits(seed, 40)
     end_ms = T0 + 8 * DAY_MS
     eng = Engine(engine_config(funnels=FUNNELS))
     eng.assign(0, {})
@@ -197,3 +203,21 @@ def test_stalled_signals_through_the_wire_are_the_oracles(seed: int) -> None:
     expected = expected_stalls(hits, SPECS, end_ms)
     assert got == {(x.user_id, x.funnel, x.at_ms, x.step_reached) for x in expected}
     assert expected, "the population should stall someone"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_canonical_events_give_the_signals_of_their_wire_rows(seed: int) -> None:
+    """The engine folds rows: a canonical event (tests, tools) becomes one with the property
+    steps it matches found on the way in (agents.logic.fold.row_of), as the ingest finds them."""
+    end_ms = T0 + 8 * DAY_MS
+    events = [_event(h) for h in random_hits(seed, 30)]
+    got = []
+    for batch in (events, _over_the_wire(events)):
+        eng = Engine(engine_config(funnels=FUNNELS))
+        eng.assign(0, {})
+        signals = [s for _, _, s in eng.process(0, batch, end_ms).signals]
+        eng.observe_watermark(0, end_ms)
+        signals += [s for _, _, s in eng.tick(end_ms).signals]
+        got.append(signals)
+    assert got[0] == got[1]
+    assert any(s["kind"] == "stalled" for s in got[0])
