@@ -2,7 +2,8 @@
 
 ``python -m streams.testbed.bench.engine_only [--events N --users U]`` folds the same simulated
 events through an :class:`~agents.logic.engine.Engine` once per path, each in a subprocess of
-its own (``ENGAGEMENT_PURE_PYTHON=1`` for the pure one), as the worker does: batches cut in
+its own (``ENGAGEMENT_PURE_PYTHON=1`` for the pure one), as the worker does: ``events.by_user``
+rows (:class:`~schemas.records.Activity`; before 8e9b7e1, canonical events), batches cut in
 arrival order and split by partition, then ``take_changes`` and ``mark_durable`` into in-memory
 stores (so states are encoded, and decoded again on a user's next batch). No broker, no Faust.
 
