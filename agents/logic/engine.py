@@ -177,10 +177,9 @@ class Engine:
         if len(events) > 1:
             events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
-            ts = event.timestamp_ms
-            if ts < late_before:
+            if event.timestamp_ms < late_before:
                 out.late += 1
-            walk.add(event, ts)
+            walk.add(event)
         state = walk.finish()
         out.duplicates += walk.duplicates
         if walk.changed:

@@ -104,10 +104,11 @@ class Walk:
         self.stale = False  # folded since the deadline was last scheduled
 
     # -- events ------------------------------------------------------------------------------
-    def add(self, event: Activity, ts: int) -> None:
-        """Take one event (a user's events in a batch come in event-time order); ``ts`` is its
-        ``timestamp_ms``, which the caller has read. Its property-step matches were found
-        before (by the ingest stage, or :func:`agents.logic.fold.row_of`)."""
+    def add(self, event: Activity) -> None:
+        """Take one event (a user's events in a batch come in event-time order). Its
+        property-step matches were found before (by the ingest stage, or
+        :func:`agents.logic.fold.row_of`)."""
+        ts = event.timestamp_ms
         self._add(event, ts)
         state = self.state
         funnels = self.fold_cfg.funnels
