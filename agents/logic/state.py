@@ -283,9 +283,10 @@ def round_trips(state: UserState) -> bool:
     byte. A state kept beside its bytes to skip the next decode must pass this."""
     if state.x_extra > 0xFFFF:
         return False
-    recent = state.recent  # newest first, as fold._remember keeps it: the last is the oldest
-    if recent and state.last_ms - recent[-1][0] > 0xFFFFFFFF:
-        return False
+    last = state.last_ms
+    for ms, _ in state.recent:
+        if last - ms > 0xFFFFFFFF:
+            return False
     pending = state.pending  # mostly empty: no generator made then
     return not pending or all(category != _NO_CATEGORY for _, _, category, _ in pending)
 

@@ -75,8 +75,7 @@ def test_round_trips_tells_exactly_which_states_decode_back(
     """The states a partition may keep beside their bytes instead of decoding them again."""
     state.x_extra = x_extra
     fps = [fp for _, fp in state.recent]
-    recent = [(state.last_ms - age, fp) for age, fp in zip(ages, fps, strict=False)]
-    state.recent = sorted(recent, reverse=True)  # newest first, as the fold keeps them
+    state.recent = [(state.last_ms - age, fp) for age, fp in zip(ages, fps, strict=False)]
     if no_category and state.pending:
         ms, fp, _, channel = state.pending[0]
         state.pending[0] = (ms, fp, 255, channel)
