@@ -125,16 +125,6 @@ class Settings:
         "ENGAGEMENT_PARTITIONS partitions: a worker owning all of them keeps at most this many. "
         "0: none, every read goes to RocksDB.",
     )
-    decoded_cache: int = setting(
-        "ENGAGEMENT_DECODED_CACHE",
-        "200000",
-        as_int_range(0, 100_000_000),
-        "User states kept decoded in memory, as the fold or a deadline left them lately (about "
-        "1,200 bytes each beyond the stored bytes), so that the user's next batch or deadline "
-        "does not decode the state again; split evenly over the ENGAGEMENT_PARTITIONS "
-        "partitions. Decoding is about a tenth of the engine's instructions per event. "
-        "0: none.",
-    )
     state_write_back: float = setting(
         "ENGAGEMENT_STATE_WRITE_BACK",
         "5s",

@@ -28,7 +28,7 @@ from agents.logic.meta import META_KEY, encode_meta
 from agents.logic.partition import KVStore, Partition, mark_durable, partitions_snapshot, rebuilt
 from agents.logic.returns import Return
 from agents.logic.signals import build_signal
-from agents.logic.state import UserState, decode, encode, header_deadline_ms, round_trips
+from agents.logic.state import UserState, decode, encode, header_deadline_ms
 from agents.logic.walk import KIND_INDEX, Fired, Walk, next_due_ms
 from agents.logic.watermarks import SourceWatermarks
 from schemas.records import Activity, EventLike
@@ -52,13 +52,7 @@ class Engine:
         naming the partition and key, and the partition is not taken over."""
         config = self.config
         part = rebuilt(
-            number,
-            store,
-            in_flight or {},
-            config,
-            self._n_channels,
-            cache_limit=config.state_cache,
-            states_limit=config.decoded_cache,
+            number, store, in_flight or {}, config, self._n_channels, cache_limit=config.state_cache
         )
         self.partitions[number] = part
         return part
@@ -177,7 +171,7 @@ class Engine:
         cfg = self.config
         key = user_id.encode()
         raw = part.get(key)
-        old = part.state_of(key, raw) if raw is not None else None
+        old = decode(raw) if raw is not None else None
         arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
         walk = Walk(old.copy() if old is not None else None, settle, cfg.fold, cfg.lifecycle, arms)
         if len(events) > 1:
@@ -240,7 +234,7 @@ class Engine:
             if later is not None and later > now:  # the deadline moved since the entry was made
                 part.index.add(later, key)
                 continue
-            old = part.state_of(key, raw)
+            old = decode(raw)
             due = next_due_ms(old, cfg.fold)
             if due is None:
                 continue
@@ -311,8 +305,6 @@ class Engine:
             part.index.add(due, key)
         value = encode(state)
         part.dirty[key] = value
-        if part.states_limit and round_trips(state):  # decode(value) would give state back
-            part.keep(key, value, state)
 
     def _emit(
         self,

@@ -27,7 +27,6 @@ class EngineConfig:
     holdout_share: float = 0.0  # share of signalled users held out, per kind (0: off)
     holdout_salt: str = ""
     state_cache: int = 0  # durable user states kept in memory per partition (0: none)
-    decoded_cache: int = 0  # user states kept decoded per partition (0: none)
 
     @property
     def calendar(self) -> Calendar:

@@ -8,9 +8,6 @@ Under both overlays, ``cache`` keeps the durable values read or written lately (
 from Python costs ~25x a dict's): written through by :func:`mark_durable`, the only writer of
 an owned partition's store (recovery writes a partition before it is owned, or makes the
 runtime rebuild it, with a new, empty cache), so it never differs from the store.
-
-``states`` keeps user states decoded beside the bytes they were decoded from or encoded to, so
-a user's next batch or deadline skips the decode when the newest value is those bytes.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from agents.logic.returns import (
     decode_returns,
     restored_counts,
 )
-from agents.logic.state import UserState, decode
+from agents.logic.state import decode
 from agents.logic.timers import DeadlineIndex
 from agents.logic.walk import next_due_ms
 from schemas.errors import StateDecodeError
@@ -52,8 +49,6 @@ class Partition:
     flushing: dict[bytes, bytes | None] = field(default_factory=dict)  # taken, in flight
     cache: dict[bytes, bytes | None] = field(default_factory=dict)  # durable, read lately
     cache_limit: int = 0  # most keys in ``cache`` (0: no cache)
-    states: dict[bytes, tuple[bytes, UserState]] = field(default_factory=dict)  # decoded lately
-    states_limit: int = 0  # most keys in ``states`` (0: none kept)
 
     def get(self, key: bytes) -> bytes | None:
         """The newest value of ``key``: pending, in flight, or durable."""
@@ -77,26 +72,6 @@ class Partition:
             cache = self.cache = dict(islice(cache.items(), len(cache) // 2, None))
         cache[key] = value
 
-    def state_of(self, key: bytes, raw: bytes) -> UserState:
-        """``raw``, the newest value of ``key``, decoded: the state kept for ``key`` if it was
-        kept with these very bytes (a decode costs about a tenth of the engine's time per
-        event). A kept state is never changed in place: a walk folds a copy of it."""
-        kept = self.states.get(key)
-        if kept is not None and kept[0] == raw:
-            return kept[1]
-        state = decode(raw)
-        if self.states_limit:
-            self.keep(key, raw, state)
-        return state
-
-    def keep(self, key: bytes, raw: bytes, state: UserState) -> None:
-        """Keep ``state``, which ``raw`` decodes to, for :meth:`state_of`; a full ``states``
-        drops its older half as :meth:`remember` does."""
-        states = self.states
-        if key not in states and len(states) >= self.states_limit:
-            states = self.states = dict(islice(states.items(), len(states) // 2, None))
-        states[key] = (raw, state)
-
 
 def rebuilt(
     number: int,
@@ -106,14 +81,12 @@ def rebuilt(
     n_channels: int,
     *,
     cache_limit: int = 0,
-    states_limit: int = 0,
 ) -> Partition:
     """Partition ``number`` over its recovered ``store``: aggregates, deadline index and funnel
     counts rebuilt from its states, its meta and return-rate records read, and ``in_flight``
     (changes on their way to the changelog) read over the store and kept as its overlay, so
     their acknowledgement still lands in the store and in the aggregates. Its cache holds
-    up to ``cache_limit`` durable values and its ``states`` up to ``states_limit`` decoded
-    ones; both start empty."""
+    up to ``cache_limit`` durable values, and starts empty."""
     calendar, agg, index = config.calendar, Aggregates(), DeadlineIndex()
     meta = Meta(lapsed=[0] * n_channels, reactivated=[0] * n_channels)
     returns, counts, funnels = ReturnCounts(), FunnelCounts(), config.fold.funnels
@@ -139,9 +112,7 @@ def rebuilt(
         due = next_due_ms(state, config.fold)
         if due is not None:
             index.add(due, key)
-    part = Partition(
-        number, store, agg, index, meta, cache_limit=cache_limit, states_limit=states_limit
-    )
+    part = Partition(number, store, agg, index, meta, cache_limit=cache_limit)
     part.flushing.update(in_flight)
     part.funnel_counts = counts
     part.returns = restored_counts(returns, legacy)

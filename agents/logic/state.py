@@ -276,21 +276,6 @@ def encode(state: UserState) -> bytes:
     return b"".join(parts)
 
 
-def round_trips(state: UserState) -> bool:
-    """Whether :func:`decode` gives ``state`` back from :func:`encode`'s bytes: it does unless
-    ``encode`` clipped a field (a remembered event more than ~49.7 days (2**32 ms) before the
-    newest, more than 65,535 aged-out days) or a deferred event's category is the "none"
-    byte. A state kept beside its bytes to skip the next decode must pass this."""
-    if state.x_extra > 0xFFFF:
-        return False
-    last = state.last_ms
-    for ms, _ in state.recent:
-        if last - ms > 0xFFFFFFFF:
-            return False
-    pending = state.pending  # mostly empty: no generator made then
-    return not pending or all(category != _NO_CATEGORY for _, _, category, _ in pending)
-
-
 def decode(data: bytes) -> UserState:
     """Inverse of :func:`encode` (reads v1 to v4); raises :class:`StateDecodeError` on foreign
     bytes."""

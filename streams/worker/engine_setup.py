@@ -56,7 +56,6 @@ def engine_config(settings: Settings) -> EngineConfig:
         holdout_share=settings.holdout_share,
         holdout_salt=settings.holdout_salt,
         state_cache=state_cache_per_partition(settings),
-        decoded_cache=decoded_cache_per_partition(settings),
     )
 
 
@@ -66,11 +65,3 @@ def state_cache_per_partition(settings: Settings) -> int:
     if settings.store == "memory://" or not settings.state_cache:
         return 0
     return max(1, settings.state_cache // settings.partitions)
-
-
-def decoded_cache_per_partition(settings: Settings) -> int:
-    """ENGAGEMENT_DECODED_CACHE split over the partitions (any store: a decode costs the same
-    whichever store held the bytes)."""
-    if not settings.decoded_cache:
-        return 0
-    return max(1, settings.decoded_cache // settings.partitions)

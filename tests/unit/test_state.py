@@ -14,7 +14,6 @@ from agents.logic.state import (
     decode,
     encode,
     header_deadline_ms,
-    round_trips,
 )
 from schemas.errors import StateDecodeError
 
@@ -66,20 +65,6 @@ states = st.builds(
 def test_encoding_round_trips(state: UserState) -> None:
     state.recent = [(ms, fp) for ms, fp in state.recent if 0 <= state.last_ms - ms < 2**32]
     assert decode(encode(state)) == state
-
-
-@given(states, st.integers(0, 0x1FFFF), st.lists(st.integers(0, 2**33), max_size=4), st.booleans())
-def test_round_trips_tells_exactly_which_states_decode_back(
-    state: UserState, x_extra: int, ages: list[int], no_category: bool
-) -> None:
-    """The states a partition may keep beside their bytes instead of decoding them again."""
-    state.x_extra = x_extra
-    fps = [fp for _, fp in state.recent]
-    state.recent = [(state.last_ms - age, fp) for age, fp in zip(ages, fps, strict=False)]
-    if no_category and state.pending:
-        ms, fp, _, channel = state.pending[0]
-        state.pending[0] = (ms, fp, 255, channel)
-    assert round_trips(state) == (decode(encode(state)) == state)
 
 
 def test_typical_state_is_compact() -> None:

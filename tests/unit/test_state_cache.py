@@ -1,5 +1,4 @@
-"""The partition's caches of durable states (their bytes, and states kept decoded): fewer
-store reads and decodes, never a different answer."""
+"""The partition's cache of durable states: fewer store reads, never a different answer."""
 
 from __future__ import annotations
 
@@ -14,11 +13,10 @@ from agents.logic.days import DAY_MS
 from agents.logic.engine import Engine
 from agents.logic.meta import Meta
 from agents.logic.partition import Partition
-from agents.logic.state import UserState, decode, encode
 from agents.logic.timers import DeadlineIndex
 from schemas.records import Event
 from streams.settings import Settings
-from streams.worker.engine_setup import decoded_cache_per_partition, state_cache_per_partition
+from streams.worker.engine_setup import state_cache_per_partition
 from tests.unit.conftest import T0, engine_config, make_event
 
 
@@ -33,14 +31,12 @@ class CountingStore(dict[bytes, bytes]):
 
 
 def replay(
-    cache: int, seed: int, crash_at: int | None = None, decoded: int = 0
+    cache: int, seed: int, crash_at: int | None = None
 ) -> tuple[list[Any], dict[int, CountingStore], Engine]:
     """A random replay of 40 users over two partitions, in batches, with ticks, changes taken
-    and made durable a step late (as the runtime does); every signal and changelog record.
-    ``cache``: the bytes cache's size per partition; ``decoded``: the decoded one's."""
+    and made durable a step late (as the runtime does); every signal and changelog record."""
     rnd = random.Random(seed)
-    config = engine_config()
-    engine = Engine(dataclasses.replace(config, state_cache=cache, decoded_cache=decoded))
+    engine = Engine(dataclasses.replace(engine_config(), state_cache=cache))
     stores = {0: CountingStore(), 1: CountingStore()}
     for number, store in stores.items():
         engine.assign(number, store)
@@ -68,12 +64,9 @@ def replay(
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("cache", [1, 3, 50])
-@pytest.mark.parametrize("decoded", [0, 1, 50])
-def test_the_same_signals_and_changelog_with_and_without_the_cache(
-    seed: int, cache: int, decoded: int
-) -> None:
+def test_the_same_signals_and_changelog_with_and_without_the_cache(seed: int, cache: int) -> None:
     plain, plain_stores, _ = replay(0, seed, crash_at=seed * 17)
-    cached, cached_stores, _ = replay(cache, seed, crash_at=seed * 17, decoded=decoded)
+    cached, cached_stores, _ = replay(cache, seed, crash_at=seed * 17)
     assert cached == plain
     assert {n: dict(s) for n, s in cached_stores.items()} == {
         n: dict(s) for n, s in plain_stores.items()
@@ -95,39 +88,6 @@ def test_the_cache_holds_what_the_store_holds_and_saves_reads(seed: int) -> None
     assert plain_reads > 3 * reads
 
 
-def back_after_long_gaps(cache: int, seed: int) -> list[Any]:
-    """Users back after 20 to 80 days, often past the 2**32 ms (~49.7 days) a state's
-    remembered event ids can reach back (the encoding clips older ones), each batch also
-    reading again one of the user's four newest events before it: every signal and
-    changelog record."""
-    rnd = random.Random(seed)
-    config = engine_config(discard_days=5000)
-    engine = Engine(dataclasses.replace(config, state_cache=cache, decoded_cache=cache))
-    store: dict[bytes, bytes] = {}
-    engine.assign(0, store)
-    sent: dict[str, list[Event]] = {}
-    seen: list[Any] = []
-    now = T0
-    for _ in range(30):
-        now += rnd.randint(20, 80) * DAY_MS
-        batch = []
-        for user in rnd.sample([f"u{n}" for n in range(6)], 3):
-            event = make_event(user, now - rnd.randint(0, DAY_MS // 8))
-            mine = sent.setdefault(user, [])
-            batch += [event, rnd.choice(mine[-4:])] if mine else [event]
-            mine.append(event)
-        seen.append(engine.process(0, batch, 0).signals)
-        changes = engine.take_changes()
-        engine.mark_durable(changes)
-        seen.append(changes)
-    return seen
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_states_the_encoding_clips_are_decoded_again_not_kept(seed: int) -> None:
-    assert back_after_long_gaps(50, seed) == back_after_long_gaps(0, seed)
-
-
 def test_a_full_cache_drops_its_older_half() -> None:
     part = Partition(0, {}, Aggregates(), DeadlineIndex(), Meta(), cache_limit=4)
     for index in range(4):
@@ -138,17 +98,6 @@ def test_a_full_cache_drops_its_older_half() -> None:
     assert part.cache == {b"k2": b"newer", b"k3": b"v3", b"k4": None}
 
 
-def test_the_decoded_states_are_those_of_the_bytes_and_a_full_cache_drops_its_older_half() -> None:
-    part = Partition(0, {}, Aggregates(), DeadlineIndex(), Meta(), states_limit=2)
-    values = [encode(UserState(T0 + n, T0 + n, 100)) for n in range(3)]
-    first = part.state_of(b"k0", values[0])
-    assert part.state_of(b"k0", bytes(values[0])) is first, "equal bytes: the kept state"
-    assert part.state_of(b"k0", values[1]) == decode(values[1]), "other bytes: decoded"
-    part.state_of(b"k1", values[1])
-    part.state_of(b"k2", values[2])
-    assert list(part.states) == [b"k1", b"k2"]
-
-
 def test_the_setting_is_split_over_the_partitions_and_off_in_memory() -> None:
     settings = Settings.from_env({"ENGAGEMENT_STORE": "rocksdict://"})
     assert settings.state_cache == 200_000
@@ -157,8 +106,3 @@ def test_the_setting_is_split_over_the_partitions_and_off_in_memory() -> None:
     assert state_cache_per_partition(settings.replace(partitions=64, state_cache=10)) == 1
     assert state_cache_per_partition(settings.replace(state_cache=0)) == 0
     assert state_cache_per_partition(settings.replace(store="memory://")) == 0
-    assert settings.decoded_cache == 200_000
-    assert decoded_cache_per_partition(settings) == 25_000
-    assert decoded_cache_per_partition(settings.replace(store="memory://")) == 25_000
-    assert decoded_cache_per_partition(settings.replace(partitions=64, decoded_cache=10)) == 1
-    assert decoded_cache_per_partition(settings.replace(decoded_cache=0)) == 0
