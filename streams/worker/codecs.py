@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from agents.logic.batch_rows import activities
 from agents.logic.funnels import MAX_FUNNELS, MAX_STEPS, PropertySteps
 from schemas import load_schema
 from schemas.errors import BatchDecodeError
@@ -188,7 +189,7 @@ def decode_record(value: bytes | None) -> tuple[int, str, list[Activity], int | 
             f"{found}; this worker reads by_user batch versions 1 and {BATCH_VERSION}",
         )
     try:
-        rows = _rows_v2(data["rows"]) if version == BATCH_VERSION else _rows_v1(data["events"])
+        rows = activities(data["rows"]) if version == BATCH_VERSION else _rows_v1(data["events"])
         watermark, source = data.get("wm", 0), data.get("src") or ""
         frontier = data.get("fr")
         if type(watermark) is not int or not isinstance(source, str):
@@ -204,28 +205,8 @@ def decode_record(value: bytes | None) -> tuple[int, str, list[Activity], int | 
     return watermark, source, rows, frontier
 
 
-def _rows_v2(rows: list[Any]) -> list[Activity]:
-    """Checked in the loop that builds them (``tuple.__new__``: a third of ``_make``'s cost,
-    whose length check the unpacking does; ValueError on a row that is not 5 values)."""
-    new, none = tuple.__new__, ()
-    out: list[Activity] = []
-    append = out.append
-    for i, row in enumerate(rows):
-        user, ts, event_id, event_type, channel = row
-        if (
-            type(user) is not str
-            or type(ts) is not int
-            or type(event_id) is not str
-            or type(event_type) is not str
-            or (channel is not None and type(channel) is not str)
-        ):
-            raise TypeError(f"row {i}: expected [str, int, str, str, str or null]")
-        append(new(Activity, (user, ts, event_id, event_type, channel, none)))
-    return out
-
-
 def _rows_v1(events: list[Any]) -> list[Activity]:
-    return _rows_v2([Activity.of(Event.from_wire(wire))[:5] for wire in events])  # same checks
+    return activities([list(Activity.of(Event.from_wire(wire))[:5]) for wire in events])
 
 
 def _add_matches(rows: list[Activity], found: Any) -> None:

@@ -47,6 +47,9 @@ def rows_batch(*rows: object) -> bytes:
         (rows_batch(list(GOOD[0]), ["u2", T0, "e2"]), BatchReason.INVALID_BATCH),
         (rows_batch([7, T0, "e2", "click", None]), BatchReason.INVALID_BATCH),
         (rows_batch(["u2", True, "e2", "click", None]), BatchReason.INVALID_BATCH),
+        (rows_batch("u2abc"), BatchReason.INVALID_BATCH),  # five characters are not a row
+        (rows_batch(["u2", T0, "e2", "click", None, "extra"]), BatchReason.INVALID_BATCH),
+        (b'{"v": 2, "wm": 0, "src": "", "rows": {"u2": 1}}', BatchReason.INVALID_BATCH),
     ],
 )
 def test_an_unreadable_batch_raises_with_its_reason(value: bytes | None, reason: str) -> None:
