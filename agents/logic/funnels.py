@@ -34,6 +34,7 @@ from zlib import crc32
 
 import orjson
 
+from agents.logic.decimals import round_to
 from agents.logic.state import Track
 
 EARLY_HITS = 4  # hits kept per step before that step was reached (see the module docstring)
@@ -309,8 +310,8 @@ class Stall:
             "next_step_event": steps[k].label,
             "entered_at_ms": self.times[0],
             "reached_at_ms": self.times[-1],
-            "days_in_funnel": round((self.at_ms - self.times[0]) / 86_400_000, 4),
-            "days_at_step": round((self.at_ms - self.times[-1]) / 86_400_000, 4),
+            "days_in_funnel": round_to((self.at_ms - self.times[0]) / 86_400_000, 4),
+            "days_at_step": round_to((self.at_ms - self.times[-1]) / 86_400_000, 4),
         }
 
 

@@ -14,14 +14,12 @@ from typing import Any, Final
 
 from agents.logic.churn import expected_active_days, p_alive, usual_gap_of_bitmap
 from agents.logic.days import DAY_MS
+from agents.logic.decimals import round_to
 from agents.logic.lifecycle import LifecycleConfig, Transition, model_inputs
 from agents.logic.state import STAGE_LABELS, UserState
 from schemas.records import ARMS, OTHER_CHANNEL, SIGNAL_KINDS, signal_dict
 
 RECENT_WINDOW_DAYS: Final = 28
-# bound once: compiled, ``round(x, n)`` looks the builtin up by name at each call (mypyc has a
-# primitive for ``round(x)`` only); a signal rounds three reasons and three per category
-_ROUND: Final = round
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +57,9 @@ def category_declines(state: UserState, names: Sequence[str], horizon: int) -> l
         result.append(
             {
                 "category": name,
-                "baseline_days_per_week": _ROUND(baseline, 4),
-                "recent_days_per_week": _ROUND(recent, 4),
-                "decline": _ROUND(max(0.0, 1 - recent / baseline), 4),
+                "baseline_days_per_week": round_to(baseline, 4),
+                "recent_days_per_week": round_to(recent, 4),
+                "decline": round_to(max(0.0, 1 - recent / baseline), 4),
             }
         )
     return result
@@ -81,10 +79,10 @@ def reasons(
     alive = p_alive(x, float(t_x), T, config.params)
     expected = expected_active_days(x, float(t_x), T, config.params, alive=alive)
     out: dict[str, Any] = {
-        "days_inactive": _ROUND(inactive_ms / DAY_MS, 4),
+        "days_inactive": round_to(inactive_ms / DAY_MS, 4),
         "usual_gap_days": usual_gap_of_bitmap(state.days),
-        "p_alive": _ROUND(alive, 6),
-        "expected_active_days_7d": _ROUND(expected, 4),
+        "p_alive": round_to(alive, 6),
+        "expected_active_days_7d": round_to(expected, 4),
         "active_days": x + 1,
         "category_declines": category_declines(state, categories, horizon),
     }
