@@ -13,6 +13,8 @@ from __future__ import annotations
 from struct import Struct
 from typing import Final
 
+from mypy_extensions import i64
+
 _SEED: Final = 0x9747B28C
 _M: Final = 0x5BD1E995
 _MASK: Final = 0xFFFFFFFF
@@ -20,24 +22,28 @@ _WORDS: Final = [Struct(f"<{n}I") for n in range(64)]  # unpackers for keys up t
 
 
 def murmur2(data: bytes) -> int:
-    """The 32-bit murmur2 hash of ``data`` as Java returns it (a signed int)."""
-    length = len(data)
-    h = (_SEED ^ length) & _MASK
+    """The 32-bit murmur2 hash of ``data`` as Java returns it (a signed int).
+
+    Every product is of a value below 2**32 and ``_M`` (below 2**31), so below 2**63: compiled,
+    ``i64`` keeps them in machine words, where plain ``int`` products pass mypyc's tagged range
+    (2**62) and take the arbitrary-precision path, about 400 instructions each."""
+    length: i64 = len(data)
+    h: i64 = (_SEED ^ length) & _MASK
     blocks = length >> 2
     end = blocks << 2
     words = (
         _WORDS[blocks].unpack_from(data) if blocks < 64 else Struct(f"<{blocks}I").unpack_from(data)
     )
     for word in words:
-        k = (word * _M) & _MASK
+        k: i64 = (i64(word) * _M) & _MASK
         h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
     tail = length & 3
     if tail:
         if tail == 3:
-            h ^= data[end + 2] << 16
+            h ^= i64(data[end + 2]) << 16
         if tail >= 2:
-            h ^= data[end + 1] << 8
-        h = ((h ^ data[end]) * _M) & _MASK
+            h ^= i64(data[end + 1]) << 8
+        h = ((h ^ i64(data[end])) * _M) & _MASK
     h ^= h >> 13
     h = (h * _M) & _MASK
     h ^= h >> 15
