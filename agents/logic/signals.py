@@ -49,14 +49,18 @@ def category_declines(state: UserState, names: Sequence[str], horizon: int) -> l
     recent_mask = (1 << RECENT_WINDOW_DAYS) - 1
     baseline_weeks = (horizon - RECENT_WINDOW_DAYS) / 7
     result = []
-    for name, bits in zip(names, state.categories, strict=False):
+    kept = state.categories
+    # by index: compiled, zip(..., strict=False) is a generic call (its keyword), 2,600
+    # instructions a signal
+    for i in range(min(len(names), len(kept))):
+        bits = kept[i]
         baseline = (bits >> RECENT_WINDOW_DAYS).bit_count() / baseline_weeks
         if baseline <= 0:
             continue
         recent = (bits & recent_mask).bit_count() / (RECENT_WINDOW_DAYS / 7)
         result.append(
             {
-                "category": name,
+                "category": names[i],
                 "baseline_days_per_week": round_to(baseline, 4),
                 "recent_days_per_week": round_to(recent, 4),
                 "decline": round_to(max(0.0, 1 - recent / baseline), 4),
