@@ -174,7 +174,7 @@ class Engine:
         old = decode(raw) if raw is not None else None
         arms = arms_for(user_id, cfg.holdout_salt, cfg.holdout_share)
         walk = Walk(old.copy() if old is not None else None, settle, cfg.fold, cfg.lifecycle, arms)
-        if len(events) > 1:
+        if len(events) > 1 and not _in_time_order(events):
             events.sort(key=attrgetter("timestamp_ms"))
         for event in events:
             if event.timestamp_ms < late_before:
@@ -385,3 +385,15 @@ class Engine:
             if raw is not None:
                 return decode(raw)
         return None
+
+
+def _in_time_order(events: list[Activity]) -> bool:
+    """Already sorted by event time, as a user's events of a batch mostly are: the stable sort
+    would change nothing (compiled, its key calls cost 2,400 instructions a user)."""
+    previous = events[0].timestamp_ms
+    for event in events:
+        ms = event.timestamp_ms
+        if ms < previous:
+            return False
+        previous = ms
+    return True

@@ -104,3 +104,20 @@ def test_a_user_back_after_the_state_was_discarded_starts_afresh() -> None:
                 k: n for k, n in part.aggregates.stages.items() if n > 0
             }
     assert kinds == [("dormant", 7), ("churned", 30), ("dormant", 507), ("churned", 530)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_users_events_out_of_order_in_a_batch_fold_as_in_order(seed: int) -> None:
+    """The returner's events of one batch, shuffled among their places (the clock user's stay
+    in order): the engine folds each user's events in event-time order, so the signals are
+    the in-order ones."""
+    events = returner_and_clock()
+    places = [i for i, event in enumerate(events) if event.user_id == "u"]
+    mine = [events[i] for i in places]
+    random.Random(seed).shuffle(mine)
+    if mine == sorted(mine, key=lambda event: event.timestamp_ms):
+        mine.reverse()
+    for i, event in zip(places, mine, strict=True):
+        events[i] = event
+    got = signals_of([events])
+    assert [(kind, day) for kind, day, _ in got] == [(kind, day) for kind, day, _ in EXPECTED]
