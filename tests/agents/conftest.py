@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Message:
     key: bytes | None = b"k"
     headers: Headers = field(default_factory=lambda: [("trace", b"t-1")])
     topic: str = BY_USER
+    timestamp: float = field(default_factory=time.time)  # appended to Kafka: seconds
 
 
 @dataclass
