@@ -49,10 +49,6 @@ Ack = Callable[[], Awaitable[Any]]
 # (throughput). While one is in flight, folding goes on up to this many events or records ...
 GROUP_EVENTS = 20_000
 GROUP_RECORDS = 1_024  # ... and then waits for it (backpressure)
-# A record that waited in Kafka this long before its fold: the worker is catching up, and its
-# group waits for the next tick or the limits above instead of starting at once, so a backlog
-# is folded in fewer, larger groups (fewer changelog records and round trips per event)
-CATCHING_UP_MS = 1_000
 STALLED_AFTER_S = 10.0  # /readyz: 503 once a group is in flight this long (or half the timeout)
 
 
@@ -86,7 +82,6 @@ class Runtime:
         self._signals: list[tuple[str, bytes, dict[str, Any]]] = []
         self._acks: list[Ack] = []
         self._group_events = 0
-        self._catching_up = False  # the last record folded waited CATCHING_UP_MS or more
         self._group_lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None  # the group being made durable
         self._flusher: asyncio.Task[None] | None = None
@@ -172,11 +167,7 @@ class Runtime:
                     self.engine.observe_frontier(partition, source, frontier, wall)
                 if watermark <= 0 and not events:
                     source = ""  # a frontier-only record: no news for the event clock
-                stamp = message.timestamp or 0.0  # appended to Kafka, in seconds
-                waited = time.time() - stamp if stamp > 0 else 0.0
-                await self.on_events(
-                    partition, events, watermark, source, ack, offset=offset, waited_s=waited
-                )
+                await self.on_events(partition, events, watermark, source, ack, offset=offset)
         except Exception as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
             self.fail_stop(f"{message.topic}[{partition}]@{offset} failed ({why}); not acked")
@@ -202,12 +193,10 @@ class Runtime:
         ack: Ack | None = None,
         *,
         offset: int = -1,
-        waited_s: float = 0.0,
     ) -> None:
         """Fold one input record's events; its ``ack`` runs once what it produced is durable.
         A record of a partition the engine does not own is neither folded nor acknowledged
-        (its owner, or this worker after a restart, reads it again). ``waited_s``: how long
-        the record was in Kafka (:data:`CATCHING_UP_MS`)."""
+        (its owner, or this worker after a restart, reads it again)."""
         if not self._owns(partition):
             return
         wall = int(time.time() * 1000)
@@ -221,9 +210,7 @@ class Runtime:
                 first, _ = self._group_records.get(partition, (offset, offset))
                 self._group_records[partition] = (first, offset)
         self._group_events += len(events)
-        self._catching_up = waited_s * 1000 >= CATCHING_UP_MS
-        eager = not self._catching_up and self._idle()
-        if eager or self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
+        if self._idle() or self._group_events >= GROUP_EVENTS or len(self._acks) >= GROUP_RECORDS:
             await self.start_group()
 
     def _idle(self) -> bool:
@@ -322,7 +309,7 @@ class Runtime:
             )
         finally:
             self._in_flight_since = None
-        if self.failure is None and (self._acks or self._signals) and not self._catching_up:
+        if self.failure is None and (self._acks or self._signals):
             # what arrived while this group was in flight starts at once, not on the next tick
             self._chained = asyncio.get_running_loop().create_task(self._next_group())
 

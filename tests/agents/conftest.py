@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,7 +77,6 @@ class Message:
     key: bytes | None = b"k"
     headers: Headers = field(default_factory=lambda: [("trace", b"t-1")])
     topic: str = BY_USER
-    timestamp: float = field(default_factory=time.time)  # appended to Kafka: seconds
 
 
 @dataclass

@@ -1,12 +1,10 @@
 """Durable groups (issue 20): a group starts at once when none is in flight; while one is in
 flight the fold goes on without waiting for it, up to ``GROUP_RECORDS`` records; what was folded
-meanwhile starts as the next group as soon as the one before it is durable, without a tick;
-records that waited in Kafka (a backlog being caught up) gather until a fresh one or a tick."""
+meanwhile starts as the next group as soon as the one before it is durable, without a tick."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -81,44 +79,3 @@ def test_the_fold_waits_for_the_group_in_flight_once_group_records_are_pending(
     asyncio.run(scenario())
     assert seen == {"third waits": True}
     assert acks.done == [1, 2, 3]
-
-
-def test_records_that_waited_in_kafka_gather_in_one_group_until_the_worker_catches_up() -> None:
-    """Records appended to Kafka CATCHING_UP_MS or more before their fold (a backlog) start no
-    group: not at once, and not chained after the group in flight; the next fresh record starts
-    one at once, with them."""
-    sink = GatedSink()
-    worker = make_worker(sink)
-    stops, acks, runtime = recording(worker), Acks(), worker.runtime
-    seen: dict[str, object] = {}
-    long_ago = time.time() - 2 * runtime_module.CATCHING_UP_MS / 1000
-
-    async def scenario() -> None:
-        old = Message(0, 0, batch(event(0, "u0")), timestamp=long_ago)
-        await runtime.on_record(old, acks.of(0))
-        await asyncio.sleep(0.02)
-        seen["a group at once"] = not runtime._idle()
-        await runtime.on_record(Message(0, 1, batch(event(1, "u1"))), acks.of(1))  # in flight
-        for offset, user in ((2, "u2"), (3, "u3")):
-            old = Message(0, offset, batch(event(offset, user)), timestamp=long_ago)
-            await runtime.on_record(old, acks.of(offset))
-        sink.gate.set()
-        for _ in range(20):  # room for a chained group, were one started
-            await asyncio.sleep(0.01)
-        seen["groups while catching up"] = sink.flushes.count("changelog")
-        seen["acked while catching up"] = list(acks.done)
-        await runtime.on_record(Message(0, 4, batch(event(4, "u4"))), acks.of(4))
-        for _ in range(100):
-            if acks.done == [0, 1, 2, 3, 4]:
-                break
-            await asyncio.sleep(0.01)
-
-    asyncio.run(scenario())
-    assert seen == {
-        "a group at once": False,
-        "groups while catching up": 1,
-        "acked while catching up": [0, 1],
-    }
-    assert acks.done == [0, 1, 2, 3, 4]
-    assert sink.flushes.count("changelog") == 2  # the group of 0 and 1, then that of 2, 3, 4
-    assert stops == []
