@@ -27,7 +27,9 @@ _ROUND: Final = round  # bound once (compiled, ``round(x, n)`` looks the builtin
 
 
 def round_to(x: float, digits: int) -> float:
-    """``round(x, digits)`` for ``0 <= digits <= 22``, the same float to the bit."""
+    """``round(x, digits)``, the same float to the bit (``digits`` outside 0-22: ``round``'s)."""
+    if not 0 <= digits <= 22:
+        return _ROUND(x, digits)
     scale = _POWERS[digits]
     y = abs(x) * scale
     if not y < _LIMIT:  # also NaN

@@ -82,7 +82,7 @@ def test_signs_zeros_and_values_round_keeps_its_own_way() -> None:
         -1e300,
         5e-324,
     ]
-    for digits in (0, 4, 6, 22):
-        assert_same(specials, digits)
+    for digits in (-3, -1, 0, 4, 6, 22, 23, 40):
+        assert_same([*specials, 1234.5678, -98765.4321, 0.125], digits)
         assert math.isinf(round_to(math.inf, digits)) and round_to(-math.inf, digits) < 0
         assert math.isnan(round_to(math.nan, digits))
