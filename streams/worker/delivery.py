@@ -55,7 +55,8 @@ class Sink(Protocol):
     ) -> None: ...
 
     def produce_all(self, topic: str, records: list[tuple[int, bytes, bytes | None]]) -> None:
-        """``produce`` each ``(partition, key, value)`` of ``records`` to ``topic``."""
+        """``produce`` each ``(partition, key, value)`` of ``records`` to ``topic`` (partition
+        -1: the partitioner's choice by key)."""
 
     async def flush(self, role: str) -> dict[tuple[str, int], int]: ...
 

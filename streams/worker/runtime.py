@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
-import orjson
+from orjson import dumps
 
 from agents.logic.engine import Engine
 from agents.logic.engine_types import Output
@@ -350,8 +350,11 @@ class Runtime:
                 "dropped %d signal(s) of partitions revoked meanwhile", len(signals) - len(kept)
             )
         signals = kept
-        for kind, key, signal in signals:
-            self.deliverer.produce(self._signal_topics[kind], key, orjson.dumps(signal))
+        by_topic: dict[str, list[tuple[int, bytes, bytes | None]]] = {}  # in order, per topic
+        for kind, key, signal in signals:  # produce_all: not produce's two Python calls each
+            by_topic.setdefault(self._signal_topics[kind], []).append((-1, key, dumps(signal)))
+        for signal_topic, records in by_topic.items():
+            self.deliverer.produce_all(signal_topic, records)
         if signals:
             await self.deliverer.flush("signals")
         topic = self.table.changelog_topic_name
