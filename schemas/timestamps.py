@@ -59,15 +59,18 @@ _DAY_MS = 86_400_000
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds, as the signals carry their stamps
     (``1970-01-01T00:00:00.000Z``). Two per signal: the date part is cached per day, the time
-    of day is three looked-up texts (0.6 us against 1.4 formatting them, 4 against
-    ``datetime.isoformat``)."""
-    day, rest = divmod(ms, _DAY_MS)
-    seconds, millis = divmod(rest, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    return _date_text(day) + "T" + _HOUR_MINUTE[minutes] + ":" + _TWO[seconds] + _MILLIS[millis]
+    of day is three looked-up texts, indexed by floor division (not three ``divmod`` calls and
+    their tuples: 0.28 us against 0.37; 1.4 for ``datetime.isoformat``)."""
+    rest = ms % _DAY_MS
+    return (
+        _date_text(ms // _DAY_MS)
+        + _T_HOUR_MINUTE[rest // 60_000]
+        + _TWO[rest // 1000 % 60]
+        + _MILLIS[rest % 1000]
+    )
 
 
-_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_T_HOUR_MINUTE = tuple(f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
 _TWO = tuple(f"{n:02d}" for n in range(60))
 _MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
 
