@@ -362,6 +362,14 @@ class Settings:
         "Run ingest (decode, validation, routing) in a child process of the worker, so it and "
         "the fold use two cores: true, false, or auto (when the worker may run on 2+ CPUs).",
     )
+    ingest_niceness: int = setting(
+        "ENGAGEMENT_INGEST_NICENESS",
+        "10",
+        as_int_range(0, 19),
+        "How much lower the ingest child process runs in CPU priority than the fold (a nice "
+        "increment, 0-19; 0: the same): where the two want the same CPU, the fold goes first "
+        "and ingest, which runs ahead of it, takes what is left.",
+    )
     tick_interval: float = setting(
         "ENGAGEMENT_TICK_INTERVAL",
         "200ms",

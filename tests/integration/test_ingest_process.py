@@ -55,6 +55,12 @@ def _spawned(pid: int) -> bool:
         return False
 
 
+def _niceness(pid: int) -> int:
+    """The process's nice value (field 19 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -68,10 +74,18 @@ def test_counts_are_the_same_with_ingest_apart_or_inside(
     broker: BrokerHandle, unique_name, mode: str
 ) -> None:
     name = unique_name(f"ingest-{mode}")
-    env = worker_env(broker, name, ENGAGEMENT_INGEST_PROCESS=mode)
+    env = worker_env(broker, name, ENGAGEMENT_INGEST_PROCESS=mode, ENGAGEMENT_INGEST_NICENESS="7")
     with running_worker(env) as worker:
-        if mode == "true":
-            _child(worker)
+        if mode == "true":  # the child runs 7 below the worker in CPU priority
+            proc = getattr(worker, "_proc", None)
+            assert proc is not None
+            child = _child(worker)
+            wait_for(
+                lambda: _niceness(child) == _niceness(proc.pid) + 7,
+                timeout=30,
+                what="the ingest process to lower its priority",
+                every=0.1,
+            )
         _produce(broker.bootstrap, env["ENGAGEMENT_INPUT_TOPIC"], EVENTS, name)
         wait_metric([worker], "engagement_events_folded_total", EVENTS, timeout=90)
         wait_metric([worker], "engagement_events_dead_lettered_total", 1, timeout=30)

@@ -1,7 +1,13 @@
-"""The pure parts of running ingest in its own process: the choice and the counter mirror."""
+"""The pure parts of running ingest in its own process: the choice, its priority and the counter
+mirror."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.worker.ingest_process import CounterMirror, counter_totals, own_process
@@ -16,6 +22,19 @@ def test_auto_takes_a_process_of_its_own_from_two_cpus_on() -> None:
     assert not own_process("auto", cpus=1)
     assert own_process("true", cpus=1)
     assert not own_process("false", cpus=16)
+
+
+@pytest.mark.parametrize("niceness", [0, 3])
+def test_lower_priority_raises_the_nice_value_by_the_setting(niceness: int) -> None:
+    """In a child interpreter: the test process keeps its own priority."""
+    code = (
+        "import os; from streams.worker.ingest_process import lower_priority; "
+        f"lower_priority({niceness}); print(os.nice(0))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert int(done.stdout) == os.nice(0) + niceness
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
