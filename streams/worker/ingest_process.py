@@ -1,7 +1,7 @@
 """Ingest in a process of its own: validation and routing on one core, the fold on another.
 
-Ingest (JSON decode, schema validation, routing, the by_user batches) costs more CPU per event
-than the fold behind it, and a Faust worker is one Python thread. With
+Ingest (JSON decode, schema validation, routing, the by_user batches) costs about as much CPU
+per event as the fold behind it until deadlines fire, and a Faust worker is one Python thread. With
 ``ENGAGEMENT_INGEST_PROCESS`` on (``auto``: when the worker may run on two CPUs or more) the
 worker starts the same :class:`~streams.worker.ingest.IngestService` in a child process, with
 its own producer, and keeps only the fold. Nothing else changes: the child commits the input offsets
@@ -120,10 +120,10 @@ def lower_priority(niceness: int) -> None:
     priority. Ingest reads ahead of the fold, the stage a signal waits for: where the two (and
     a broker on the same machine) want the same CPU, the fold and the broker go first and
     ingest takes the rest. It still gets every CPU they leave idle, and a fold that catches up
-    with it finds nothing to do, so ingest then runs. Ten
-    bench runs alternating 10 and 0 (2,000,000 events, Kafka on the same 2 CPUs): 63,971-76,503
-    events/s against 58,490-70,916, and 17.3-20.3 CPU-s per million events against 18.0-22.1;
-    10 was ahead in each of the five pairs (README, Performance)."""
+    with it finds nothing to do, so ingest then runs. Ten bench runs alternating 10 and 0
+    (2,000,000 events, Kafka on the same 2 CPUs): 63,971-76,503 events/s against
+    58,490-70,916, and 17.3-20.3 CPU-s per million events against 18.0-22.1; 10 was ahead in
+    each of the five pairs (README, Performance)."""
     if niceness > 0:
         os.nice(niceness)  # raising it needs no privilege
         log.info("ingest runs %d below the worker in CPU priority (nice)", niceness)

@@ -34,7 +34,7 @@ def test_lower_priority_raises_the_nice_value_by_the_setting(niceness: int) -> N
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert int(done.stdout) == os.nice(0) + niceness
+    assert int(done.stdout) == min(19, os.nice(0) + niceness)  # Linux caps it at 19
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
